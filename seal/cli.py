@@ -1,0 +1,78 @@
+"""The `seal` command: `seal experiment=<name> [overrides]` runs one experiment into a run folder.
+
+Hydra composes `configs/`; this module turns the result into the recipe's typed config, opens the
+run folder (new, or the one named by `resume=`), and calls the recipe. Errors in configs or data are
+printed as one clear line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from seal.config import ConfigError, plain, to_dataclass
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+log = logging.getLogger("seal")
+
+OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume or default, replace=True)
+
+
+def recipes():
+    """experiment name -> (config dataclass, run function); imported lazily to keep start-up fast."""
+    from seal import ki_eval
+
+    table = {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run)}
+    try:
+        from seal import restem
+
+        table.update({name: (restem.ReSTEMConfig, restem.run) for name in restem.EXPERIMENTS})
+    except ImportError:
+        pass
+    return table
+
+
+def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
+    from seal.run_dir import RunDir
+
+    raw = plain(cfg)
+    raw.pop("hydra", None)
+    name = raw["experiment"]["name"]
+    table = recipes()
+    if name not in table:
+        raise ConfigError(f"experiment: unknown experiment '{name}' (choose one of {', '.join(sorted(table))})")
+    cls, fn = table[name]
+    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume")}
+    typed = to_dataclass(cls, body, "root")
+    rd = RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume")))
+    log.info("run folder: %s", rd.path)
+    results = fn(typed, rd)
+    log.info("done: %s", rd.path / "report.md")
+    return results
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    from seal.data import DataError
+    from seal.run_dir import ResumeError
+    from seal.self_edits import SelfEditError
+
+    run_path = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run_experiment(cfg, run_path)
+    except (ConfigError, DataError, ResumeError, SelfEditError) as e:
+        print(f"seal: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

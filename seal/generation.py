@@ -1,0 +1,70 @@
+"""Batched text generation behind a small protocol, so a vLLM backend can stand in later.
+
+`HFGenerator` runs transformers' `generate` on the resident model with left padding. Prompts are
+sorted by length before batching so each batch pads little, and results come back in input order.
+Sampling is seeded per call, so the same (prompts, seed) gives the same texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    batch_size: int = 16
+
+
+class Generator(Protocol):
+    def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int = 0,
+                 desc: str | None = None) -> list[str]: ...
+
+
+class HFGenerator:
+    """Generation with whatever adapter state the wrapped model currently has."""
+
+    def __init__(self, model, tokenizer):
+        self.model = model
+        self.tok = tokenizer
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int = 0,
+                 desc: str | None = None) -> list[str]:
+        if not prompts:
+            return []
+        tok, model = self.tok, self.model
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[str | None] = [None] * len(prompts)
+        greedy = sampling.temperature <= 0
+        gen_kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
+                          pad_token_id=tok.pad_token_id)
+        if not greedy:
+            gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        batches = [order[i:i + sampling.batch_size] for i in range(0, len(order), sampling.batch_size)]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for batch in tqdm(batches, desc=desc, disable=desc is None, leave=False):
+                old_side = tok.padding_side
+                tok.padding_side = "left"
+                enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(device)
+                tok.padding_side = old_side
+                gen = model.generate(**enc, **gen_kwargs)
+                new = gen[:, enc["input_ids"].shape[1]:]
+                for j, i in enumerate(batch):
+                    out[i] = tok.decode(new[j], skip_special_tokens=True).strip()
+        if was_training:
+            model.train()
+        return out  # type: ignore[return-value]

@@ -1,0 +1,255 @@
+"""Recipe `ki_eval`: how much does the model learn from a passage under each way of adapting it?
+
+    seal experiment=ki_eval data.limit=8
+    seal experiment=ki_eval conditions=[base,passage] data.source=file data.path=my_passages.json
+
+Conditions (closed-book accuracy on each passage's questions after the update):
+  base       no update; computed once per passage and shared by every other condition's gain
+  passage    LoRA SFT on the passage alone
+  self_edit  the model writes `self_edit.k` self-edits per passage; one inner loop on each
+             (its documents + the passage)
+  from_file  the same with completions read from SEAL-format files (`from_files: {label: path}`),
+             one condition `from_file:<label>` per file
+
+Steps: load passages and the model -> skip passages that cannot fit (recorded) -> base answers ->
+sample self-edits (batched, once, recorded) -> one inner loop per (condition, passage, sample),
+each recorded the moment it finishes -> aggregate -> results.json, report.md, bar chart.
+A killed run continues with `resume=<run folder>` and redoes nothing that finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from seal.config import derive_seed
+from seal.data import DataConfig, DataError, Passage, load_passages, load_seal_file
+from seal.generation import HFGenerator, SamplingConfig
+from seal.graders import GraderConfig, make_grader
+from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError
+from seal.models import ModelConfig, format_prompt, load_model, uses_chat
+from seal.qa_eval import QAEvalConfig, answer_and_grade, mean_stderr
+from seal.report import bar_chart, md_table, print_table
+from seal.run_dir import RunDir
+from seal.self_edits import SelfEditConfig, SelfEditError, check_format, completion_to_documents, self_edit_prompt
+from seal.tracking import Tracker, WandbConfig
+
+CONDITIONS = ("base", "passage", "self_edit", "from_file")
+
+
+@dataclass
+class KIEvalConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
+    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
+    qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
+    grader: GraderConfig = field(default_factory=GraderConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
+    from_files: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+
+
+def validate(cfg: KIEvalConfig) -> None:
+    from seal.config import ConfigError
+
+    unknown = [c for c in cfg.conditions if c not in CONDITIONS]
+    if unknown:
+        raise ConfigError(f"conditions: unknown {unknown} (choose from {', '.join(CONDITIONS)})")
+    if "from_file" in cfg.conditions and not cfg.from_files:
+        raise ConfigError("conditions has from_file but from_files is empty: set from_files.<label>=<path>")
+    if "self_edit" in cfg.conditions:
+        try:
+            check_format(cfg.self_edit.format, cfg.self_edit)
+        except SelfEditError as e:
+            raise ConfigError(str(e)) from None
+        if cfg.self_edit.format == "from_file":
+            raise ConfigError("self_edit.format=from_file: use the from_file condition with from_files instead")
+    if cfg.self_edit.k < 1:
+        raise ConfigError(f"self_edit.k must be at least 1, got {cfg.self_edit.k}")
+
+
+def _file_completions(label: str, path: str, passages: list[Passage]) -> dict[str, list[str]]:
+    """Map passage uid -> completions from a self-edit file, matched on the passage context."""
+    by_context = {p.context.strip(): p.completions for p in load_seal_file(path)}
+    out = {}
+    for p in passages:
+        if p.context.strip() in by_context:
+            out[p.uid] = by_context[p.context.strip()]
+    if not out:
+        raise DataError(f"from_files.{label}={path}: none of the {len(passages)} selected passages occurs in "
+                        f"this file (records are matched on their 'context' field)")
+    return out
+
+
+def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
+    validate(cfg)
+    passages = load_passages(cfg.data)
+    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_eval-{rd.path.name}")
+    model, tok = load_model(cfg.model)
+    chat = uses_chat(cfg.model, tok)
+    inner = InnerLoop(model, tok, cfg.inner_loop)
+    gen = HFGenerator(inner.model, tok)
+    grader = make_grader(cfg.grader, inner.model, tok, chat)
+    sysp = cfg.model.system_prompt
+
+    def evaluate(ps: list[Passage]) -> list[dict]:
+        return answer_and_grade(ps, gen, grader, cfg.qa_eval, tok, chat, sysp)
+
+    # 1. passages that cannot fit the inner loop's sequence limit are skipped, with the reason recorded
+    usable, skipped = [], []
+    for p in passages:
+        n_tok = len(tok(f"{p.title}\n{p.context}")["input_ids"]) + 1
+        if n_tok > cfg.inner_loop.max_seq_len:
+            skipped.append({"passage": p.uid, "reason": f"passage has {n_tok} tokens, more than "
+                                                          f"inner_loop.max_seq_len={cfg.inner_loop.max_seq_len}"})
+        else:
+            usable.append(p)
+    by_uid = {p.uid: p for p in usable}
+
+    # 2. unadapted answers: once per passage, batched over all passages
+    todo = [p for p in usable if not rd.has(rd.key("base", p.uid))]
+    if todo:
+        with inner.base_model():
+            recs = evaluate(todo)
+        for p in todo:
+            qs = [r for r in recs if r["passage"] == p.uid]
+            rd.put(rd.key("base", p.uid), {"condition": "base", "passage": p.uid, "sample": 0,
+                                           "accuracy": sum(r["correct"] for r in qs) / len(qs), "questions": qs})
+
+    # 3. the work list: (condition, passage, sample, documents or a reason to skip)
+    jobs: list[tuple[str, Passage, int, list[str] | None, str, str]] = []  # cond, p, s, docs, text, skip
+    if "passage" in cfg.conditions:
+        for p in usable:
+            jobs.append(("passage", p, 0, completion_to_documents("", p, "none", cfg.self_edit), "", ""))
+    if "self_edit" in cfg.conditions:
+        fmt = cfg.self_edit.format
+        missing = [p for p in usable if not rd.has(rd.key("completions", fmt, p.uid))]
+        if missing:
+            sampling = SamplingConfig(max_new_tokens=cfg.self_edit.max_new_tokens, temperature=cfg.self_edit.temperature,
+                                      top_p=cfg.self_edit.top_p, batch_size=cfg.self_edit.batch_size)
+            prompts = [format_prompt(tok, self_edit_prompt(p, fmt, cfg.self_edit), chat, sysp)
+                       for p in missing for _ in range(cfg.self_edit.k)]
+            seed = derive_seed(cfg.seed, "self_edit_sampling", fmt, *(p.uid for p in missing))
+            with inner.base_model():
+                texts = gen.generate(prompts, sampling, seed=seed, desc=f"sampling {len(prompts)} self-edits")
+            for i, p in enumerate(missing):
+                rd.put(rd.key("completions", fmt, p.uid), {"passage": p.uid, "format": fmt, "seed": seed,
+                       "completions": texts[i * cfg.self_edit.k:(i + 1) * cfg.self_edit.k]})
+        for p in usable:
+            for s, text in enumerate(rd.get(rd.key("completions", fmt, p.uid))["completions"]):
+                jobs.append(_job("self_edit", p, s, text, fmt, cfg))
+    if "from_file" in cfg.conditions:
+        for label, path in cfg.from_files.items():
+            comps = _file_completions(label, path, usable)
+            for p in usable:
+                if p.uid not in comps:
+                    jobs.append((f"from_file:{label}", p, 0, None, "", f"passage not in {path}"))
+                    continue
+                for s, text in enumerate(comps[p.uid][: cfg.self_edit.k]):
+                    jobs.append(_job(f"from_file:{label}", p, s, text, "implications", cfg))
+
+    # 4. one inner loop per job, recorded as it finishes
+    pending = [j for j in jobs if not rd.has(rd.key(j[0], j[1].uid, j[2]))]
+    bar = tqdm(pending, desc="inner loops", disable=not pending)
+    for cond, p, s, docs, text, skip in bar:
+        key = rd.key(cond, p.uid, s)
+        bar.set_postfix_str(f"{cond} {p.uid}")
+        seed = derive_seed(cfg.seed, "inner_loop", cond, p.uid, s)
+        if docs is None:
+            rd.put(key, {"condition": cond, "passage": p.uid, "sample": s, "skipped": skip, "self_edit": text})
+            continue
+        try:
+            stats = inner.train(docs, seed=seed)
+        except InnerLoopError as e:
+            rd.put(key, {"condition": cond, "passage": p.uid, "sample": s, "skipped": str(e), "self_edit": text})
+            continue
+        qs = evaluate([p])
+        acc = sum(r["correct"] for r in qs) / len(qs)
+        base_acc = rd.get(rd.key("base", p.uid))["accuracy"]
+        rd.put(key, {"condition": cond, "passage": p.uid, "sample": s, "seed": seed, "accuracy": acc,
+                     "gain": acc - base_acc, "n_docs": len(docs), "train": stats.to_dict(), "self_edit": text,
+                     "questions": qs})
+        rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=acc, gain=acc - base_acc,
+                  final_loss=stats.final_loss, train_seconds=stats.seconds)
+        tracker.log({f"{cond}/accuracy": acc, f"{cond}/gain": acc - base_acc, f"{cond}/final_loss": stats.final_loss})
+
+    results = summarise(cfg, rd, usable, skipped, by_uid)
+    write_report(cfg, rd, results)
+    tracker.log({f"final/{c}": v["accuracy"] for c, v in results["conditions"].items()})
+    tracker.finish()
+    return results
+
+
+def _job(cond: str, p: Passage, s: int, text: str, fmt: str, cfg: KIEvalConfig):
+    try:
+        return (cond, p, s, completion_to_documents(text, p, fmt, cfg.self_edit), text, "")
+    except SelfEditError as e:
+        return (cond, p, s, None, text, str(e))
+
+
+def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: list[dict], by_uid) -> dict:
+    """Per condition: accuracy over questions (each question averaged over its samples) and its SE."""
+    names = ["base"] + [c for c in cfg.conditions if c not in ("base", "from_file")]
+    if "from_file" in cfg.conditions:
+        names += [f"from_file:{label}" for label in cfg.from_files]
+    out: dict = {"conditions": {}, "skipped": list(skipped), "n_passages": len(usable)}
+    for cond in names:
+        per_q: dict[tuple[str, int], list[float]] = {}
+        f1s: list[float] = []
+        n_skipped = 0
+        for rec in rd.records.values():
+            if rec.get("condition") != cond or rec["passage"] not in by_uid:
+                continue
+            if "skipped" in rec:
+                n_skipped += 1
+                out["skipped"].append({"passage": rec["passage"], "condition": cond, "sample": rec["sample"],
+                                       "reason": rec["skipped"]})
+                continue
+            for q in rec["questions"]:
+                per_q.setdefault((q["passage"], q["q"]), []).append(float(q["correct"]))
+                f1s.append(q["f1"])
+        values = [sum(v) / len(v) for v in per_q.values()]
+        acc, se = mean_stderr(values)
+        out["conditions"][cond] = {"accuracy": acc, "stderr": se, "n_questions": len(values),
+                                   "n_inner_loops": sum(1 for r in rd.records.values() if r.get("condition") == cond
+                                                        and "skipped" not in r) if cond != "base" else 0,
+                                   "mean_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
+                                   "n_skipped": n_skipped}
+    rd.write_json("results.json", out)
+    return out
+
+
+def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
+    conds = results["conditions"]
+    base = conds["base"]["accuracy"]
+    rows = [[c, v["accuracy"], v["stderr"], v["accuracy"] - base, v["mean_f1"], v["n_questions"], v["n_inner_loops"],
+             v["n_skipped"]] for c, v in conds.items()]
+    headers = ["condition", "accuracy", "stderr", "gain vs base", "token F1", "questions", "inner loops", "skipped"]
+    print_table("ki_eval", headers, rows)
+    bar_chart(rd.path / "accuracy.png", list(conds), [v["accuracy"] for v in conds.values()],
+              [v["stderr"] for v in conds.values()], title=f"Closed-book accuracy ({cfg.model.name})")
+    lines = [
+        "# ki_eval: knowledge incorporation by condition", "",
+        f"Model `{cfg.model.name}`, data `{cfg.data.source}`" + (f" (`{cfg.data.path}`)" if cfg.data.path else "")
+        + f", {results['n_passages']} passages, grader `{cfg.grader.kind}`, self-edit format "
+        f"`{cfg.self_edit.format}` (k={cfg.self_edit.k}), seed {cfg.seed}.", "",
+        "Inner loop: " + ", ".join(f"{k}={getattr(cfg.inner_loop, k)}" for k in
+                                   ("lora_r", "lora_alpha", "lr", "epochs", "batch_size", "target_modules")) + ".", "",
+        md_table(headers, rows), "", "![accuracy](accuracy.png)", "",
+        "Accuracy: each question's correctness averaged over its samples, then over questions; stderr is the "
+        "standard error of that mean over questions.", "",
+    ]
+    if results["skipped"]:
+        lines += ["## Skipped", "", md_table(["passage", "condition", "reason"],
+                  [[s["passage"], s.get("condition", "all"), s["reason"]] for s in results["skipped"][:50]]), ""]
+    examples = [r for r in rd.records.values() if r.get("condition") == "self_edit" and "questions" in r][:3]
+    if examples:
+        lines += ["## Example self-edits", ""]
+        for r in examples:
+            lines += [f"**{r['passage']}** (accuracy {r['accuracy']:.2f}, gain {r['gain']:+.2f})", "", "```",
+                      r["self_edit"][:1200], "```", ""]
+    (Path(rd.path) / "report.md").write_text("\n".join(lines))

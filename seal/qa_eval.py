@@ -1,0 +1,61 @@
+"""Closed-book question answering: the downstream task whose accuracy is SEAL's reward.
+
+The model answers each question *without* the passage in context. The question carries a
+"Topic: {title}" line so it is unambiguous, the prompt asks for a direct, concise answer, decoding
+is greedy with at most `max_new_tokens`, and all questions of a batch of passages are generated
+together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from seal.data import Passage
+from seal.generation import Generator, SamplingConfig
+from seal.graders import Grader, GradeItem
+from seal.models import format_prompt
+
+
+@dataclass
+class QAEvalConfig:
+    template: str = "Topic: {title}\n{question}\nAnswer the question directly and concisely."
+    max_new_tokens: int = 64
+    batch_size: int = 16
+
+
+def qa_prompts(passages: list[Passage], cfg: QAEvalConfig, tok, chat: bool, system_prompt: str | None = None):
+    return [format_prompt(tok, cfg.template.format(title=p.title, question=q.question), chat, system_prompt)
+            for p in passages for q in p.questions]
+
+
+def answer_and_grade(passages: list[Passage], generator: Generator, grader: Grader, cfg: QAEvalConfig,
+                     tok, chat: bool, system_prompt: str | None = None) -> list[dict]:
+    """Per-question records {passage, question, gold, answer, correct, f1} for these passages."""
+    prompts = qa_prompts(passages, cfg, tok, chat, system_prompt)
+    answers = generator.generate(prompts, SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0,
+                                                         batch_size=cfg.batch_size))
+    items = [GradeItem(question=q.question, gold=q.answer, answer=a)
+             for (p, q), a in zip(((p, q) for p in passages for q in p.questions), answers)]
+    grades = grader.grade(items)
+    records = []
+    qi = 0
+    for p in passages:
+        for j, q in enumerate(p.questions):
+            g = grades[qi]
+            records.append({"passage": p.uid, "q": j, "question": q.question, "gold": q.answer,
+                            "answer": answers[qi], "correct": g.correct, "f1": round(g.f1, 4)})
+            qi += 1
+    return records
+
+
+def mean_stderr(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for fewer than two values)."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    m = sum(values) / n
+    if n < 2:
+        return m, 0.0
+    var = sum((v - m) ** 2 for v in values) / (n - 1)
+    return m, math.sqrt(var / n)

@@ -1,0 +1,132 @@
+"""The run folder: resolved config, append-only records, metrics, results, and resume.
+
+Layout of a run folder:
+  config.yaml      the resolved config (every seed in it)
+  run.json         config fingerprint, start time, wandb run id (what resume needs)
+  records.jsonl    one line per finished unit of work, keyed; written the moment it finishes
+  metrics.jsonl    scalar metrics as they are produced
+  results.json     final aggregate results
+  report.md, *.png the human-readable report
+
+Resuming (`resume=<run folder>`) reloads `records.jsonl`, so finished work is skipped, and refuses
+to continue when the config differs from the one the run started with (unless `force_resume=true`).
+A torn last line (the process was killed mid-write) is dropped with a warning, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# keys that may change between a run and its resumption without changing its results
+RESUME_NEUTRAL = ("resume", "force_resume", "wandb", "hydra", "progress")
+
+
+class ResumeError(RuntimeError):
+    pass
+
+
+def fingerprint(config: dict) -> str:
+    core = {k: v for k, v in config.items() if k not in RESUME_NEUTRAL}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            if prefix == "" and k in RESUME_NEUTRAL:
+                continue
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
+
+
+class RunDir:
+    def __init__(self, path: str | Path, config: dict, resume: bool = False, force: bool = False):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        meta_path = self.path / "run.json"
+        fp = fingerprint(config)
+        if resume:
+            if not meta_path.is_file():
+                raise ResumeError(f"resume={self.path}: not a run folder (no run.json)")
+            self.meta = json.loads(meta_path.read_text())
+            if self.meta["fingerprint"] != fp and not force:
+                old = yaml.safe_load((self.path / "config.yaml").read_text())
+                changes = "; ".join(_diff(old, config)[:10])
+                raise ResumeError(f"resume={self.path}: the config differs from the run's ({changes}). "
+                                  f"Resume with the original config, or add force_resume=true.")
+            self.meta.setdefault("resumed_at", []).append(time.strftime("%Y-%m-%dT%H:%M:%S"))
+        else:
+            if (self.path / "records.jsonl").exists():
+                raise ResumeError(f"{self.path} already holds a run; pass resume={self.path} to continue it")
+            self.meta = {"fingerprint": fp, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.save_meta()
+        self.records: dict[str, dict] = self._load_records()
+
+    def save_meta(self) -> None:
+        tmp = self.path / "run.json.tmp"
+        tmp.write_text(json.dumps(self.meta, indent=2))
+        os.replace(tmp, self.path / "run.json")
+
+    def _load_records(self) -> dict[str, dict]:
+        path = self.path / "records.jsonl"
+        records: dict[str, dict] = {}
+        if not path.exists():
+            return records
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    warnings.warn(f"{path}:{i + 1}: dropping a torn last record (the run was killed mid-write)")
+                    continue
+                raise ResumeError(f"{path}:{i + 1}: corrupt record in the middle of the file") from None
+            records[rec["key"]] = rec
+        # rewrite without the torn line so appends stay well-formed
+        with open(path, "w") as f:
+            for rec in records.values():
+                f.write(json.dumps(rec) + "\n")
+        return records
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        return "/".join(str(p) for p in parts)
+
+    def has(self, key: str) -> bool:
+        return key in self.records
+
+    def get(self, key: str) -> dict | None:
+        return self.records.get(key)
+
+    def put(self, key: str, record: dict) -> dict:
+        record = {"key": key, **record}
+        with open(self.path / "records.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.records[key] = record
+        return record
+
+    def metric(self, **values: Any) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"time": round(time.time(), 3), **values}) + "\n")
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        tmp = self.path / f"{name}.tmp"
+        tmp.write_text(json.dumps(obj, indent=2))
+        os.replace(tmp, self.path / name)
+        return self.path / name
