@@ -8,7 +8,9 @@ result can be reproduced from the config and the record's key alone.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import typing
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -26,12 +28,28 @@ def to_dataclass(cls: type[T], node: Any, where: str) -> T:
     if node is None:
         node = {}
     try:
+        _check_sections(cls, node, "", where)
         merged = OmegaConf.merge(OmegaConf.structured(cls), node)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
         msg = str(e).splitlines()[0]
         raise ConfigError(f"config section '{where}'" + (f", key '{key}'" if key else "") + f": {msg}") from None
+
+
+def _check_sections(cls: type, node: Any, prefix: str, where: str) -> None:
+    """A scalar where a section belongs (`wandb=offline`): OmegaConf's merge error names no key, so name it."""
+    if not isinstance(node, (dict, DictConfig)):
+        return
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        sub = hints.get(f.name)
+        if f.name in node and dataclasses.is_dataclass(sub):
+            val = node[f.name]
+            if val is not None and not isinstance(val, (dict, DictConfig)) and not dataclasses.is_dataclass(val):
+                raise ConfigError(f"config section '{where}', key '{prefix}{f.name}': expected a section of "
+                                  f"{sub.__name__} fields, got {type(val).__name__} {val!r}")
+            _check_sections(sub, val, f"{prefix}{f.name}.", where)
 
 
 def plain(node: Any) -> Any:

@@ -105,6 +105,8 @@ def load_seal_file(path: str | Path) -> list[Passage]:
     text = path.read_text(encoding="utf-8")
     records: list[tuple[str, object]] = []
     stripped = text.lstrip()
+    if not stripped:
+        raise DataError(f"{path}: file is empty")
     if path.suffix == ".jsonl" or (stripped and stripped[0] == "{" and "\n{" in stripped):
         for i, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -139,8 +141,12 @@ def group_squad_official(data: dict, source: str) -> list[Passage]:
     for a, article in enumerate(data["data"]):
         for b, para in enumerate(article.get("paragraphs", [])):
             where = f"{source}, data[{a}].paragraphs[{b}]"
-            rec = {"title": article.get("title", ""), "context": para.get("context"),
-                   "questions": [{"question": q["question"], "answers": q["answers"]} for q in para.get("qas", [])]}
+            title = article.get("title", "")
+            title = title.replace("_", " ") if isinstance(title, str) else title  # as the hub rows below
+            qas = para.get("qas", [])
+            qas = [{k: q[k] for k in ("question", "answers") if k in q} if isinstance(q, dict) else q
+                   for q in qas] if isinstance(qas, list) else qas
+            rec = {"title": title, "context": para.get("context"), "questions": qas}
             p = passage_from_record(rec, where)
             p.uid = f"squad#{len(passages)}"
             passages.append(p)
@@ -180,8 +186,7 @@ def load_squad(split: str = "validation", path: str | None = None) -> list[Passa
 def seal_eval_subset(passages: list[Passage], n: int = 200, seed: int = 42) -> list[Passage]:
     """The paper's evaluation subset: Python `random.seed(42); random.shuffle(list)`, first n."""
     lst = list(passages)
-    random.seed(seed)
-    random.shuffle(lst)
+    random.Random(seed).shuffle(lst)  # same order as random.seed(seed); random.shuffle, global RNG untouched
     return lst[:n]
 
 
@@ -202,6 +207,8 @@ def load_passages(cfg: DataConfig) -> list[Passage]:
         passages = seal_eval_subset(passages)
     elif cfg.subset:
         raise DataError(f"data.subset: unknown subset '{cfg.subset}' (choose seal_eval or leave unset)")
+    if cfg.offset < 0:
+        raise DataError(f"data.offset must be at least 0, got {cfg.offset}")
     passages = passages[cfg.offset:]
     if cfg.limit is not None:
         if cfg.limit < 1:

@@ -96,10 +96,15 @@ class RunDir:
                     continue
                 raise ResumeError(f"{path}:{i + 1}: corrupt record in the middle of the file") from None
             records[rec["key"]] = rec
-        # rewrite without the torn line so appends stay well-formed
-        with open(path, "w") as f:
+        # rewrite without the torn line so appends stay well-formed; atomically, so that a kill
+        # during the rewrite cannot lose the records
+        tmp = self.path / "records.jsonl.tmp"
+        with open(tmp, "w") as f:
             for rec in records.values():
                 f.write(json.dumps(rec) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
         return records
 
     @staticmethod

@@ -60,8 +60,8 @@ def self_edit_prompt(passage: Passage, fmt: str, cfg: SelfEditConfig) -> str:
 _FILLER = re.compile(
     r"^\W*(sure|certainly|of course|okay|ok|absolutely|here (is|are)|below (is|are)|the following|"
     r"implications|rewrites?|questions? and answers?)\b", re.IGNORECASE)
-_MARKER = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,3}[.)]|#+|\*\*\d+\.\*\*)\s+")
-_QA = re.compile(r"^\s*(?:\*\*)?(q(?:uestion)?\s*\d*\s*[:.)])", re.IGNORECASE)
+_MARKER = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,3}[.)]|#+|\*\*\d+\.\*\*)(?:\s+|$)")
+_QA = re.compile(r"^\s*(?:(?:[-*\u2022]+|\(?\d{1,3}[.)])\s*)?(?:\*\*)?(q(?:uestion)?\s*\d*\s*[:.)])", re.IGNORECASE)
 
 
 def _is_filler(line: str) -> bool:

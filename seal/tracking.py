@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import uuid
 from typing import Any
 
 
@@ -23,7 +24,7 @@ class Tracker:
             return
         import wandb
 
-        run_id = run_dir.meta.get("wandb_id") or wandb.util.generate_id()
+        run_id = run_dir.meta.get("wandb_id") or uuid.uuid4().hex[:8]
         run_dir.meta["wandb_id"] = run_id
         run_dir.save_meta()
         self.run = wandb.init(project=cfg.project, entity=cfg.entity, mode=cfg.mode, dir=str(run_dir.path),

@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny random models (built fresh per test: the inner loop wraps them in place)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "seal"
+
+
+@pytest.fixture
+def tiny():
+    from seal.tiny import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer()
+    model.eval()
+    return model, tok
+
+
+def compose(*overrides: str):
+    """The Hydra config exactly as `seal <overrides>` would build it."""
+    import seal.cli  # noqa: F401  (registers the run-dir resolver)
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return hydra_compose(config_name="config", overrides=list(overrides))

@@ -1,0 +1,294 @@
+"""Graders: answer normalisation and matching, the local LM judge, and an OpenAI-compatible endpoint."""
+
+import copy
+import json
+import threading
+from dataclasses import asdict, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from seal.graders import (
+    Grade,
+    GradeItem,
+    GraderConfig,
+    JudgeGrader,
+    MatchGrader,
+    OpenAIGrader,
+    contains,
+    make_grader,
+    normalize,
+    token_f1,
+)
+
+# ---------------------------------------------------------------------------------------------
+# normalize / token_f1 / contains
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("The Lantern Drift", "lantern drift"),
+    ("  An  apple, a DAY!  ", "apple day"),
+    ("1,118", "1118"),
+    ("Theatre of the Absurd", "theatre of absurd"),  # "the" inside a word stays
+    ("", ""),
+    ("...", ""),
+])
+def test_normalize(text, expect):
+    assert normalize(text) == expect
+
+
+def test_token_f1():
+    assert token_f1("The Lantern Drift", "lantern drift") == 1.0
+    assert token_f1("lantern", "lantern drift") == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+    assert token_f1("a red lantern drift boat", "Lantern Drift") == pytest.approx(2 * 0.5 * 1.0 / 1.5)
+    assert token_f1("nothing shared", "lantern drift") == 0.0
+    assert token_f1("", "lantern drift") == 0.0
+    assert token_f1("lantern drift", "") == 0.0
+    assert token_f1("drift drift", "drift") == pytest.approx(2 * 0.5 * 1.0 / 1.5)  # counts, not sets
+
+
+@pytest.mark.parametrize("answer,gold,expect", [
+    ("The Lantern Drift", "lantern drift", True),
+    ("It was called the lantern drift, I think.", "The Lantern Drift", True),
+    ("1874", "18", False),  # word boundary: a number inside a longer number is no match
+    ("In 1874.", "1874", True),
+    ("about 1,118 people", "1,118", True),
+    ("about 1118 people", "1,118", True),
+    ("about 1,119 people", "1,118", False),
+    ("drifting lanterns", "lantern drift", False),
+    ("lantern", "lantern drift", False),
+    ("Denver Broncos", "Broncos", True),
+    ("", "lantern drift", False),  # empty answer is wrong
+    ("   ", "x", False),
+    ("the", "the", False),  # normalises to nothing
+])
+def test_contains(answer, gold, expect):
+    assert contains(answer, gold) is expect
+
+
+def test_match_grader():
+    items = [GradeItem("Q1", "Lantern Drift", "the lantern drift"), GradeItem("Q2", "18", "1874"),
+             GradeItem("Q3", "1,118", "1118 men"), GradeItem("Q4", "Broncos", "")]
+    grades = MatchGrader().grade(items)
+    assert [g.correct for g in grades] == [True, False, True, False]
+    assert [g.f1 for g in grades] == [token_f1(it.answer, it.gold) for it in items]
+    assert grades[3] == Grade(correct=False, f1=0.0)
+    assert MatchGrader().grade([]) == []
+    assert isinstance(make_grader(GraderConfig(kind="match")), MatchGrader)
+
+
+def test_make_grader_errors():
+    with pytest.raises(ValueError, match="'telepathy'"):
+        make_grader(GraderConfig(kind="telepathy"))
+    with pytest.raises(ValueError, match="needs the experiment's model"):
+        make_grader(GraderConfig(kind="judge", judge_model="policy"))
+
+
+# ---------------------------------------------------------------------------------------------
+# JudgeGrader on the tiny random model
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from seal.tiny import tiny_model_and_tokenizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the model is tiny; more threads only contend on a busy machine
+    model, tok = tiny_model_and_tokenizer()
+    yield model.eval(), tok
+    torch.set_num_threads(threads)
+
+
+ITEMS = [
+    GradeItem("What is the capital of Velmora?", "Tarvik", "Tarvik"),
+    GradeItem("Who founded it?", "Ansel Quorrin", "nobody really, it was a long long story of many many words"),
+    GradeItem("When?", "1874", ""),
+    GradeItem("When was the town founded?", "1874", "in 1874"),
+    GradeItem("Which river?", "the Tarvik", "   "),
+    GradeItem("a", "b", "c"),
+]
+
+
+def test_judge_one_grade_per_item_and_empty_is_wrong(tiny):
+    model, tok = tiny
+    grader = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=4)
+    grades = grader.grade(ITEMS)
+    assert len(grades) == len(ITEMS) and all(isinstance(g, Grade) for g in grades)
+    assert grades[2].correct is False and grades[4].correct is False
+    assert [g.f1 for g in grades] == [token_f1(it.answer, it.gold) for it in ITEMS]
+    assert grader.grade([]) == []
+
+
+def test_judge_deterministic_batch_invariant_and_restores_padding(tiny):
+    model, tok = tiny
+    tok.padding_side = "right"
+    a = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=4).grade(ITEMS)
+    b = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=4).grade(ITEMS)
+    assert a == b
+    assert tok.padding_side == "right"
+    one_by_one = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=1).grade(ITEMS)
+    assert [g.correct for g in one_by_one] == [g.correct for g in a]
+    raw = JudgeGrader(model, tok, GraderConfig().prompt, chat=False, batch_size=16).grade(ITEMS)
+    assert len(raw) == len(ITEMS) and raw[2].correct is False
+
+
+def _first_token(tok, word: str) -> int:
+    return tok(word, add_special_tokens=False)["input_ids"][0]
+
+
+def _biased(model, tok, words: list[str]):
+    """A copy of the tiny model whose output head strongly prefers the first token of `words`."""
+    m = copy.deepcopy(model)
+    head = torch.nn.Linear(m.config.hidden_size, m.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for w in words:
+            head.bias[_first_token(tok, w)] = 20.0
+    m.lm_head = head
+    return m
+
+
+@pytest.mark.parametrize("words,verdict", [(["yes", " yes"], True), (["no", " no"], False)])
+def test_judge_verdict_follows_yes_no_probability(tiny, words, verdict):
+    model, tok = tiny
+    grader = JudgeGrader(_biased(model, tok, words), tok, GraderConfig().prompt, chat=True)
+    grades = grader.grade(ITEMS)
+    assert [g.correct for g in grades] == [verdict and bool(it.answer.strip()) for it in ITEMS]
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAIGrader against a real local HTTP server
+# ---------------------------------------------------------------------------------------------
+
+
+class FakeEndpoint:
+    """A tiny OpenAI-compatible server on 127.0.0.1: records requests, answers from `reply(body)`."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.reply = lambda body: "yes"
+        self.fail_next = 0  # answer this many requests with HTTP 500 first
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                endpoint.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if endpoint.fail_next > 0:
+                    endpoint.fail_next -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                out = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                           "content": endpoint.reply(body)}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+KEY = "sk-test-0123456789-secret"
+ENV = "SEAL_TEST_GRADER_KEY"
+
+
+@pytest.fixture
+def endpoint():
+    with FakeEndpoint() as ep:
+        yield ep
+    assert not ep.thread.is_alive()
+
+
+@pytest.fixture
+def ocfg(endpoint, monkeypatch) -> GraderConfig:
+    monkeypatch.setenv(ENV, KEY)
+    return GraderConfig(kind="openai", base_url=endpoint.url + "/", model="judge-model", api_key_env=ENV,
+                        timeout_s=5.0, max_retries=2)
+
+
+def test_openai_request_carries_key_and_prompt(endpoint, ocfg):
+    grader = make_grader(ocfg)
+    assert isinstance(grader, OpenAIGrader)
+    item = GradeItem("Who founded Velmora?", "Ansel Quorrin", "It was Ansel Quorrin.")
+    assert grader.grade([item]) == [Grade(correct=True, f1=token_f1(item.answer, item.gold))]
+    (req,) = endpoint.requests
+    assert req["path"] == "/v1/chat/completions"
+    assert req["headers"]["Authorization"] == f"Bearer {KEY}"
+    body = req["body"]
+    assert body["model"] == "judge-model" and body["temperature"] == 0
+    content = body["messages"][-1]["content"]
+    assert content == ocfg.prompt.format(question=item.question, gold=item.gold, answer=item.answer)
+    assert item.question in content and item.gold in content and item.answer in content
+    assert KEY not in json.dumps(body)
+
+
+def test_openai_yes_no_replies(endpoint, ocfg):
+    replies = {"A1": "yes", "A2": "no", "A3": "Yes.", "A4": "No, it does not.", "A5": " YES", "A6": "Nope"}
+    endpoint.reply = lambda body: next(v for k, v in replies.items() if f"Student answer: {k}\n" in
+                                       body["messages"][-1]["content"])
+    items = [GradeItem(f"Q{k}", "gold", k) for k in replies]
+    grades = OpenAIGrader(ocfg).grade(items)
+    assert [g.correct for g in grades] == [True, False, True, False, True, False]
+    assert len(endpoint.requests) == len(items)
+
+
+def test_openai_empty_answer_is_wrong_without_a_request(endpoint, ocfg):
+    grades = OpenAIGrader(ocfg).grade([GradeItem("Q", "gold", ""), GradeItem("Q", "gold", "  "),
+                                       GradeItem("Q", "gold", "gold")])
+    assert [g.correct for g in grades] == [False, False, True]
+    assert len(endpoint.requests) == 1
+
+
+def test_openai_retries_then_succeeds(endpoint, ocfg):
+    endpoint.fail_next = 1
+    assert OpenAIGrader(ocfg).grade([GradeItem("Q", "gold", "gold")])[0].correct is True
+    assert len(endpoint.requests) == 2
+
+
+def test_openai_gives_up_after_max_retries(endpoint, ocfg):
+    endpoint.fail_next = 10
+    with pytest.raises(RuntimeError, match=r"failed after 2 tries") as e:
+        OpenAIGrader(ocfg).grade([GradeItem("Q", "gold", "gold")])
+    assert len(endpoint.requests) == 2
+    assert endpoint.url in str(e.value) and KEY not in str(e.value)
+
+
+def test_openai_missing_key_names_the_variable(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    with pytest.raises(RuntimeError, match=ENV):
+        OpenAIGrader(GraderConfig(kind="openai", api_key_env=ENV))
+    monkeypatch.setenv(ENV, "")
+    with pytest.raises(RuntimeError, match=ENV):
+        make_grader(GraderConfig(kind="openai", api_key_env=ENV))
+
+
+def test_openai_key_is_not_written_anywhere(endpoint, ocfg, tmp_path):
+    grader = OpenAIGrader(ocfg)
+    grader.grade([GradeItem("Q", "gold", "gold")])
+    assert KEY not in str(grader.cfg) and KEY not in repr(grader.cfg)
+    assert KEY not in json.dumps(asdict(grader.cfg))
+    assert KEY not in str(replace(grader.cfg))
+    assert list(tmp_path.iterdir()) == []
