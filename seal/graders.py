@@ -96,8 +96,10 @@ class JudgeGrader:
 
     def __init__(self, model, tokenizer, prompt: str, chat: bool, batch_size: int = 16):
         self.model, self.tok, self.prompt, self.chat, self.batch_size = model, tokenizer, prompt, chat, batch_size
-        self.yes = self._first_ids(["yes", "Yes", " yes", " Yes"])
-        self.no = self._first_ids(["no", "No", " no", " No"])
+        yes = set(self._first_ids(["yes", "Yes", " yes", " Yes"]))
+        no = set(self._first_ids(["no", "No", " no", " No"]))
+        # a token that starts both words (e.g. a bare space) says nothing about the verdict
+        self.yes, self.no = sorted(yes - no), sorted(no - yes)
 
     def _first_ids(self, words: list[str]) -> list[int]:
         return sorted({self.tok(w, add_special_tokens=False)["input_ids"][0] for w in words})

@@ -125,9 +125,10 @@ def test_judge_one_grade_per_item_and_empty_is_wrong(tiny):
 def test_judge_deterministic_batch_invariant_and_restores_padding(tiny):
     model, tok = tiny
     tok.padding_side = "right"
-    a = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=4).grade(ITEMS)
-    b = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=4).grade(ITEMS)
-    assert a == b
+    grader = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=4)
+    a = grader.grade(ITEMS)
+    assert grader.grade(ITEMS) == a
+    assert JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=4).grade(ITEMS) == a
     assert tok.padding_side == "right"
     one_by_one = JudgeGrader(model, tok, GraderConfig().prompt, chat=True, batch_size=1).grade(ITEMS)
     assert [g.correct for g in one_by_one] == [g.correct for g in a]
