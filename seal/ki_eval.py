@@ -26,14 +26,14 @@ from tqdm.auto import tqdm
 
 from seal.config import derive_seed
 from seal.data import DataConfig, DataError, Passage, load_passages, load_seal_file
-from seal.generation import HFGenerator, SamplingConfig
-from seal.graders import GraderConfig, make_grader
-from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError
-from seal.models import ModelConfig, format_prompt, load_model, uses_chat
-from seal.qa_eval import QAEvalConfig, answer_and_grade, mean_stderr
+from seal.graders import GraderConfig
+from seal.inner_loop import InnerLoopConfig
+from seal.knowledge import KnowledgeTask
+from seal.models import ModelConfig, load_model
+from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
-from seal.self_edits import SelfEditConfig, SelfEditError, check_format, completion_to_documents, self_edit_prompt
+from seal.self_edits import SelfEditConfig, SelfEditError, check_format
 from seal.tracking import Tracker, WandbConfig
 
 CONDITIONS = ("base", "passage", "self_edit", "from_file")
@@ -90,105 +90,71 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     passages = load_passages(cfg.data)
     tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_eval-{rd.path.name}")
     model, tok = load_model(cfg.model)
-    chat = uses_chat(cfg.model, tok)
-    inner = InnerLoop(model, tok, cfg.inner_loop)
-    gen = HFGenerator(inner.model, tok)
-    grader = make_grader(cfg.grader, inner.model, tok, chat)
-    sysp = cfg.model.system_prompt
-
-    def evaluate(ps: list[Passage]) -> list[dict]:
-        return answer_and_grade(ps, gen, grader, cfg.qa_eval, tok, chat, sysp)
+    task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit)
 
     # 1. passages that cannot fit the inner loop's sequence limit are skipped, with the reason recorded
     usable, skipped = [], []
     for p in passages:
-        n_tok = len(tok(f"{p.title}\n{p.context}")["input_ids"]) + 1
-        if n_tok > cfg.inner_loop.max_seq_len:
-            skipped.append({"passage": p.uid, "reason": f"passage has {n_tok} tokens, more than "
-                                                          f"inner_loop.max_seq_len={cfg.inner_loop.max_seq_len}"})
+        reason = task.too_long(p)
+        if reason:
+            skipped.append({"passage": p.uid, "reason": reason})
         else:
             usable.append(p)
     by_uid = {p.uid: p for p in usable}
 
-    # 2. unadapted answers: once per passage, batched over all passages
-    todo = [p for p in usable if not rd.has(rd.key("base", p.uid))]
-    if todo:
-        with inner.base_model():
-            recs = evaluate(todo)
-        for p in todo:
-            qs = [r for r in recs if r["passage"] == p.uid]
-            rd.put(rd.key("base", p.uid), {"condition": "base", "passage": p.uid, "sample": 0,
-                                           "accuracy": sum(r["correct"] for r in qs) / len(qs), "questions": qs})
+    # 2. unadapted accuracy: once per passage, shared by every condition's gain
+    for p in tqdm([p for p in usable if not rd.has(rd.key("base", p.uid))], desc="base model", leave=False):
+        acc, qs = task.base_accuracy(p)
+        rd.put(rd.key("base", p.uid), {"condition": "base", "passage": p.uid, "sample": 0, "accuracy": acc,
+                                       "questions": qs})
 
-    # 3. the work list: (condition, passage, sample, documents or a reason to skip)
-    jobs: list[tuple[str, Passage, int, list[str] | None, str, str]] = []  # cond, p, s, docs, text, skip
+    # 3. the work list: (condition, passage, sample, self-edit text or None, format or skip reason)
+    jobs: list[tuple[str, Passage, int, str | None, str]] = []
     if "passage" in cfg.conditions:
-        for p in usable:
-            jobs.append(("passage", p, 0, completion_to_documents("", p, "none", cfg.self_edit), "", ""))
+        jobs += [("passage", p, 0, "", "none") for p in usable]
     if "self_edit" in cfg.conditions:
         fmt = cfg.self_edit.format
-        missing = [p for p in usable if not rd.has(rd.key("completions", fmt, p.uid))]
-        if missing:
-            sampling = SamplingConfig(max_new_tokens=cfg.self_edit.max_new_tokens, temperature=cfg.self_edit.temperature,
-                                      top_p=cfg.self_edit.top_p, batch_size=cfg.self_edit.batch_size)
-            prompts = [format_prompt(tok, self_edit_prompt(p, fmt, cfg.self_edit), chat, sysp)
-                       for p in missing for _ in range(cfg.self_edit.k)]
-            seed = derive_seed(cfg.seed, "self_edit_sampling", fmt, *(p.uid for p in missing))
-            with inner.base_model():
-                texts = gen.generate(prompts, sampling, seed=seed, desc=f"sampling {len(prompts)} self-edits")
-            for i, p in enumerate(missing):
-                rd.put(rd.key("completions", fmt, p.uid), {"passage": p.uid, "format": fmt, "seed": seed,
-                       "completions": texts[i * cfg.self_edit.k:(i + 1) * cfg.self_edit.k]})
-        for p in usable:
-            for s, text in enumerate(rd.get(rd.key("completions", fmt, p.uid))["completions"]):
-                jobs.append(_job("self_edit", p, s, text, fmt, cfg))
+        key = rd.key("completions", fmt)
+        if not rd.has(key):  # one seeded batch, recorded whole, so a resume never resamples differently
+            seed = derive_seed(cfg.seed, "self_edit_sampling", fmt)
+            texts = task.sample(usable, fmt, cfg.self_edit.k, seed)
+            rd.put(key, {"format": fmt, "seed": seed, "completions": {p.uid: t for p, t in zip(usable, texts)}})
+        completions = rd.get(key)["completions"]
+        jobs += [("self_edit", p, s, text, fmt) for p in usable for s, text in enumerate(completions[p.uid])]
     if "from_file" in cfg.conditions:
         for label, path in cfg.from_files.items():
             comps = _file_completions(label, path, usable)
             for p in usable:
-                if p.uid not in comps:
-                    jobs.append((f"from_file:{label}", p, 0, None, "", f"passage not in {path}"))
-                    continue
-                for s, text in enumerate(comps[p.uid][: cfg.self_edit.k]):
-                    jobs.append(_job(f"from_file:{label}", p, s, text, "implications", cfg))
+                texts = comps.get(p.uid)
+                if texts is None:
+                    jobs.append((f"from_file:{label}", p, 0, None, f"passage not in {path}"))
+                else:
+                    jobs += [(f"from_file:{label}", p, s, t, "implications")
+                             for s, t in enumerate(texts[: cfg.self_edit.k])]
 
-    # 4. one inner loop per job, recorded as it finishes
+    # 4. one inner loop per job, recorded the moment it finishes
     pending = [j for j in jobs if not rd.has(rd.key(j[0], j[1].uid, j[2]))]
     bar = tqdm(pending, desc="inner loops", disable=not pending)
-    for cond, p, s, docs, text, skip in bar:
-        key = rd.key(cond, p.uid, s)
+    for cond, p, s, text, fmt in bar:
         bar.set_postfix_str(f"{cond} {p.uid}")
-        seed = derive_seed(cfg.seed, "inner_loop", cond, p.uid, s)
-        if docs is None:
-            rd.put(key, {"condition": cond, "passage": p.uid, "sample": s, "skipped": skip, "self_edit": text})
+        head = {"condition": cond, "passage": p.uid, "sample": s, "self_edit": text}
+        if text is None:
+            rd.put(rd.key(cond, p.uid, s), {**head, "skipped": fmt})
             continue
-        try:
-            stats = inner.train(docs, seed=seed)
-        except InnerLoopError as e:
-            rd.put(key, {"condition": cond, "passage": p.uid, "sample": s, "skipped": str(e), "self_edit": text})
-            continue
-        qs = evaluate([p])
-        acc = sum(r["correct"] for r in qs) / len(qs)
-        base_acc = rd.get(rd.key("base", p.uid))["accuracy"]
-        rd.put(key, {"condition": cond, "passage": p.uid, "sample": s, "seed": seed, "accuracy": acc,
-                     "gain": acc - base_acc, "n_docs": len(docs), "train": stats.to_dict(), "self_edit": text,
-                     "questions": qs})
-        rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=acc, gain=acc - base_acc,
-                  final_loss=stats.final_loss, train_seconds=stats.seconds)
-        tracker.log({f"{cond}/accuracy": acc, f"{cond}/gain": acc - base_acc, f"{cond}/final_loss": stats.final_loss})
+        out = task.adapt_and_evaluate(p, text, fmt, seed=derive_seed(cfg.seed, "inner_loop", cond, p.uid, s))
+        if "accuracy" in out:
+            out["gain"] = out["accuracy"] - rd.get(rd.key("base", p.uid))["accuracy"]
+            rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=out["accuracy"], gain=out["gain"],
+                      final_loss=out["train"]["final_loss"], train_seconds=out["train"]["seconds"])
+            tracker.log({f"{cond}/accuracy": out["accuracy"], f"{cond}/gain": out["gain"],
+                         f"{cond}/final_loss": out["train"]["final_loss"]})
+        rd.put(rd.key(cond, p.uid, s), {**head, **out})
 
     results = summarise(cfg, rd, usable, skipped, by_uid)
     write_report(cfg, rd, results)
     tracker.log({f"final/{c}": v["accuracy"] for c, v in results["conditions"].items()})
     tracker.finish()
     return results
-
-
-def _job(cond: str, p: Passage, s: int, text: str, fmt: str, cfg: KIEvalConfig):
-    try:
-        return (cond, p, s, completion_to_documents(text, p, fmt, cfg.self_edit), text, "")
-    except SelfEditError as e:
-        return (cond, p, s, None, text, str(e))
 
 
 def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: list[dict], by_uid) -> dict:

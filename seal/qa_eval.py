@@ -29,24 +29,28 @@ def qa_prompts(passages: list[Passage], cfg: QAEvalConfig, tok, chat: bool, syst
             for p in passages for q in p.questions]
 
 
-def answer_and_grade(passages: list[Passage], generator: Generator, grader: Grader, cfg: QAEvalConfig,
-                     tok, chat: bool, system_prompt: str | None = None) -> list[dict]:
-    """Per-question records {passage, question, gold, answer, correct, f1} for these passages."""
+def answer_questions(passages: list[Passage], generator: Generator, cfg: QAEvalConfig, tok, chat: bool,
+                     system_prompt: str | None = None) -> list[dict]:
+    """Greedy closed-book answers: one record {passage, q, question, gold, answer} per question."""
     prompts = qa_prompts(passages, cfg, tok, chat, system_prompt)
     answers = generator.generate(prompts, SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0,
                                                          batch_size=cfg.batch_size))
-    items = [GradeItem(question=q.question, gold=q.answer, answer=a)
-             for (p, q), a in zip(((p, q) for p in passages for q in p.questions), answers)]
-    grades = grader.grade(items)
-    records = []
-    qi = 0
-    for p in passages:
-        for j, q in enumerate(p.questions):
-            g = grades[qi]
-            records.append({"passage": p.uid, "q": j, "question": q.question, "gold": q.answer,
-                            "answer": answers[qi], "correct": g.correct, "f1": round(g.f1, 4)})
-            qi += 1
+    pairs = [(p, j, q) for p in passages for j, q in enumerate(p.questions)]
+    return [{"passage": p.uid, "q": j, "question": q.question, "gold": q.answer, "answer": a}
+            for (p, j, q), a in zip(pairs, answers)]
+
+
+def grade_records(records: list[dict], grader: Grader) -> list[dict]:
+    """Add `correct` and `f1` to answer records, in place; returns them."""
+    grades = grader.grade([GradeItem(question=r["question"], gold=r["gold"], answer=r["answer"]) for r in records])
+    for r, g in zip(records, grades):
+        r["correct"], r["f1"] = g.correct, round(g.f1, 4)
     return records
+
+
+def answer_and_grade(passages: list[Passage], generator: Generator, grader: Grader, cfg: QAEvalConfig,
+                     tok, chat: bool, system_prompt: str | None = None) -> list[dict]:
+    return grade_records(answer_questions(passages, generator, cfg, tok, chat, system_prompt), grader)
 
 
 def mean_stderr(values: list[float]) -> tuple[float, float]:
