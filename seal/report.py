@@ -37,8 +37,8 @@ def bar_chart(path: Path, labels: list[str], values: list[float], errors: list[f
 
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels) + 1.5), 3.6))
     bars = ax.bar(labels, values, yerr=errors, capsize=4, color="#4C72B0")
-    for b, v in zip(bars, values):
-        ax.text(b.get_x() + b.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
+    for b, v, e in zip(bars, values, errors):
+        ax.text(b.get_x() + b.get_width() * 0.75, v + 0.01, f"{v:.2f}", ha="left", va="bottom", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, min(1.05, max(values + [0.1]) * 1.3 + 0.05))
     ax.set_title(title)
