@@ -191,6 +191,8 @@ def seal_eval_subset(passages: list[Passage], n: int = 200, seed: int = 42) -> l
 
 
 def load_passages(cfg: DataConfig) -> list[Passage]:
+    if cfg.source == "fictional" and cfg.path:  # `data.path=my.json` alone means "my file"
+        cfg = DataConfig(**{**cfg.__dict__, "source": "file"})
     if cfg.source == "fictional":
         from seal.fictional import generate_passages
 

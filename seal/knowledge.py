@@ -15,7 +15,7 @@ from seal.data import Passage
 from seal.generation import HFGenerator, SamplingConfig
 from seal.graders import GraderConfig, make_grader
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError
-from seal.models import ModelConfig, format_prompt, uses_chat
+from seal.models import ModelConfig, format_prompt, max_context, uses_chat
 from seal.qa_eval import QAEvalConfig, answer_questions, grade_records
 from seal.self_edits import SelfEditConfig, SelfEditError, completion_to_documents, self_edit_prompt
 
@@ -26,6 +26,7 @@ class KnowledgeTask:
         self.tok = tok
         self.chat = uses_chat(model_cfg, tok)
         self.system_prompt = model_cfg.system_prompt
+        self.context_limit = max_context(model_cfg, model)
         self.inner = InnerLoop(model, tok, inner_cfg)
         self.gen = HFGenerator(self.inner.model, tok)
         self.qa_cfg = qa_cfg
@@ -36,9 +37,13 @@ class KnowledgeTask:
         return len(self.tok(f"{p.title}\n{p.context}")["input_ids"]) + 1
 
     def too_long(self, p: Passage) -> str | None:
+        """Why this passage cannot be trained on whole, or None. Never truncated silently."""
         n = self.passage_tokens(p)
-        limit = self.inner.cfg.max_seq_len
-        return f"passage has {n} tokens, more than inner_loop.max_seq_len={limit}" if n > limit else None
+        if n > self.context_limit:
+            return f"passage has {n} tokens, more than the model's context of {self.context_limit}"
+        if n > self.inner.cfg.max_seq_len:
+            return f"passage has {n} tokens, more than inner_loop.max_seq_len={self.inner.cfg.max_seq_len}"
+        return None
 
     def evaluate(self, p: Passage) -> list[dict]:
         """Closed-book answers to one passage's questions with the model's current adapter state."""

@@ -140,3 +140,15 @@ def test_cli_end_to_end_and_clear_errors(tmp_path):
     bad = subprocess.run(cmd[:-1] + ["conditions=[base,nope]", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "seal: error: conditions: unknown ['nope']" in bad.stderr
+
+
+def test_data_path_alone_reads_the_users_file(tmp_path):
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps([p.to_dict() for p in generate_passages(1, seed=9)]))
+    results, _ = run(tmp_path, f"data.path={f}", "conditions=[base]")
+    assert results["n_passages"] == 1
+
+
+def test_passage_longer_than_model_context_is_skipped(tmp_path):
+    results, _ = run(tmp_path, "conditions=[base,passage]", "model.max_context=40", "data.limit=3")
+    assert any("more than the model's context of 40" in s["reason"] for s in results["skipped"])
