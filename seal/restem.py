@@ -294,7 +294,8 @@ def evaluate_policy(task: KnowledgeTask, rd: RunDir, r: int, held_out: list[Pass
     for cond in conditions:
         recs = [rd.get(rd.key("eval", r, cond, p.uid)) for p in held_out]
         accs = [x["accuracy"] if "accuracy" in x else 0.0 for x in recs]  # a skipped edit scores 0
-        qvals = [float(q["correct"]) if "questions" in x else 0.0 for x in recs for q in x.get("questions", [None])]
+        qvals = [float(q["correct"]) for x in recs if "questions" in x for q in x["questions"]]
+        qvals += [0.0 for x, p in zip(recs, held_out) if "questions" not in x for _ in p.questions]
         acc, se = mean_stderr(qvals)
         summary[cond] = {"accuracy": acc, "stderr": se, "n_questions": len(qvals), "passage_mean": statistics.fmean(accs),
                          "n_skipped": sum("skipped" in x for x in recs)}
