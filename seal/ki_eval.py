@@ -185,6 +185,15 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
                                                         and "skipped" not in r) if cond != "base" else 0,
                                    "mean_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
                                    "n_skipped": n_skipped}
+    per_passage: dict[str, dict] = {}
+    for p in usable:
+        row: dict = {"title": p.title, "n_questions": len(p.questions)}
+        for cond in names:
+            accs = [r["accuracy"] for r in rd.records.values()
+                    if r.get("condition") == cond and r.get("passage") == p.uid and "accuracy" in r]
+            row[cond] = sum(accs) / len(accs) if accs else None
+        per_passage[p.uid] = row
+    out["per_passage"] = per_passage
     rd.write_json("results.json", out)
     return out
 
@@ -209,6 +218,11 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
         "Accuracy: each question's correctness averaged over its samples, then over questions; stderr is the "
         "standard error of that mean over questions.", "",
     ]
+    names = list(conds)
+    prow = [[uid, row["title"], row["n_questions"]] + ["—" if row[c] is None else row[c] for c in names]
+            for uid, row in results["per_passage"].items()]
+    lines += ["## Per passage (accuracy, mean over samples)", "",
+              md_table(["passage", "title", "questions"] + names, prow[:100]), ""]
     if results["skipped"]:
         lines += ["## Skipped", "", md_table(["passage", "condition", "reason"],
                   [[s["passage"], s.get("condition", "all"), s["reason"]] for s in results["skipped"][:50]]), ""]
