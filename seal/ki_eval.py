@@ -33,7 +33,7 @@ from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
-from seal.self_edits import SelfEditConfig, SelfEditError, check_format
+from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
 from seal.tracking import Tracker, WandbConfig
 
 CONDITIONS = ("base", "passage", "self_edit", "from_file")
@@ -117,7 +117,10 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
         key = rd.key("completions", fmt)
         if not rd.has(key):  # one seeded batch, recorded whole, so a resume never resamples differently
             seed = derive_seed(cfg.seed, "self_edit_sampling", fmt)
-            texts = task.sample(usable, fmt, cfg.self_edit.k, seed)
+            if fmt in MODEL_FORMATS:
+                texts = task.sample(usable, fmt, cfg.self_edit.k, seed)
+            else:  # `none`: no model-written text, the passage alone (the paper's cold-start ablation)
+                texts = [[""] * cfg.self_edit.k for _ in usable]
             rd.put(key, {"format": fmt, "seed": seed, "completions": {p.uid: t for p, t in zip(usable, texts)}})
         completions = rd.get(key)["completions"]
         jobs += [("self_edit", p, s, text, fmt) for p in usable for s, text in enumerate(completions[p.uid])]

@@ -152,3 +152,10 @@ def test_data_path_alone_reads_the_users_file(tmp_path):
 def test_passage_longer_than_model_context_is_skipped(tmp_path):
     results, _ = run(tmp_path, "conditions=[base,passage]", "model.max_context=40", "data.limit=3")
     assert any("more than the model's context of 40" in s["reason"] for s in results["skipped"])
+
+
+def test_self_edit_format_none_trains_on_the_passage_alone(tmp_path):
+    results, path = run(tmp_path, "conditions=[base,self_edit]", "self_edit.format=none", "self_edit.k=1",
+                        "data.limit=1")
+    rec = next(r for r in records(path) if r.get("condition") == "self_edit")
+    assert rec["n_docs"] == 1 and rec["self_edit"] == ""
