@@ -24,17 +24,10 @@ OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume o
 
 
 def recipes():
-    """experiment name -> (config dataclass, run function); imported lazily to keep start-up fast."""
-    from seal import ki_eval
+    """recipe name -> (config dataclass, run function); imported lazily to keep start-up fast."""
+    from seal import ki_eval, restem
 
-    table = {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run)}
-    try:
-        from seal import restem
-
-        table.update({name: (restem.ReSTEMConfig, restem.run) for name in restem.EXPERIMENTS})
-    except ImportError:
-        pass
-    return table
+    return {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run), "restem": (restem.ReSTEMConfig, restem.run)}
 
 
 def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
@@ -42,11 +35,11 @@ def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
 
     raw = plain(cfg)
     raw.pop("hydra", None)
-    name = raw["experiment"]["name"]
+    recipe = raw["experiment"].get("recipe")
     table = recipes()
-    if name not in table:
-        raise ConfigError(f"experiment: unknown experiment '{name}' (choose one of {', '.join(sorted(table))})")
-    cls, fn = table[name]
+    if recipe not in table:
+        raise ConfigError(f"experiment.recipe: unknown recipe '{recipe}' (choose one of {', '.join(sorted(table))})")
+    cls, fn = table[recipe]
     body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume")}
     typed = to_dataclass(cls, body, "root")
     rd = RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume")))

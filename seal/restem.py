@@ -44,7 +44,6 @@ from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig
 from seal.tracking import Tracker, WandbConfig
 
-EXPERIMENTS = ("restem", "ki_demo", "ki_restem", "ki_restem_cpu")
 RULES = ("best_of_k", "improves_baseline", "top_fraction")
 
 
