@@ -213,12 +213,10 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
     fmt = cfg.self_edit.format
     k = cfg.self_edit.k
     tracker = Tracker(cfg.wandb, rd, rd.config, name=f"restem-{rd.path.name}")
-    policy = cfg.model.name
     evals = {}
     for r in range(oc.rounds + 1):
-        policy_dir = rd.path / f"policy_round{r}"
-        if r > 0:
-            policy = str(policy_dir)
+        # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
+        policy = cfg.model.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
         model, tok = load_model(ModelConfig(**{**cfg.model.__dict__, "name": policy}))
         task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit)
         refs = oc.references == "every_round" or r == 0
@@ -232,28 +230,34 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
         if not rd.has(rd.key("select", r)):
             rd.put(rd.key("select", r), {"round": r, "rule": cfg.selection.rule, "edits": edits,
                                          "n_kept": len(kept)})
-        next_dir = rd.path / f"policy_round{r + 1}"
-        if not rd.has(rd.key("m_step", r)) or not next_dir.is_dir():
-            if not kept:
-                raise ConfigError(f"round {r}: selection '{cfg.selection.rule}' kept no self-edit, so the M-step "
-                                  "has nothing to train on; loosen the rule (e.g. selection.rule=best_of_k)")
-            by_uid = {p.uid: p for p in contexts}
-            pairs = [{"prompt": _user_prompt(task, by_uid[e["context"]], fmt), "completion": e["self_edit"]}
-                     for e in kept]
-            del task, model
-            gc.collect()
-            stats = m_step(policy, cfg.model, pairs, cfg.m_step, derive_seed(cfg.seed, "m_step", r), next_dir,
-                           chat=_chat(cfg.model, tok))
-            rd.put(rd.key("m_step", r), {"round": r, "policy": str(next_dir), **stats})
+        by_uid = {p.uid: p for p in contexts}
+        pairs = [{"prompt": _user_prompt(task, by_uid[e["context"]], fmt), "completion": e["self_edit"]}
+                 for e in kept]
+        chat = _chat(cfg.model, tok)
+        del task, model
+        gc.collect()
+        done = rd.get(rd.key("m_step", r))
+        if done is None or not Path(_policy_path(rd, done["policy"])).is_dir():
+            if not pairs:  # nothing passed selection: the policy carries over unchanged, and the report says so
+                rd.put(rd.key("m_step", r), {"round": r, "policy": done["policy"] if done else policy,
+                                             "skipped": f"selection '{cfg.selection.rule}' kept no self-edit"})
+                continue
+            name = f"policy_round{r + 1}"
+            stats = m_step(policy, cfg.model, pairs, cfg.m_step, derive_seed(cfg.seed, "m_step", r), rd.path / name,
+                           chat=chat)
+            rd.put(rd.key("m_step", r), {"round": r, "policy": name, **stats})
             rd.metric(round=r, m_step_loss=stats["train_loss"], m_step_pairs=len(pairs))
             tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r})
-        else:
-            del task, model
-            gc.collect()
     results = summarise(cfg, rd, evals)
     write_report(cfg, rd, results)
     tracker.finish()
     return results
+
+
+def _policy_path(rd: RunDir, policy: str) -> str:
+    """A policy recorded as a folder name inside the run folder, or a model name/path as given."""
+    inside = rd.path / policy
+    return str(inside) if inside.is_dir() or policy.startswith("policy_round") else policy
 
 
 def _chat(model_cfg: ModelConfig, tok) -> bool:
@@ -358,7 +362,7 @@ def summarise(cfg: ReSTEMConfig, rd: RunDir, evals: dict) -> dict:
             }
         ms = rd.get(rd.key("m_step", r))
         if ms:
-            entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs")}
+            entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "skipped") if k in ms}
         rounds.append(entry)
     results = {"rounds": rounds, "final": rounds[-1]["eval"],
                "conditions": {f"round{e['round']}_{c}": v for e in rounds for c, v in e["eval"].items()}}

@@ -196,3 +196,12 @@ def test_sigkill_and_resume_through_the_cli(uninterrupted, tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert resume.returncode == 0, resume.stderr[-2000:]
     assert comparable(json.loads((path / "results.json").read_text())) == comparable(uninterrupted[1])
+
+
+def test_nothing_kept_carries_the_policy_over(tmp_path):
+    path = tmp_path / "run"
+    results = run(path, "selection.rule=improves_baseline", "selection.threshold=2.0", "restem.rounds=1",
+                  "restem.seeds_per_edit=1")
+    assert "kept no self-edit" in results["rounds"][0]["m_step"]["skipped"]
+    assert not (path / "policy_round1").exists()
+    assert [r["round"] for r in results["rounds"]] == [0, 1]  # the unchanged policy is still evaluated
