@@ -173,6 +173,9 @@ def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MSt
         warmup_steps=cfg.warmup_ratio, max_length=cfg.max_length, completion_only_loss=True,
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=seed,
         data_seed=seed, use_cpu=not torch.cuda.is_available(), disable_tqdm=False, dataloader_num_workers=0,
+        # TRL turns bf16 autocast on when it is left unset; on a CPU without bf16 units that made each
+        # step ~30x slower (measured: 110 s for 354 tokens). Follow the model's own dtype instead.
+        bf16=model_cfg.dtype == "bfloat16" and torch.cuda.is_available(), fp16=False,
     )
     peft_config = None if cfg.full_finetune else LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
