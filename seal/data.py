@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -192,7 +192,7 @@ def seal_eval_subset(passages: list[Passage], n: int = 200, seed: int = 42) -> l
 
 def load_passages(cfg: DataConfig) -> list[Passage]:
     if cfg.source == "fictional" and cfg.path:  # `data.path=my.json` alone means "my file"
-        cfg = DataConfig(**{**cfg.__dict__, "source": "file"})
+        cfg = replace(cfg, source="file")
     if cfg.source == "fictional":
         from seal.fictional import generate_passages
 

@@ -27,7 +27,7 @@ import gc
 import os
 import shutil
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -41,7 +41,7 @@ from seal.knowledge import KnowledgeTask
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.run_dir import RunDir
-from seal.self_edits import MODEL_FORMATS, SelfEditConfig
+from seal.self_edits import MODEL_FORMATS, SelfEditConfig, self_edit_prompt
 from seal.tracking import Tracker, WandbConfig
 
 RULES = ("best_of_k", "improves_baseline", "top_fraction")
@@ -159,7 +159,7 @@ def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MSt
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    model, tok = load_model(ModelConfig(**{**model_cfg.__dict__, "name": policy_path}))
+    model, tok = load_model(replace(model_cfg, name=policy_path))
     if chat:
         rows = [{"prompt": [{"role": "user", "content": p["prompt"]}],
                  "completion": [{"role": "assistant", "content": p["completion"]}]} for p in pairs]
@@ -220,7 +220,7 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
     for r in range(oc.rounds + 1):
         # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
         policy = cfg.model.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
-        model, tok = load_model(ModelConfig(**{**cfg.model.__dict__, "name": policy}))
+        model, tok = load_model(replace(cfg.model, name=policy))
         task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit)
         refs = oc.references == "every_round" or r == 0
         evals[r] = evaluate_policy(task, rd, r, held_out, fmt, cfg.seed, refs, tracker)
@@ -234,9 +234,10 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
             rd.put(rd.key("select", r), {"round": r, "rule": cfg.selection.rule, "edits": edits,
                                          "n_kept": len(kept)})
         by_uid = {p.uid: p for p in contexts}
-        pairs = [{"prompt": _user_prompt(task, by_uid[e["context"]], fmt), "completion": e["self_edit"]}
+        # the user turn only: the M-step applies the chat template itself
+        pairs = [{"prompt": self_edit_prompt(by_uid[e["context"]], fmt, cfg.self_edit), "completion": e["self_edit"]}
                  for e in kept]
-        chat = _chat(cfg.model, tok)
+        chat = task.chat
         del task, model
         gc.collect()
         done = rd.get(rd.key("m_step", r))
@@ -261,19 +262,6 @@ def _policy_path(rd: RunDir, policy: str) -> str:
     """A policy recorded as a folder name inside the run folder, or a model name/path as given."""
     inside = rd.path / policy
     return str(inside) if inside.is_dir() or policy.startswith("policy_round") else policy
-
-
-def _chat(model_cfg: ModelConfig, tok) -> bool:
-    from seal.models import uses_chat
-
-    return uses_chat(model_cfg, tok)
-
-
-def _user_prompt(task: KnowledgeTask, p: Passage, fmt: str) -> str:
-    """The self-edit request as the user turn (the M-step applies the chat template itself)."""
-    from seal.self_edits import self_edit_prompt
-
-    return self_edit_prompt(p, fmt, task.se_cfg)
 
 
 def evaluate_policy(task: KnowledgeTask, rd: RunDir, r: int, held_out: list[Passage], fmt: str, seed: int,
