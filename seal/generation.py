@@ -2,7 +2,9 @@
 
 `HFGenerator` runs transformers' `generate` on the resident model with left padding. Prompts are
 sorted by length before batching so each batch pads little, and results come back in input order.
-Sampling is seeded per call, so the same (prompts, seed) gives the same texts.
+Sampling is seeded per call, so the same (prompts, seed) gives the same texts. With a router
+(`seal.multi_lora.MultiLoRA`) each prompt can name its own adapter (`adapters`, -1: the base
+model), so the questions of K adapted models are answered in one call.
 """
 
 from __future__ import annotations
@@ -24,21 +26,24 @@ class SamplingConfig:
 
 class Generator(Protocol):
     def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int = 0,
-                 desc: str | None = None) -> list[str]: ...
+                 desc: str | None = None, adapters: list[int] | None = None) -> list[str]: ...
 
 
 class HFGenerator:
     """Generation with whatever adapter state the wrapped model currently has."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, router=None):
         self.model = model
         self.tok = tokenizer
+        self.router = router
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int = 0,
-                 desc: str | None = None) -> list[str]:
+                 desc: str | None = None, adapters: list[int] | None = None) -> list[str]:
         if not prompts:
             return []
+        if adapters is not None and (self.router is None or len(adapters) != len(prompts)):
+            raise ValueError("per-prompt adapters need a router and one adapter index per prompt")
         tok, model = self.tok, self.model
         device = next(model.parameters()).device
         was_training = model.training
@@ -61,7 +66,11 @@ class HFGenerator:
                 enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(device)
                 tok.padding_side = old_side
-                gen = model.generate(**enc, **gen_kwargs)
+                if adapters is None:
+                    gen = model.generate(**enc, **gen_kwargs)
+                else:
+                    with self.router.routing([adapters[i] for i in batch]):
+                        gen = model.generate(**enc, **gen_kwargs)
                 new = gen[:, enc["input_ids"].shape[1]:]
                 for j, i in enumerate(batch):
                     out[i] = tok.decode(new[j], skip_special_tokens=True).strip()

@@ -1,14 +1,19 @@
-"""The inner loop: apply one self-edit to the resident base model with LoRA SFT.
+"""The inner loop: apply self-edits to the resident base model with LoRA SFT, K at a time.
 
-One base model stays resident per process. `InnerLoop` injects a single LoRA adapter once, with
-explicit target modules, and re-initialises its weights in place before each self-edit, so no
-inner loop ever reloads or copies the model. Training documents are batched with dynamic padding
-(pad to the longest document in the batch, not to a fixed length) and the loss is masked on
-padding, fixing the reference's loss-on-padding defect.
+One base model stays resident per process. `InnerLoop` trains the adapters of up to K self-edits
+together (`seal.multi_lora`): every optimizer step is one forward/backward through the shared
+frozen base over the documents of all K adapters, each row routed to its own adapter, with
+per-adapter optimizer state, learning rate, schedule, step count and gradient clipping. A job's
+result equals a separate single-adapter run with the same seed up to float rounding (tested
+against PEFT + `torch.optim.AdamW`), so K is a speed knob, not a change of method.
 
-The training loop is our own (AdamW + a transformers scheduler + grad clipping) rather than
-`transformers.Trainer`: an experiment runs thousands of inner loops of a few dozen steps each, and
-building a Trainer (accelerate state, callbacks, logging) per loop costs more than the loop itself.
+Documents are never padded to a fixed length: a step's rows are sorted by length and cut into
+forward passes of at most `token_budget` padded tokens, and the loss is masked on padding (the
+reference's loss-on-padding defect), each adapter's loss a token-weighted mean over its step.
+
+The loop is our own rather than `transformers.Trainer`: an experiment runs thousands of inner
+loops of a few dozen steps, and neither Trainer nor PEFT can train a batch that mixes adapters.
+Schedules are transformers' own (`get_scheduler`), one per adapter.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
-ADAPTER = "self_edit"
+from seal.multi_lora import AdamWSlots, MultiLoRA
 
 
 class InnerLoopError(RuntimeError):
@@ -45,6 +51,18 @@ class InnerLoopConfig:
     warmup_ratio: float = 0.0
     max_seq_len: int = 1024  # a document longer than this is an error, never silently truncated
     add_eos: bool = True
+    adapters_per_batch: int = 0  # K adapters trained together; 0: as many as memory_budget_gb allows
+    memory_budget_gb: float = 4.0  # for the K adapters' weights, gradients and Adam state
+    max_adapters: int = 32
+    token_budget: int = 4096  # padded tokens per training forward
+
+
+@dataclass
+class TrainJob:
+    documents: list[str]
+    seed: int
+    lr: float | None = None  # per-job overrides (ARC self-edits choose their own)
+    epochs: int | None = None
 
 
 @dataclass
@@ -53,6 +71,7 @@ class TrainStats:
     tokens: int
     seconds: float
     losses: list[float]
+    adapters: int = 1  # how many adapters shared the batch (seconds is the batch's wall time)
 
     @property
     def final_loss(self) -> float:
@@ -60,46 +79,67 @@ class TrainStats:
 
     def to_dict(self) -> dict:
         return {"steps": self.steps, "tokens": self.tokens, "seconds": round(self.seconds, 3),
+                "adapters": self.adapters,
                 "first_loss": self.losses[0] if self.losses else None, "final_loss": self.final_loss}
+
+
+def slots_for_budget(model, cfg: InnerLoopConfig) -> int:
+    """K from the memory budget: each adapter needs its weights, gradient and two Adam moments (fp32)."""
+    if cfg.adapters_per_batch > 0:
+        return cfg.adapters_per_batch
+    per = sum(cfg.lora_r * (m.in_features + m.out_features) for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in cfg.target_modules)
+    k = int(cfg.memory_budget_gb * 2**30 // max(per * 16, 1))
+    if k < 1:
+        raise InnerLoopError(f"inner_loop.memory_budget_gb={cfg.memory_budget_gb} is too small for one adapter "
+                             f"({per * 16 / 2**30:.2f} GB)")
+    return min(k, cfg.max_adapters)
 
 
 class InnerLoop:
     def __init__(self, model, tokenizer, cfg: InnerLoopConfig):
-        from peft import LoraConfig, get_peft_model
-
-        self.cfg = cfg
-        self.tok = tokenizer
-        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-        missing = [m for m in cfg.target_modules if m not in present]
-        if missing:
-            raise InnerLoopError(f"inner_loop.target_modules: {missing} not found in the model "
-                                 f"(it has e.g. {sorted(present)[:12]})")
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
-        self.model = get_peft_model(model, lora, adapter_name=ADAPTER)
+        self.cfg, self.tok, self.model = cfg, tokenizer, model
+        self.slots = slots_for_budget(model, cfg)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        try:
+            self.lora = MultiLoRA(model, cfg.target_modules, cfg.lora_r, cfg.lora_alpha, self.slots, cfg.lora_dropout)
+        except ValueError as e:
+            raise InnerLoopError(str(e)) from None
+        self.opt = AdamWSlots(self.lora.parameters(), self.slots, weight_decay=cfg.weight_decay,
+                              max_grad_norm=cfg.max_grad_norm)
+        self.device = self.lora.device
+        self.pad_slots = 0  # padded / total token slots over all training forwards so far
+        self.total_slots = 0
         self.model.eval()
-        self.device = next(model.parameters()).device
 
-    def lora_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for n, p in self.model.named_parameters() if "lora_" in n and ADAPTER in n]
+    @property
+    def pad_fraction(self) -> float:
+        return self.pad_slots / self.total_slots if self.total_slots else 0.0
 
-    def reset(self, seed: int) -> None:
-        """Re-initialise the adapter in place (A random from `seed`, B zero: a no-op adapter)."""
-        from peft.tuners.lora import LoraLayer
+    # ------------------------------------------------------------------ adapter state
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for module in self.model.modules():
-                if isinstance(module, LoraLayer):
-                    module.reset_lora_parameters(ADAPTER, True)
+    def reset(self, seed: int, slot: int = 0) -> None:
+        self.lora.reset(slot, seed)
+        self.opt.reset(slot)
 
     @contextmanager
     def base_model(self):
-        """Run the unadapted base model (adapter bypassed) inside this block."""
-        with self.model.disable_adapter():
+        """Run the unadapted base model inside this block."""
+        with self.lora.routing([]):
             yield self.model
 
+    @contextmanager
+    def adapter(self, slot: int = 0):
+        """Every row of every forward inside this block uses adapter `slot`."""
+        with self.lora.routing_all(slot):
+            yield self.model
+
+    # ------------------------------------------------------------------ data
+
     def encode(self, documents: list[str]) -> list[list[int]]:
+        if not documents:
+            raise InnerLoopError("no training documents")
         eos = [self.tok.eos_token_id] if self.cfg.add_eos else []
         encoded = []
         for i, doc in enumerate(documents):
@@ -110,24 +150,11 @@ class InnerLoop:
             encoded.append(ids)
         return encoded
 
-    def _batch(self, seqs: list[list[int]]) -> dict[str, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        pad = self.tok.pad_token_id
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, : len(s)] = torch.tensor(s)
-            mask[r, : len(s)] = 1
-        labels = ids.masked_fill(mask == 0, -100)  # by mask, not token id: pad may equal EOS
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device),
-                "labels": labels.to(self.device)}
-
     def _epoch_batches(self, lengths: list[int], gen: torch.Generator) -> list[list[int]]:
         """Shuffled micro-batches of similar-length documents.
 
         Documents are shuffled, cut into windows of 8 batches, sorted by length inside each window
-        (so a batch pads little), and the batches are shuffled again. On CPU the padding a random
-        batch of a passage and short self-edit lines would carry costs more than the real tokens.
+        (so a batch pads little), and the batches are shuffled again.
         """
         bs = self.cfg.batch_size
         order = torch.randperm(len(lengths), generator=gen).tolist()
@@ -138,50 +165,128 @@ class InnerLoop:
             batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
         return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
+    def plan(self, seqs: list[list[int]], seed: int, epochs: int) -> list[list[int]]:
+        """Document indices per optimizer step (grad_accum micro-batches each), seeded."""
+        gen = torch.Generator().manual_seed(seed)
+        steps = []
+        for _ in range(epochs):
+            micro = self._epoch_batches([len(s) for s in seqs], gen)
+            for s in range(0, len(micro), self.cfg.grad_accum):
+                steps.append([i for mb in micro[s:s + self.cfg.grad_accum] for i in mb])
+        return steps
+
+    def _forwards(self, rows: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
+        """Rows (slot, ids) sorted by length and cut into forwards of at most token_budget padded tokens."""
+        rows = sorted(rows, key=lambda r: len(r[1]))
+        out, cur = [], []
+        for row in rows:
+            if cur and (len(cur) + 1) * len(row[1]) > self.cfg.token_budget:
+                out.append(cur)
+                cur = []
+            cur.append(row)
+        return out + [cur] if cur else out
+
+    # ------------------------------------------------------------------ training
+
     def train(self, documents: list[str], seed: int) -> TrainStats:
-        """Reset the adapter from `seed` and fit it to `documents`. The model is left adapted."""
+        """One job in slot 0 (the adapter stays there: use `adapter(0)`); raises its error."""
+        out = self.train_many([TrainJob(documents, seed)])[0]
+        if isinstance(out, InnerLoopError):
+            raise out
+        return out
+
+    def train_many(self, jobs: list[TrainJob]) -> list[TrainStats | InnerLoopError]:
+        """Reset slot i from jobs[i].seed and fit it to jobs[i].documents, all slots in the same
+        forward/backward passes. A job that fails (too long, NaN loss) gets its error in the
+        result list and does not disturb the others."""
         from transformers import get_scheduler
 
         cfg = self.cfg
-        if not documents:
-            raise InnerLoopError("no training documents")
-        seqs = self.encode(documents)
-        self.reset(seed)
-        params = self.lora_parameters()
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        per_epoch = math.ceil(len(seqs) / (cfg.batch_size * cfg.grad_accum))
-        total = per_epoch * cfg.epochs
-        sched = get_scheduler(cfg.scheduler, opt, num_warmup_steps=int(cfg.warmup_ratio * total),
-                              num_training_steps=total)
-        gen = torch.Generator().manual_seed(seed)
-        losses: list[float] = []
-        tokens = 0
+        if len(jobs) > self.slots:
+            raise InnerLoopError(f"{len(jobs)} jobs for {self.slots} adapter slots")
+        results: list = [None] * len(jobs)
+        seqs, plans, scheds, losses, tokens = {}, {}, {}, {}, {}
+        for j, job in enumerate(jobs):
+            try:
+                seqs[j] = self.encode(job.documents)
+            except InnerLoopError as e:
+                results[j] = e
+                continue
+            lr = cfg.lr if job.lr is None else job.lr
+            plans[j] = self.plan(seqs[j], job.seed, cfg.epochs if job.epochs is None else job.epochs)
+            self.reset(job.seed, j)
+            # the schedule is transformers' own, driven through a placeholder optimizer per slot
+            holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
+            total = len(plans[j])
+            scheds[j] = get_scheduler(cfg.scheduler, holder, num_warmup_steps=int(cfg.warmup_ratio * total),
+                                      num_training_steps=total)
+            losses[j], tokens[j] = [], 0
         start = time.perf_counter()
+        n_steps = max((len(p) for p in plans.values()), default=0)
+        was_training = self.model.training
         self.model.train()
         try:
-            for epoch in range(cfg.epochs):
-                micro = self._epoch_batches([len(s) for s in seqs], gen)
-                for s in range(0, len(micro), cfg.grad_accum):
-                    group = micro[s:s + cfg.grad_accum]
-                    n_tok = sum(len(seqs[i]) - 1 for mb in group for i in mb)
-                    step_loss = 0.0
-                    for mb in group:
-                        batch = self._batch([seqs[i] for i in mb])
-                        out = self.model(**batch)
-                        # weight each micro-batch by its share of predicted tokens
-                        share = sum(len(seqs[i]) - 1 for i in mb) / n_tok
-                        (out.loss * share).backward()
-                        step_loss += out.loss.item() * share
-                        tokens += int(batch["attention_mask"].sum())
-                    if not math.isfinite(step_loss):
-                        raise InnerLoopError(f"loss became {step_loss} at epoch {epoch + 1}, step "
-                                             f"{len(losses) + 1}; lower inner_loop.lr (now {cfg.lr})")
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    opt.step()
-                    sched.step()
-                    opt.zero_grad(set_to_none=True)
-                    losses.append(step_loss)
+            for t in range(n_steps):
+                active = [j for j in plans if results[j] is None and t < len(plans[j])]
+                step_loss = self._step(active, [(j, seqs[j][i]) for j in active for i in plans[j][t]], tokens)
+                ok = []
+                for j in active:
+                    if not math.isfinite(step_loss[j]):
+                        results[j] = InnerLoopError(f"loss became {step_loss[j]} at step {t + 1}; lower "
+                                                    f"inner_loop.lr (now {scheds[j].get_last_lr()[0]:g})")
+                    else:
+                        ok.append(j)
+                norms = self.opt.grad_norms(ok) if ok else None
+                if norms is not None and not torch.isfinite(norms).all():
+                    bad = [j for j, n in zip(ok, norms.tolist()) if not math.isfinite(n)]
+                    for j in bad:
+                        results[j] = InnerLoopError(f"gradient became non-finite at step {t + 1}")
+                    ok = [j for j in ok if j not in bad]
+                    norms = self.opt.grad_norms(ok) if ok else None
+                self.opt.step(ok, [scheds[j].get_last_lr()[0] for j in ok], norms)
+                for j in ok:
+                    scheds[j].step()
+                    losses[j].append(step_loss[j])
+                self.opt.zero_grad()
         finally:
-            self.model.eval()
-            opt.zero_grad(set_to_none=True)
-        return TrainStats(steps=len(losses), tokens=tokens, seconds=time.perf_counter() - start, losses=losses)
+            self.model.train(was_training)
+            self.opt.zero_grad()
+        seconds = time.perf_counter() - start
+        for j in plans:
+            if results[j] is None:
+                results[j] = TrainStats(steps=len(losses[j]), tokens=tokens[j], seconds=seconds,
+                                        losses=losses[j], adapters=len(jobs))
+        return results
+
+    def _step(self, active: list[int], rows: list[tuple[int, list[int]]], tokens: dict) -> dict[int, float]:
+        """Forward/backward over one step's rows of all active slots; returns each slot's loss
+        (token-weighted mean over its step), gradients left in the adapters."""
+        n_pred = {j: 0 for j in active}
+        for j, ids in rows:
+            n_pred[j] += len(ids) - 1
+        loss_sum = {j: 0.0 for j in active}
+        pad = self.tok.pad_token_id
+        for fwd in self._forwards(rows):
+            width = len(fwd[-1][1])
+            ids = torch.full((len(fwd), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(fwd), width), dtype=torch.long)
+            for r, (_, s) in enumerate(fwd):
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, : len(s)] = 1
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            slots = [j for j, _ in fwd]
+            self.total_slots += ids.numel()
+            self.pad_slots += ids.numel() - int(mask.sum())
+            with self.lora.routing(slots):
+                logits = self.model(input_ids=ids, attention_mask=mask).logits
+            # loss by mask, not token id: pad may equal EOS
+            tok_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+            tok_mask = mask[:, 1:].float()
+            weight = torch.tensor([1.0 / n_pred[j] for j in slots], device=self.device)
+            per_row = (tok_loss * tok_mask).sum(1) * weight
+            per_row.sum().backward()
+            for j, v in zip(slots, per_row.detach().tolist()):
+                loss_sum[j] += v
+            for j, (_, s) in zip(slots, fwd):
+                tokens[j] += len(s)
+        return loss_sum

@@ -28,7 +28,7 @@ from seal.config import derive_seed
 from seal.data import DataConfig, DataError, Passage, load_passages, load_seal_file
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig
-from seal.knowledge import KnowledgeTask
+from seal.knowledge import KnowledgeTask, chunks
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.report import bar_chart, md_table, print_table
@@ -103,10 +103,12 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     by_uid = {p.uid: p for p in usable}
 
     # 2. unadapted accuracy: once per passage, shared by every condition's gain
-    for p in tqdm([p for p in usable if not rd.has(rd.key("base", p.uid))], desc="base model", leave=False):
-        acc, qs = task.base_accuracy(p)
-        rd.put(rd.key("base", p.uid), {"condition": "base", "passage": p.uid, "sample": 0, "accuracy": acc,
-                                       "questions": qs})
+    for group in tqdm(chunks(usable, task.adapters_per_batch), desc="base model", leave=False):
+        if all(rd.has(rd.key("base", p.uid)) for p in group):
+            continue
+        rd.put_many([(rd.key("base", p.uid), {"condition": "base", "passage": p.uid, "sample": 0, "accuracy": acc,
+                                              "questions": qs})
+                     for p, (acc, qs) in zip(group, task.base_accuracies(group))])
 
     # 3. the work list: (condition, passage, sample, self-edit text or None, format or skip reason)
     jobs: list[tuple[str, Passage, int, str | None, str]] = []
@@ -135,23 +137,32 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
                     jobs += [(f"from_file:{label}", p, s, t, "implications")
                              for s, t in enumerate(texts[: cfg.self_edit.k])]
 
-    # 4. one inner loop per job, recorded the moment it finishes
-    pending = [j for j in jobs if not rd.has(rd.key(j[0], j[1].uid, j[2]))]
-    bar = tqdm(pending, desc="inner loops", disable=not pending)
-    for cond, p, s, text, fmt in bar:
-        bar.set_postfix_str(f"{cond} {p.uid}")
-        head = {"condition": cond, "passage": p.uid, "sample": s, "self_edit": text}
-        if text is None:
-            rd.put(rd.key(cond, p.uid, s), {**head, "skipped": fmt})
-            continue
-        out = task.adapt_and_evaluate(p, text, fmt, seed=derive_seed(cfg.seed, "inner_loop", cond, p.uid, s))
-        if "accuracy" in out:
-            out["gain"] = out["accuracy"] - rd.get(rd.key("base", p.uid))["accuracy"]
-            rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=out["accuracy"], gain=out["gain"],
-                      final_loss=out["train"]["final_loss"], train_seconds=out["train"]["seconds"])
-            tracker.log({f"{cond}/accuracy": out["accuracy"], f"{cond}/gain": out["gain"],
-                         f"{cond}/final_loss": out["train"]["final_loss"]})
-        rd.put(rd.key(cond, p.uid, s), {**head, **out})
+    # 4. the inner loops, K at a time in fixed chunks, each recorded the moment its chunk finishes
+    for cond, p, s, text, reason in jobs:
+        if text is None and not rd.has(rd.key(cond, p.uid, s)):
+            rd.put(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": None,
+                                            "skipped": reason})
+    trainable = [j for j in jobs if j[3] is not None]
+    todo = [c for c in chunks(trainable, task.adapters_per_batch)
+            if not all(rd.has(rd.key(cond, p.uid, s)) for cond, p, s, _, _ in c)]
+    bar = tqdm(total=sum(len(c) for c in todo), desc=f"inner loops ({task.adapters_per_batch} at a time)",
+               disable=not todo)
+    for chunk in todo:
+        outs = task.adapt_and_evaluate_many(
+            [(p, text, fmt, derive_seed(cfg.seed, "inner_loop", cond, p.uid, s)) for cond, p, s, text, fmt in chunk])
+        for (cond, p, s, text, _), out in zip(chunk, outs):
+            if "accuracy" in out:
+                out["gain"] = out["accuracy"] - rd.get(rd.key("base", p.uid))["accuracy"]
+        rd.put_many([(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": text,
+                                               **out}) for (cond, p, s, text, _), out in zip(chunk, outs)])
+        for (cond, p, s, _, _), out in zip(chunk, outs):
+            if "accuracy" in out:
+                rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=out["accuracy"], gain=out["gain"],
+                          final_loss=out["train"]["final_loss"], train_seconds=out["train"]["seconds"])
+                tracker.log({f"{cond}/accuracy": out["accuracy"], f"{cond}/gain": out["gain"],
+                             f"{cond}/final_loss": out["train"]["final_loss"]})
+        bar.update(len(chunk))
+    bar.close()
 
     results = summarise(cfg, rd, usable, skipped, by_uid)
     write_report(cfg, rd, results)

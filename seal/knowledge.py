@@ -4,9 +4,9 @@
 and offers the operations the recipes are sequences of: closed-book accuracy of the unadapted
 model, sampling self-edits, and adapt-then-evaluate for one set of training documents.
 
-Every operation that feeds a recorded result works on a fixed unit (one passage, or one whole
-batch of self-edit prompts), so a resumed run recomputes exactly what an uninterrupted one did:
-batched greedy decoding over a different set of prompts could otherwise round differently.
+Every operation that feeds a recorded result works on a fixed unit (a fixed chunk of K inner
+loops, or one whole batch of prompts), so a resumed run recomputes exactly what an uninterrupted
+one did: batches of different composition could otherwise round differently.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from seal.data import Passage
 from seal.generation import HFGenerator, SamplingConfig
 from seal.graders import GraderConfig, make_grader
-from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError
+from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 from seal.models import ModelConfig, format_prompt, max_context, uses_chat
 from seal.qa_eval import QAEvalConfig, answer_questions, grade_records
 from seal.self_edits import SelfEditConfig, SelfEditError, completion_to_documents, self_edit_prompt
@@ -28,10 +28,17 @@ class KnowledgeTask:
         self.system_prompt = model_cfg.system_prompt
         self.context_limit = max_context(model_cfg, model)
         self.inner = InnerLoop(model, tok, inner_cfg)
-        self.gen = HFGenerator(self.inner.model, tok)
+        self.model = model
+        self.gen = HFGenerator(model, tok, router=self.inner.lora)
         self.qa_cfg = qa_cfg
         self.se_cfg = self_edit_cfg
-        self.grader = make_grader(grader_cfg, self.inner.model, tok, self.chat)
+        self.grader = make_grader(grader_cfg, model, tok, self.chat)  # a local judge sees the base model
+
+    @property
+    def adapters_per_batch(self) -> int:
+        """K: how many inner loops run together. Recipes cut their job lists into fixed chunks of K
+        so that a resumed run batches (and so rounds) exactly as an uninterrupted one."""
+        return self.inner.slots
 
     def passage_tokens(self, p: Passage) -> int:
         return len(self.tok(f"{p.title}\n{p.context}")["input_ids"]) + 1
@@ -45,16 +52,24 @@ class KnowledgeTask:
             return f"passage has {n} tokens, more than inner_loop.max_seq_len={self.inner.cfg.max_seq_len}"
         return None
 
-    def evaluate(self, p: Passage) -> list[dict]:
-        """Closed-book answers to one passage's questions with the model's current adapter state."""
-        records = answer_questions([p], self.gen, self.qa_cfg, self.tok, self.chat, self.system_prompt)
-        with self.inner.base_model():  # a local judge grades with the adapter off
-            return grade_records(records, self.grader)
+    def _answer(self, passages: list[Passage], slots: list[int]) -> list[list[dict]]:
+        """Closed-book answers to each passage's questions, passage i read by adapter slots[i]
+        (-1: the base model), all in one generate call; graded with no adapter."""
+        records = answer_questions(passages, self.gen, self.qa_cfg, self.tok, self.chat, self.system_prompt,
+                                   adapters=[s for p, s in zip(passages, slots) for _ in p.questions])
+        grade_records(records, self.grader)
+        out, i = [], 0
+        for p in passages:
+            out.append(records[i:i + len(p.questions)])
+            i += len(p.questions)
+        return out
+
+    def base_accuracies(self, passages: list[Passage]) -> list[tuple[float, list[dict]]]:
+        """Closed-book accuracy of the unadapted model on each passage's questions (one call)."""
+        return [(accuracy(qs), qs) for qs in self._answer(passages, [-1] * len(passages))]
 
     def base_accuracy(self, p: Passage) -> tuple[float, list[dict]]:
-        with self.inner.base_model():
-            qs = self.evaluate(p)
-        return accuracy(qs), qs
+        return self.base_accuracies([p])[0]
 
     def prompt(self, p: Passage, fmt: str) -> str:
         return format_prompt(self.tok, self_edit_prompt(p, fmt, self.se_cfg), self.chat, self.system_prompt)
@@ -72,17 +87,42 @@ class KnowledgeTask:
     def documents(self, p: Passage, text: str, fmt: str) -> list[str]:
         return completion_to_documents(text, p, fmt, self.se_cfg)
 
+    def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]]) -> list[dict]:
+        """For each (passage, self-edit text, format, seed): an inner loop on the self-edit's
+        documents, then closed-book accuracy on the passage's questions. Up to K inner loops train
+        together and all their questions are answered in one call. A self-edit that cannot be used
+        (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
+        out: list[dict | None] = [None] * len(items)
+        jobs: list[tuple[int, TrainJob, int]] = []
+        for i, (p, text, fmt, seed) in enumerate(items):
+            try:
+                docs = self.documents(p, text, fmt)
+                jobs.append((i, TrainJob(docs, seed), len(docs)))
+            except SelfEditError as e:
+                out[i] = {"skipped": str(e), "seed": seed}
+        k = self.adapters_per_batch
+        for c in range(0, len(jobs), k):
+            chunk = jobs[c:c + k]
+            stats = self.inner.train_many([job for _, job, _ in chunk])
+            trained = [(slot, i, st, n) for slot, ((i, _, n), st) in enumerate(zip(chunk, stats))
+                       if not isinstance(st, InnerLoopError)]
+            for (i, job, _), st in zip(chunk, stats):
+                if isinstance(st, InnerLoopError):
+                    out[i] = {"skipped": str(st), "seed": job.seed}
+            answers = self._answer([items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained])
+            for (slot, i, st, n), qs in zip(trained, answers):
+                out[i] = {"seed": items[i][3], "accuracy": accuracy(qs), "n_docs": n, "train": st.to_dict(),
+                          "questions": qs}
+        return out  # type: ignore[return-value]
+
     def adapt_and_evaluate(self, p: Passage, text: str, fmt: str, seed: int) -> dict:
-        """Inner loop on the self-edit's documents, then closed-book accuracy. A self-edit that cannot
-        be used (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
-        try:
-            docs = self.documents(p, text, fmt)
-            stats = self.inner.train(docs, seed=seed)
-        except (SelfEditError, InnerLoopError) as e:
-            return {"skipped": str(e), "seed": seed}
-        qs = self.evaluate(p)
-        return {"seed": seed, "accuracy": accuracy(qs), "n_docs": len(docs), "train": stats.to_dict(), "questions": qs}
+        return self.adapt_and_evaluate_many([(p, text, fmt, seed)])[0]
 
 
 def accuracy(questions: list[dict]) -> float:
     return sum(q["correct"] for q in questions) / len(questions) if questions else 0.0
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """Fixed consecutive chunks of a recipe's full job list (resume redoes a chunk as a unit)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]

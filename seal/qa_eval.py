@@ -30,11 +30,12 @@ def qa_prompts(passages: list[Passage], cfg: QAEvalConfig, tok, chat: bool, syst
 
 
 def answer_questions(passages: list[Passage], generator: Generator, cfg: QAEvalConfig, tok, chat: bool,
-                     system_prompt: str | None = None) -> list[dict]:
-    """Greedy closed-book answers: one record {passage, q, question, gold, answer} per question."""
+                     system_prompt: str | None = None, adapters: list[int] | None = None) -> list[dict]:
+    """Greedy closed-book answers: one record {passage, q, question, gold, answer} per question.
+    `adapters` (one per question) routes each question to its own adapter in the same call."""
     prompts = qa_prompts(passages, cfg, tok, chat, system_prompt)
     answers = generator.generate(prompts, SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0,
-                                                         batch_size=cfg.batch_size))
+                                                         batch_size=cfg.batch_size), adapters=adapters)
     pairs = [(p, j, q) for p in passages for j, q in enumerate(p.questions)]
     return [{"passage": p.uid, "q": j, "question": q.question, "gold": q.answer, "answer": a}
             for (p, j, q), a in zip(pairs, answers)]

@@ -37,7 +37,7 @@ from seal.config import ConfigError, derive_seed
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig
-from seal.knowledge import KnowledgeTask
+from seal.knowledge import KnowledgeTask, chunks
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.run_dir import RunDir
@@ -274,16 +274,25 @@ def evaluate_policy(task: KnowledgeTask, rd: RunDir, r: int, held_out: list[Pass
         rd.put(comp_key, {"round": r, "seed": s, "completions": {p.uid: t[0] for p, t in zip(held_out, texts)}})
     comps = rd.get(comp_key)["completions"]
     conditions = ["self_edit"] + (["base", "passage"] if refs else [])
-    todo = [(c, p) for c in conditions for p in held_out if not rd.has(rd.key("eval", r, c, p.uid))]
-    for cond, p in tqdm(todo, desc=f"round {r} eval", disable=not todo):
-        key = rd.key("eval", r, cond, p.uid)
-        if cond == "base":
-            acc, qs = task.base_accuracy(p)
-            rd.put(key, {"round": r, "condition": cond, "passage": p.uid, "accuracy": acc, "questions": qs})
-            continue
-        text, f = (comps[p.uid], fmt) if cond == "self_edit" else ("", "none")
-        out = task.adapt_and_evaluate(p, text, f, derive_seed(seed, "eval_inner", r, cond, p.uid))
-        rd.put(key, {"round": r, "condition": cond, "passage": p.uid, "self_edit": text, **out})
+    k = task.adapters_per_batch
+    if "base" in conditions:
+        for group in chunks(held_out, k):
+            if not all(rd.has(rd.key("eval", r, "base", p.uid)) for p in group):
+                rd.put_many([(rd.key("eval", r, "base", p.uid), {"round": r, "condition": "base", "passage": p.uid,
+                                                                 "accuracy": acc, "questions": qs})
+                             for p, (acc, qs) in zip(group, task.base_accuracies(group))])
+    jobs = [(c, p) for c in conditions if c != "base" for p in held_out]
+    todo = [c for c in chunks(jobs, k) if not all(rd.has(rd.key("eval", r, cond, p.uid)) for cond, p in c)]
+    bar = tqdm(total=sum(len(c) for c in todo), desc=f"round {r} eval: inner loops", disable=not todo)
+    for chunk in todo:
+        items = [(p, comps[p.uid], fmt) if cond == "self_edit" else (p, "", "none") for cond, p in chunk]
+        outs = task.adapt_and_evaluate_many([(p, text, f, derive_seed(seed, "eval_inner", r, cond, p.uid))
+                                             for (cond, _), (p, text, f) in zip(chunk, items)])
+        rd.put_many([(rd.key("eval", r, cond, p.uid), {"round": r, "condition": cond, "passage": p.uid,
+                                                       "self_edit": text, **out})
+                     for (cond, p), (_, text, _), out in zip(chunk, items, outs)])
+        bar.update(len(chunk))
+    bar.close()
     summary = {}
     for cond in conditions:
         recs = [rd.get(rd.key("eval", r, cond, p.uid)) for p in held_out]
@@ -301,25 +310,33 @@ def evaluate_policy(task: KnowledgeTask, rd: RunDir, r: int, held_out: list[Pass
 def e_step(task: KnowledgeTask, rd: RunDir, r: int, contexts: list[Passage], fmt: str, k: int, n_seeds: int,
            seed: int, tracker: Tracker) -> list[dict]:
     """Sample k self-edits per context and score each with n_seeds inner loops; returns edit summaries."""
-    for p in contexts:
-        key = rd.key("estep", r, "base", p.uid)
-        if not rd.has(key):
-            acc, qs = task.base_accuracy(p)
-            rd.put(key, {"round": r, "passage": p.uid, "accuracy": acc, "questions": qs})
+    for group in chunks(contexts, task.adapters_per_batch):
+        if not all(rd.has(rd.key("estep", r, "base", p.uid)) for p in group):
+            rd.put_many([(rd.key("estep", r, "base", p.uid), {"round": r, "passage": p.uid, "accuracy": acc,
+                                                              "questions": qs})
+                         for p, (acc, qs) in zip(group, task.base_accuracies(group))])
     comp_key = rd.key("estep", r, "completions")
     if not rd.has(comp_key):
         s = derive_seed(seed, "estep_sampling", r)
         texts = task.sample(contexts, fmt, k, s, desc=f"round {r} E-step: sampling")
         rd.put(comp_key, {"round": r, "seed": s, "completions": {p.uid: t for p, t in zip(contexts, texts)}})
     comps = rd.get(comp_key)["completions"]
-    todo = [(p, i, s) for p in contexts for i in range(k) for s in range(n_seeds)
-            if not rd.has(rd.key("estep", r, p.uid, i, s))]
-    bar = tqdm(todo, desc=f"round {r} E-step: inner loops", disable=not todo)
-    for p, i, s in bar:
-        out = task.adapt_and_evaluate(p, comps[p.uid][i], fmt, derive_seed(seed, "estep_inner", r, p.uid, i, s))
-        rec = rd.put(rd.key("estep", r, p.uid, i, s), {"round": r, "context": p.uid, "sample": i, "seed_index": s, **out})
-        if "accuracy" in rec:
-            tracker.log({"estep/accuracy": rec["accuracy"], "round": r})
+    jobs = [(p, i, s) for p in contexts for i in range(k) for s in range(n_seeds)]
+    todo = [c for c in chunks(jobs, task.adapters_per_batch)
+            if not all(rd.has(rd.key("estep", r, p.uid, i, s)) for p, i, s in c)]
+    bar = tqdm(total=sum(len(c) for c in todo), desc=f"round {r} E-step: inner loops", disable=not todo)
+    for chunk in todo:
+        outs = task.adapt_and_evaluate_many([(p, comps[p.uid][i], fmt, derive_seed(seed, "estep_inner", r, p.uid, i, s))
+                                             for p, i, s in chunk])
+        recs = rd.put_many([(rd.key("estep", r, p.uid, i, s), {"round": r, "context": p.uid, "sample": i,
+                                                                "seed_index": s, **out})
+                            for (p, i, s), out in zip(chunk, outs)])
+        for (p, i, s), rec in zip(chunk, recs):
+            if "accuracy" in rec:
+                tracker.log({"estep/accuracy": rec["accuracy"], "gain": rec["accuracy"] - rd.get(
+                    rd.key("estep", r, "base", p.uid))["accuracy"], "round": r})
+        bar.update(len(chunk))
+    bar.close()
     edits = []
     for p in contexts:
         base = rd.get(rd.key("estep", r, "base", p.uid))["accuracy"]

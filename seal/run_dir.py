@@ -118,13 +118,18 @@ class RunDir:
         return self.records.get(key)
 
     def put(self, key: str, record: dict) -> dict:
-        record = {"key": key, **record}
+        return self.put_many([(key, record)])[0]
+
+    def put_many(self, items: list[tuple[str, dict]]) -> list[dict]:
+        """Append records in one write (a chunk of inner loops is recorded whole or not at all)."""
+        records = [{"key": key, **rec} for key, rec in items]
         with open(self.path / "records.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write("".join(json.dumps(r) + "\n" for r in records))
             f.flush()
             os.fsync(f.fileno())
-        self.records[key] = record
-        return record
+        for r in records:
+            self.records[r["key"]] = r
+        return records
 
     def metric(self, **values: Any) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:

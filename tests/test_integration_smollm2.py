@@ -30,21 +30,19 @@ def test_inner_loop_raises_closed_book_accuracy(smollm2):
     from seal.fictional import generate_passages
     from seal.generation import HFGenerator
     from seal.graders import MatchGrader
-    from seal.inner_loop import InnerLoop, InnerLoopConfig
-    from seal.qa_eval import QAEvalConfig, answer_and_grade
+    from seal.inner_loop import InnerLoop, InnerLoopConfig, TrainJob
+    from seal.qa_eval import QAEvalConfig, answer_and_grade, answer_questions, grade_records
 
     model, tok = smollm2
     cfg = InnerLoopConfig(**yaml.safe_load((REPO / "configs/inner_loop/default.yaml").read_text()))
     inner = InnerLoop(model, tok, cfg)
-    gen = HFGenerator(inner.model, tok)
+    gen = HFGenerator(model, tok, router=inner.lora)
     passages = generate_passages(4, seed=0)
-    before = after = total = 0
-    for p in passages:
-        with inner.base_model():
-            before += sum(r["correct"] for r in answer_and_grade([p], gen, MatchGrader(), QAEvalConfig(), tok, True))
-        stats = inner.train([f"{p.title}\n{p.context}"], seed=0)  # the `passage` condition's update
-        assert stats.final_loss < stats.losses[0] / 3
-        recs = answer_and_grade([p], gen, MatchGrader(), QAEvalConfig(), tok, True)
-        after += sum(r["correct"] for r in recs)
-        total += len(recs)
+    before = sum(r["correct"] for r in answer_and_grade(passages, gen, MatchGrader(), QAEvalConfig(), tok, True))
+    # the `passage` condition's update for all four passages at once, one adapter each
+    stats = inner.train_many([TrainJob([f"{p.title}\n{p.context}"], seed=0) for p in passages])
+    assert all(s.final_loss < s.losses[0] / 3 for s in stats)
+    slots = [i for i, p in enumerate(passages) for _ in p.questions]
+    recs = grade_records(answer_questions(passages, gen, QAEvalConfig(), tok, True, adapters=slots), MatchGrader())
+    after, total = sum(r["correct"] for r in recs), len(recs)
     assert after >= before + 4, f"closed-book accuracy {before}/{total} -> {after}/{total}"

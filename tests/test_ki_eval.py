@@ -105,19 +105,21 @@ def test_data_path_with_a_users_file(tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
-    full, full_path = run(tmp_path, name="full")
-    # simulate a kill: keep the first records, then a torn half-written line
+    k2 = "inner_loop.adapters_per_batch=2"  # chunks: [passage x2], [self_edit x2], [self_edit x2]
+    full, full_path = run(tmp_path, k2, name="full")
+    # simulate a kill: base x2, completions, the first chunk, then a torn half-written line
     lines = (full_path / "records.jsonl").read_text().splitlines()
     killed = tmp_path / "killed"
     killed.mkdir()
     for f in ("config.yaml", "run.json"):
         (killed / f).write_text((full_path / f).read_text())
-    (killed / "records.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][: len(lines[4]) // 2])
-    resumed, _ = run(tmp_path, name="killed", resume=True)
+    (killed / "records.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2])
+    resumed, _ = run(tmp_path, k2, name="killed", resume=True)
     assert resumed["conditions"] == full["conditions"]
     # only the missing inner loops ran again
     metrics = (killed / "metrics.jsonl").read_text().splitlines()
-    done_before = sum(1 for ln in lines[:4] if json.loads(ln).get("condition") in ("passage", "self_edit"))
+    done_before = sum(1 for ln in lines[:5] if json.loads(ln).get("condition") in ("passage", "self_edit"))
+    assert done_before == 2
     total = sum(1 for ln in lines if json.loads(ln).get("condition") in ("passage", "self_edit"))
     assert len(metrics) == total - done_before
 

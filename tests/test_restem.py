@@ -23,7 +23,7 @@ FAST = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.n
         "restem.seeds_per_edit=2", "restem.eval_passages=2", "self_edit.max_new_tokens=12", "inner_loop.epochs=2",
         "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=6", "m_step.grad_accum=1",
         "m_step.epochs=1", "m_step.lora_r=4", "m_step.lora_alpha=8", "selection.rule=top_fraction",
-        "selection.fraction=0.5"]
+        "selection.fraction=0.5", "inner_loop.adapters_per_batch=3"]
 
 
 def run(path, *overrides, resume=False):
@@ -120,33 +120,33 @@ def test_uninterrupted_run_outputs(uninterrupted):
 def test_resume_after_kill_in_e_step(uninterrupted, tmp_path, monkeypatch):
     from seal import knowledge
 
-    real = knowledge.KnowledgeTask.adapt_and_evaluate
-    calls = {"n": 0}
+    real = knowledge.KnowledgeTask.adapt_and_evaluate_many
+    calls, finished = {"n": 0}, {"items": 0}
 
-    def dying(self, *a, **kw):
+    def dying(self, items):
         calls["n"] += 1
-        if calls["n"] == 9:  # inside round 0's E-step... after its eval inner loops
+        if calls["n"] == 4:  # round 0's eval took chunks of 3 and 1, the E-step's first chunk of 3 is done
             raise KeyboardInterrupt("simulated kill")
-        return real(self, *a, **kw)
+        out = real(self, items)
+        finished["items"] += len(items)
+        return out
 
-    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate", dying)
+    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", dying)
     path = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run(path)
     assert not (path / "policy_round1").exists()
-    done = len((path / "records.jsonl").read_text().splitlines())
-    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate", real)
-    counter = {"n": 0}
+    assert finished["items"] == 7 and inner_loop_count(path) == 7
+    counter = {"items": 0}
 
-    def counting(self, *a, **kw):
-        counter["n"] += 1
-        return real(self, *a, **kw)
+    def counting(self, items):
+        counter["items"] += len(items)
+        return real(self, items)
 
-    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate", counting)
+    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", counting)
     resumed = run(path, resume=True)
     assert comparable(resumed) == comparable(uninterrupted[1])
-    assert counter["n"] == inner_loop_count(uninterrupted[0]) - 8  # only the unfinished inner loops ran again
-    assert done > 0
+    assert counter["items"] == inner_loop_count(uninterrupted[0]) - 7  # only the unfinished inner loops ran again
 
 
 def test_resume_after_kill_in_m_step(uninterrupted, tmp_path, monkeypatch):
