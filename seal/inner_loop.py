@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from seal.multi_lora import AdamWSlots, MultiLoRA
+from seal.multi_lora import MultiLoRA
 
 
 class InnerLoopError(RuntimeError):
@@ -55,6 +55,7 @@ class InnerLoopConfig:
     memory_budget_gb: float = 4.0  # for the K adapters' weights, gradients and Adam state
     max_adapters: int = 32
     token_budget: int = 4096  # padded tokens per training forward
+    forward_overhead_tokens: int = 32  # a forward's fixed cost in token equivalents (sets how rows are cut)
 
 
 @dataclass
@@ -106,8 +107,6 @@ class InnerLoop:
             self.lora = MultiLoRA(model, cfg.target_modules, cfg.lora_r, cfg.lora_alpha, self.slots, cfg.lora_dropout)
         except ValueError as e:
             raise InnerLoopError(str(e)) from None
-        self.opt = AdamWSlots(self.lora.parameters(), self.slots, weight_decay=cfg.weight_decay,
-                              max_grad_norm=cfg.max_grad_norm)
         self.device = self.lora.device
         self.pad_slots = 0  # padded / total token slots over all training forwards so far
         self.total_slots = 0
@@ -121,7 +120,6 @@ class InnerLoop:
 
     def reset(self, seed: int, slot: int = 0) -> None:
         self.lora.reset(slot, seed)
-        self.opt.reset(slot)
 
     @contextmanager
     def base_model(self):
@@ -176,15 +174,29 @@ class InnerLoop:
         return steps
 
     def _forwards(self, rows: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
-        """Rows (slot, ids) sorted by length and cut into forwards of at most token_budget padded tokens."""
+        """Rows (slot, ids) sorted by length and cut into forwards with the least padding.
+
+        A forward costs a fixed overhead (`forward_overhead_tokens`, in token equivalents) plus its
+        padded tokens; the cut points that minimise the total over length-sorted rows come from a
+        small dynamic program, each forward at most `token_budget` padded tokens.
+        """
         rows = sorted(rows, key=lambda r: len(r[1]))
-        out, cur = [], []
-        for row in rows:
-            if cur and (len(cur) + 1) * len(row[1]) > self.cfg.token_budget:
-                out.append(cur)
-                cur = []
-            cur.append(row)
-        return out + [cur] if cur else out
+        n, c0, budget = len(rows), self.cfg.forward_overhead_tokens, self.cfg.token_budget
+        best, cut = [0.0] + [math.inf] * n, [0] * (n + 1)
+        for j in range(1, n + 1):
+            width = len(rows[j - 1][1])
+            for i in range(j, 0, -1):  # rows i-1 .. j-1 in one forward, padded to the longest (last)
+                size = (j - i + 1) * width
+                if size > budget and i < j:
+                    break
+                cost = best[i - 1] + c0 + size
+                if cost < best[j]:
+                    best[j], cut[j] = cost, i - 1
+        out, j = [], n
+        while j > 0:
+            out.append(rows[cut[j]:j])
+            j = cut[j]
+        return out[::-1]
 
     # ------------------------------------------------------------------ training
 
@@ -225,38 +237,50 @@ class InnerLoop:
         n_steps = max((len(p) for p in plans.values()), default=0)
         was_training = self.model.training
         self.model.train()
-        try:
-            for t in range(n_steps):
-                active = [j for j in plans if results[j] is None and t < len(plans[j])]
-                step_loss = self._step(active, [(j, seqs[j][i]) for j in active for i in plans[j][t]], tokens)
-                ok = []
-                for j in active:
-                    if not math.isfinite(step_loss[j]):
-                        results[j] = InnerLoopError(f"loss became {step_loss[j]} at step {t + 1}; lower "
-                                                    f"inner_loop.lr (now {scheds[j].get_last_lr()[0]:g})")
-                    else:
-                        ok.append(j)
-                norms = self.opt.grad_norms(ok) if ok else None
-                if norms is not None and not torch.isfinite(norms).all():
-                    bad = [j for j, n in zip(ok, norms.tolist()) if not math.isfinite(n)]
-                    for j in bad:
-                        results[j] = InnerLoopError(f"gradient became non-finite at step {t + 1}")
-                    ok = [j for j in ok if j not in bad]
-                    norms = self.opt.grad_norms(ok) if ok else None
-                self.opt.step(ok, [scheds[j].get_last_lr()[0] for j in ok], norms)
-                for j in ok:
-                    scheds[j].step()
-                    losses[j].append(step_loss[j])
-                self.opt.zero_grad()
-        finally:
-            self.model.train(was_training)
-            self.opt.zero_grad()
+        with self.lora.trainable(len(jobs)) as params:
+            # torch's AdamW with one parameter group per slot: its own lr, and its own step count
+            # because a slot with no gradient this step (finished, failed) is skipped
+            opt = torch.optim.AdamW([{"params": ps} for ps in params], lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    fused=True)  # one pass over weights and moments (it is memory-bound)
+            try:
+                self._run(n_steps, plans, seqs, scheds, losses, tokens, results, params, opt)
+            finally:
+                self.model.train(was_training)
+                opt.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - start
         for j in plans:
             if results[j] is None:
                 results[j] = TrainStats(steps=len(losses[j]), tokens=tokens[j], seconds=seconds,
                                         losses=losses[j], adapters=len(jobs))
         return results
+
+    def _run(self, n_steps, plans, seqs, scheds, losses, tokens, results, params, opt) -> None:
+        """The optimizer steps; every active slot takes its next step, finished or failed slots sit out."""
+        for t in range(n_steps):
+            active = [j for j in plans if results[j] is None and t < len(plans[j])]
+            step_loss = self._step(active, [(j, seqs[j][i]) for j in active for i in plans[j][t]], tokens)
+            ok = []
+            for j in active:
+                norm = torch.nn.utils.clip_grad_norm_(params[j], self.cfg.max_grad_norm) if math.isfinite(step_loss[j]) \
+                    else torch.tensor(float("nan"))
+                if not math.isfinite(step_loss[j]):
+                    results[j] = InnerLoopError(f"loss became {step_loss[j]} at step {t + 1}; lower "
+                                                f"inner_loop.lr (now {scheds[j].get_last_lr()[0]:g})")
+                elif not torch.isfinite(norm):
+                    results[j] = InnerLoopError(f"gradient became non-finite at step {t + 1}; lower "
+                                                f"inner_loop.lr (now {scheds[j].get_last_lr()[0]:g})")
+                else:
+                    ok.append(j)
+                    opt.param_groups[j]["lr"] = scheds[j].get_last_lr()[0]
+            for j in set(active) - set(ok):
+                for p in params[j]:
+                    p.grad = None
+            opt.step()
+            for j in ok:
+                scheds[j].optimizer.step()  # the placeholder: keeps torch's step-order check quiet
+                scheds[j].step()
+                losses[j].append(step_loss[j])
+            opt.zero_grad(set_to_none=True)
 
     def _step(self, active: list[int], rows: list[tuple[int, list[int]]], tokens: dict) -> dict[int, float]:
         """Forward/backward over one step's rows of all active slots; returns each slot's loss
@@ -268,6 +292,7 @@ class InnerLoop:
         pad = self.tok.pad_token_id
         for fwd in self._forwards(rows):
             width = len(fwd[-1][1])
+            fwd = sorted(fwd, key=lambda r: r[0])  # each slot's rows contiguous: one segment per slot
             ids = torch.full((len(fwd), width), pad, dtype=torch.long)
             mask = torch.zeros((len(fwd), width), dtype=torch.long)
             for r, (_, s) in enumerate(fwd):
@@ -278,12 +303,15 @@ class InnerLoop:
             self.total_slots += ids.numel()
             self.pad_slots += ids.numel() - int(mask.sum())
             with self.lora.routing(slots):
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
-            # loss by mask, not token id: pad may equal EOS
-            tok_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
-            tok_mask = mask[:, 1:].float()
+                hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            # the LM head and loss only where a real next token exists (by mask, not token id: pad
+            # may equal EOS), saving the head's work on padding and on each row's last position
+            has_next = mask[:, 1:].bool()
+            logits = self.model.get_output_embeddings()(hidden[:, :-1][has_next]).float()
+            tok_loss = F.cross_entropy(logits, ids[:, 1:][has_next], reduction="none")
+            row_of = torch.arange(len(fwd), device=self.device).unsqueeze(1).expand_as(has_next)[has_next]
             weight = torch.tensor([1.0 / n_pred[j] for j in slots], device=self.device)
-            per_row = (tok_loss * tok_mask).sum(1) * weight
+            per_row = torch.zeros(len(fwd), device=self.device).index_add(0, row_of, tok_loss) * weight
             per_row.sum().backward()
             for j, v in zip(slots, per_row.detach().tolist()):
                 loss_sum[j] += v

@@ -75,22 +75,33 @@ def test_loss_ignores_padding(tiny):
     seqs = inner.encode([DOCS[0], DOCS[2]])
     assert len(seqs[0]) != len(seqs[1])
     results = []
-    for budget in (10_000, 1):  # one padded forward vs one forward per row
-        inner.cfg.token_budget = budget
+    for budget, overhead in ((10_000, 10_000), (1, 0)):  # one padded forward vs one forward per row
+        inner.cfg.token_budget, inner.cfg.forward_overhead_tokens = budget, overhead
         inner.reset(seed=3)
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():  # a non-zero B so that A gets gradients too
             for b in inner.lora.B:
                 b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
         pads = inner.pad_slots
-        loss = inner._step([0], [(0, s) for s in seqs], {0: 0})[0]
-        results.append((loss, [p.grad.clone() for p in inner.lora.parameters()], inner.pad_slots - pads))
-        inner.opt.zero_grad()
+        with inner.lora.trainable(1) as params:
+            loss = inner._step([0], [(0, s) for s in seqs], {0: 0})[0]
+            results.append((loss, [p.grad.clone() for p in params[0]], inner.pad_slots - pads))
     (l1, g1, pad1), (l2, g2, pad2) = results
     assert pad1 == abs(len(seqs[0]) - len(seqs[1])) and pad2 == 0
     assert l1 == pytest.approx(l2, rel=1e-5)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_forwards_cut_rows_to_minimise_padding(tiny):
+    model, tok = tiny
+    inner = InnerLoop(model, tok, cfg(token_budget=100, forward_overhead_tokens=10))
+    rows = [(0, [1] * n) for n in (5, 6, 7, 40, 41, 20)]
+    fwds = inner._forwards(rows)
+    assert [[len(r[1]) for r in f] for f in fwds] == [[5, 6, 7], [20], [40, 41]]
+    assert all(len(f) * len(f[-1][1]) <= 100 for f in fwds)
+    inner.cfg.forward_overhead_tokens = 1000  # expensive forwards: pack as many rows as the budget allows
+    assert [len(f) for f in inner._forwards(rows)] == [4, 2]
 
 
 def test_too_long_document_is_an_error(tiny):
