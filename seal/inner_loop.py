@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from seal.multi_lora import MultiLoRA
 
@@ -256,7 +257,8 @@ class InnerLoop:
 
     def _run(self, n_steps, plans, seqs, scheds, losses, tokens, results, params, opt) -> None:
         """The optimizer steps; every active slot takes its next step, finished or failed slots sit out."""
-        for t in range(n_steps):
+        bar = tqdm(range(n_steps), desc=f"training {len(plans)} adapter(s)", leave=False, disable=n_steps < 2)
+        for t in bar:
             active = [j for j in plans if results[j] is None and t < len(plans[j])]
             step_loss = self._step(active, [(j, seqs[j][i]) for j in active for i in plans[j][t]], tokens)
             ok = []
