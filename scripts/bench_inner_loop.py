@@ -199,6 +199,7 @@ def plain_pipeline(model, tok, cfg: InnerLoopConfig, items, docs, qa: QAEvalConf
                              gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr,
                              lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
                              max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay, max_length=cfg.max_seq_len,
+                             gradient_checkpointing=False,  # TRL turns it on by default: recompute costs time
                              logging_steps=1000, save_strategy="no", report_to="none", seed=seed, data_seed=seed,
                              use_cpu=device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
                              bf16=dtype_name == "bfloat16" and device == "cuda", fp16=False)
@@ -306,6 +307,7 @@ def main():
                                                                 "3 on CPU, all on GPU)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile-loops", type=int, default=2, help="inner loops in the profiled chunk")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -338,16 +340,6 @@ def main():
     a["peak_memory_gb"] = mem_a.gb
     print(f"(a) seal: {a['seconds']:.1f} s", flush=True)
 
-    prof_table = None
-    if args.profile:
-        from torch.profiler import ProfilerActivity, profile
-
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
-        with profile(activities=acts) as prof:
-            task.adapt_and_evaluate_many(items[: task.adapters_per_batch])
-        prof_table = prof.key_averages().table(sort_by="self_cuda_time_total" if args.device == "cuda"
-                                               else "self_cpu_time_total", row_limit=25)
-
     task.inner.lora.remove()  # (b) and (c) use PEFT on the plain model
     sample_b = items[: args.plain_sample or len(items)]
     with PeakMemory(args.device) as mem_b:
@@ -359,6 +351,20 @@ def main():
         c, model = reference_pipeline(model, tok, cfg, items[: args.ref_sample], docs[: args.ref_sample], qa, chat,
                                       args.device, args.ref_steps)
     c["peak_memory_gb"] = mem_c.gb
+
+    prof_table = None
+    if args.profile:  # last, on its own: a profile of a long chunk holds GBs of events until freed
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+        model.gradient_checkpointing_disable()
+        task = KnowledgeTask(model, tok, model_cfg, cfg, qa, GraderConfig(kind="match"), se)
+        with profile(activities=acts) as prof:
+            task.adapt_and_evaluate_many(items[: min(len(items), task.adapters_per_batch, args.profile_loops)])
+        prof_table = prof.key_averages().table(sort_by="self_cuda_time_total" if args.device == "cuda"
+                                               else "self_cpu_time_total", row_limit=25)
+        del prof
+        gc.collect()
 
     per_hour = {"seal": 3600 * len(items) / a["seconds"], "plain": 3600 * len(sample_b) / b["seconds"],
                 "reference": 3600 / c["seconds_per_loop"]}
