@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from seal.multi_lora import MultiLoRA
+from seal.multi_lora import MultiLoRA, target_layers
 
 
 class InnerLoopError(RuntimeError):
@@ -89,8 +89,7 @@ def slots_for_budget(model, cfg: InnerLoopConfig) -> int:
     """K from the memory budget: each adapter needs its weights, gradient and two Adam moments (fp32)."""
     if cfg.adapters_per_batch > 0:
         return cfg.adapters_per_batch
-    per = sum(cfg.lora_r * (m.in_features + m.out_features) for n, m in model.named_modules()
-              if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in cfg.target_modules)
+    per = sum(cfg.lora_r * (m.in_features + m.out_features) for _, m in target_layers(model, cfg.target_modules))
     k = int(cfg.memory_budget_gb * 2**30 // max(per * 16, 1))
     if k < 1:
         raise InnerLoopError(f"inner_loop.memory_budget_gb={cfg.memory_budget_gb} is too small for one adapter "
@@ -263,17 +262,16 @@ class InnerLoop:
             step_loss = self._step(active, [(j, seqs[j][i]) for j in active for i in plans[j][t]], tokens)
             ok = []
             for j in active:
-                norm = torch.nn.utils.clip_grad_norm_(params[j], self.cfg.max_grad_norm) if math.isfinite(step_loss[j]) \
-                    else torch.tensor(float("nan"))
+                lr = scheds[j].get_last_lr()[0]
                 if not math.isfinite(step_loss[j]):
                     results[j] = InnerLoopError(f"loss became {step_loss[j]} at step {t + 1}; lower "
-                                                f"inner_loop.lr (now {scheds[j].get_last_lr()[0]:g})")
-                elif not torch.isfinite(norm):
+                                                f"inner_loop.lr (now {lr:g})")
+                elif not torch.isfinite(torch.nn.utils.clip_grad_norm_(params[j], self.cfg.max_grad_norm)):
                     results[j] = InnerLoopError(f"gradient became non-finite at step {t + 1}; lower "
-                                                f"inner_loop.lr (now {scheds[j].get_last_lr()[0]:g})")
+                                                f"inner_loop.lr (now {lr:g})")
                 else:
                     ok.append(j)
-                    opt.param_groups[j]["lr"] = scheds[j].get_last_lr()[0]
+                    opt.param_groups[j]["lr"] = lr
             for j in set(active) - set(ok):
                 for p in params[j]:
                     p.grad = None

@@ -28,7 +28,7 @@ from seal.config import derive_seed
 from seal.data import DataConfig, DataError, Passage, load_passages, load_seal_file
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig
-from seal.knowledge import KnowledgeTask, chunks
+from seal.knowledge import KnowledgeTask, chunks, record_base_accuracies
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.report import bar_chart, md_table, print_table
@@ -103,12 +103,8 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     by_uid = {p.uid: p for p in usable}
 
     # 2. unadapted accuracy: once per passage, shared by every condition's gain
-    for group in tqdm(chunks(usable, task.adapters_per_batch), desc="base model", leave=False):
-        if all(rd.has(rd.key("base", p.uid)) for p in group):
-            continue
-        rd.put_many([(rd.key("base", p.uid), {"condition": "base", "passage": p.uid, "sample": 0, "accuracy": acc,
-                                              "questions": qs})
-                     for p, (acc, qs) in zip(group, task.base_accuracies(group))])
+    record_base_accuracies(task, rd, usable, key=lambda p: rd.key("base", p.uid),
+                           head=lambda p: {"condition": "base", "passage": p.uid, "sample": 0})
 
     # 3. the work list: (condition, passage, sample, self-edit text or None, format or skip reason)
     jobs: list[tuple[str, Passage, int, str | None, str]] = []

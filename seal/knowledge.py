@@ -11,12 +11,15 @@ one did: batches of different composition could otherwise round differently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from seal.data import Passage
 from seal.generation import HFGenerator, SamplingConfig
 from seal.graders import GraderConfig, make_grader
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 from seal.models import ModelConfig, format_prompt, max_context, uses_chat
 from seal.qa_eval import QAEvalConfig, answer_questions, grade_records
+from seal.run_dir import RunDir
 from seal.self_edits import SelfEditConfig, SelfEditError, completion_to_documents, self_edit_prompt
 
 
@@ -28,7 +31,6 @@ class KnowledgeTask:
         self.system_prompt = model_cfg.system_prompt
         self.context_limit = max_context(model_cfg, model)
         self.inner = InnerLoop(model, tok, inner_cfg)
-        self.model = model
         self.gen = HFGenerator(model, tok, router=self.inner.lora)
         self.qa_cfg = qa_cfg
         self.se_cfg = self_edit_cfg
@@ -67,9 +69,6 @@ class KnowledgeTask:
     def base_accuracies(self, passages: list[Passage]) -> list[tuple[float, list[dict]]]:
         """Closed-book accuracy of the unadapted model on each passage's questions (one call)."""
         return [(accuracy(qs), qs) for qs in self._answer(passages, [-1] * len(passages))]
-
-    def base_accuracy(self, p: Passage) -> tuple[float, list[dict]]:
-        return self.base_accuracies([p])[0]
 
     def prompt(self, p: Passage, fmt: str) -> str:
         return format_prompt(self.tok, self_edit_prompt(p, fmt, self.se_cfg), self.chat, self.system_prompt)
@@ -115,9 +114,6 @@ class KnowledgeTask:
                           "questions": qs}
         return out  # type: ignore[return-value]
 
-    def adapt_and_evaluate(self, p: Passage, text: str, fmt: str, seed: int) -> dict:
-        return self.adapt_and_evaluate_many([(p, text, fmt, seed)])[0]
-
 
 def accuracy(questions: list[dict]) -> float:
     return sum(q["correct"] for q in questions) / len(questions) if questions else 0.0
@@ -126,3 +122,14 @@ def accuracy(questions: list[dict]) -> float:
 def chunks(items: list, size: int) -> list[list]:
     """Fixed consecutive chunks of a recipe's full job list (resume redoes a chunk as a unit)."""
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def record_base_accuracies(task: KnowledgeTask, rd: RunDir, passages: list[Passage], key: Callable[[Passage], str],
+                           head: Callable[[Passage], dict]) -> None:
+    """The unadapted model's accuracy per passage, in fixed chunks of K, each chunk answered in one
+    call and recorded in one write under `key(p)` as `{**head(p), accuracy, questions}`; chunks
+    already recorded are skipped."""
+    for group in chunks(passages, task.adapters_per_batch):
+        if not all(rd.has(key(p)) for p in group):
+            rd.put_many([(key(p), {**head(p), "accuracy": acc, "questions": qs})
+                         for p, (acc, qs) in zip(group, task.base_accuracies(group))])

@@ -12,9 +12,11 @@ copied and the hooks cost nothing while no routing is set.
 
 Two ways to apply a routed update, chosen per forward:
 - segments (training, and inference with few adapters): the rows of each slot are contiguous, so
-  each slot's update is two plain matmuls on a view of its rows, added in place; in training every
-  slot's weights are their own leaf tensors, so gradients are exactly slot-sized (slicing one
-  stacked parameter inside autograd would zero-fill a full-size gradient per layer per backward);
+  each slot's update is two plain matmuls on a view of its rows, the updates concatenated in row
+  order and added once (slice-adding in place would copy the whole output gradient per slot); in
+  training every slot's weights are their own leaf tensors, so gradients are exactly slot-sized
+  (slicing one stacked parameter inside autograd would zero-fill a full-size gradient per layer
+  per backward);
 - gather (inference with many adapters interleaved, e.g. decoding steps): rows are gathered into
   per-slot groups and the update is two batched matmuls per layer.
 """
@@ -30,13 +32,17 @@ from torch import nn
 SEGMENT_LOOP_MAX = 4  # in inference, more segments than this use the gather path (fewer, larger ops)
 
 
+def target_layers(model: nn.Module, target_modules: list[str]) -> list[tuple[str, nn.Linear]]:
+    """The linear layers whose last name part is a target, in module order (PEFT's order)."""
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in target_modules]
+
+
 class MultiLoRA:
     def __init__(self, model: nn.Module, target_modules: list[str], r: int, alpha: float, slots: int,
                  dropout: float = 0.0):
         self.r, self.scale, self.slots, self.dropout = r, alpha / r, slots, dropout
-        self.layers: list[tuple[str, nn.Linear]] = [
-            (name, m) for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in target_modules]
+        self.layers = target_layers(model, target_modules)
         found = {n.rsplit(".", 1)[-1] for n, _ in self.layers}
         missing = [t for t in target_modules if t not in found]
         if missing:

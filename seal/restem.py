@@ -37,7 +37,7 @@ from seal.config import ConfigError, derive_seed
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig
-from seal.knowledge import KnowledgeTask, chunks
+from seal.knowledge import KnowledgeTask, chunks, record_base_accuracies
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.run_dir import RunDir
@@ -276,11 +276,8 @@ def evaluate_policy(task: KnowledgeTask, rd: RunDir, r: int, held_out: list[Pass
     conditions = ["self_edit"] + (["base", "passage"] if refs else [])
     k = task.adapters_per_batch
     if "base" in conditions:
-        for group in chunks(held_out, k):
-            if not all(rd.has(rd.key("eval", r, "base", p.uid)) for p in group):
-                rd.put_many([(rd.key("eval", r, "base", p.uid), {"round": r, "condition": "base", "passage": p.uid,
-                                                                 "accuracy": acc, "questions": qs})
-                             for p, (acc, qs) in zip(group, task.base_accuracies(group))])
+        record_base_accuracies(task, rd, held_out, key=lambda p: rd.key("eval", r, "base", p.uid),
+                               head=lambda p: {"round": r, "condition": "base", "passage": p.uid})
     jobs = [(c, p) for c in conditions if c != "base" for p in held_out]
     todo = [c for c in chunks(jobs, k) if not all(rd.has(rd.key("eval", r, cond, p.uid)) for cond, p in c)]
     bar = tqdm(total=sum(len(c) for c in todo), desc=f"round {r} eval: inner loops", disable=not todo)
@@ -310,11 +307,8 @@ def evaluate_policy(task: KnowledgeTask, rd: RunDir, r: int, held_out: list[Pass
 def e_step(task: KnowledgeTask, rd: RunDir, r: int, contexts: list[Passage], fmt: str, k: int, n_seeds: int,
            seed: int, tracker: Tracker) -> list[dict]:
     """Sample k self-edits per context and score each with n_seeds inner loops; returns edit summaries."""
-    for group in chunks(contexts, task.adapters_per_batch):
-        if not all(rd.has(rd.key("estep", r, "base", p.uid)) for p in group):
-            rd.put_many([(rd.key("estep", r, "base", p.uid), {"round": r, "passage": p.uid, "accuracy": acc,
-                                                              "questions": qs})
-                         for p, (acc, qs) in zip(group, task.base_accuracies(group))])
+    record_base_accuracies(task, rd, contexts, key=lambda p: rd.key("estep", r, "base", p.uid),
+                           head=lambda p: {"round": r, "passage": p.uid})
     comp_key = rd.key("estep", r, "completions")
     if not rd.has(comp_key):
         s = derive_seed(seed, "estep_sampling", r)
@@ -333,7 +327,7 @@ def e_step(task: KnowledgeTask, rd: RunDir, r: int, contexts: list[Passage], fmt
                             for (p, i, s), out in zip(chunk, outs)])
         for (p, i, s), rec in zip(chunk, recs):
             if "accuracy" in rec:
-                tracker.log({"estep/accuracy": rec["accuracy"], "gain": rec["accuracy"] - rd.get(
+                tracker.log({"estep/accuracy": rec["accuracy"], "estep/gain": rec["accuracy"] - rd.get(
                     rd.key("estep", r, "base", p.uid))["accuracy"], "round": r})
         bar.update(len(chunk))
     bar.close()
