@@ -16,6 +16,7 @@ The last line is `speedup_vs_plain=<x> speedup_vs_reference=<y> train_peak_fract
 
     python scripts/bench_inner_loop.py --out experiments/bench_inner_loop_cpu          # SmolLM2, CPU
     python scripts/bench_inner_loop.py --arch Qwen/Qwen2.5-1.5B --device cuda --out ... # random init, GPU
+    python scripts/bench_inner_loop.py --arch Qwen/Qwen2.5-1.5B --device cuda --backend vllm  # + (a) on vLLM
 
 `--arch` builds a randomly initialised model from a bundled config of that architecture (no
 download); accuracy is then meaningless, the timings are not. `--profile` adds a torch profile of
@@ -25,16 +26,15 @@ one seal chunk (top ops by self time) to show where the time goes.
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -43,12 +43,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from seal.backends import BackendConfig  # noqa: E402
 from seal.data import Passage  # noqa: E402
 from seal.fictional import generate_passages  # noqa: E402
 from seal.graders import GraderConfig, MatchGrader  # noqa: E402
 from seal.inner_loop import InnerLoopConfig  # noqa: E402
 from seal.knowledge import KnowledgeTask  # noqa: E402
-from seal.models import ModelConfig, format_prompt, load_model, uses_chat  # noqa: E402
+from seal.models import ModelConfig, format_prompt, load_model, model_folder, uses_chat  # noqa: E402
 from seal.qa_eval import QAEvalConfig, qa_prompts  # noqa: E402
 from seal.self_edits import SelfEditConfig  # noqa: E402
 
@@ -308,6 +309,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--profile-loops", type=int, default=2, help="inner loops in the profiled chunk")
+    ap.add_argument("--backend", choices=["hf", "vllm", "peft"], default="hf",
+                    help="also run (a) with this generation backend and report it beside backend=hf")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -339,8 +342,26 @@ def main():
         a = seal_pipeline(task, items, passages, args.device)
     a["peak_memory_gb"] = mem_a.gb
     print(f"(a) seal: {a['seconds']:.1f} s", flush=True)
-
     task.inner.lora.remove()  # (b) and (c) use PEFT on the plain model
+
+    a_backend = None
+    if args.backend != "hf":  # the same pipeline, generation in an engine worker (vLLM on a GPU)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = model_folder(model_cfg)
+            if folder is None:  # a randomly initialised model: the worker loads it from a folder
+                model.save_pretrained(tmp, safe_serialization=True)
+                tok.save_pretrained(tmp)
+                folder = tmp
+            task_b = KnowledgeTask(model, tok, replace(model_cfg, name=folder), cfg, qa, GraderConfig(kind="match"),
+                                   se, backend=BackendConfig(name=args.backend))
+            try:
+                with PeakMemory(args.device) as mem_ab:
+                    a_backend = seal_pipeline(task_b, items, passages, args.device)
+            finally:
+                task_b.close()
+                task_b.inner.lora.remove()
+            a_backend["peak_memory_gb"] = mem_ab.gb
+        print(f"(a) seal, backend={args.backend}: {a_backend['seconds']:.1f} s", flush=True)
     sample_b = items[: args.plain_sample or len(items)]
     with PeakMemory(args.device) as mem_b:
         b, model = plain_pipeline(model, tok, cfg, sample_b, docs[: len(sample_b)], qa, chat, args.device,
@@ -368,6 +389,8 @@ def main():
 
     per_hour = {"seal": 3600 * len(items) / a["seconds"], "plain": 3600 * len(sample_b) / b["seconds"],
                 "reference": 3600 / c["seconds_per_loop"]}
+    if a_backend:
+        per_hour[f"seal_{args.backend}"] = 3600 * len(items) / a_backend["seconds"]
     fa = train_flops(a["train_tokens"], linear, lora) / a["train_seconds"]
     fb = train_flops(b["train_tokens"], linear, lora) / b["train_seconds"]
 
@@ -380,6 +403,10 @@ def main():
         return f"{m:.3f} ± {se_:.3f} (n={len(v)})", m
 
     rows = [("(a) seal", per_hour["seal"], fa / peak, a["peak_memory_gb"], acc(a)[0], f"{a['pad_fraction']:.3f}"),
+            *([(f"(a) seal, backend={args.backend}", per_hour[f"seal_{args.backend}"],
+                train_flops(a_backend["train_tokens"], linear, lora) / a_backend["train_seconds"] / peak,
+                a_backend["peak_memory_gb"], acc(a_backend)[0], f"{a_backend['pad_fraction']:.3f}")]
+              if a_backend else []),
             ("(b) plain PEFT + TRL", per_hour["plain"], fb / peak, b["peak_memory_gb"], acc(b)[0], "dynamic"),
             ("(c) reference-faithful", per_hour["reference"], None, c["peak_memory_gb"],
              acc(c)[0] if not c["extrapolated"] else f"not measured ({args.ref_steps} steps timed, extrapolated)",
@@ -394,11 +421,14 @@ def main():
     speed_ref = per_hour["seal"] / per_hour["reference"]
     result = {"model": args.arch or args.model, "device": args.device, "dtype": str(dtype), "inner_loops": len(items),
               "adapters_per_batch": task.adapters_per_batch, "matmul_peak_flops": peak, "seal": a, "plain": b,
-              "reference": c, "per_hour": per_hour, "speedup_vs_plain": speed_plain, "speedup_vs_reference": speed_ref,
+              "reference": c, "per_hour": per_hour, **({f"seal_{args.backend}": a_backend} if a_backend else {}), "speedup_vs_plain": speed_plain, "speedup_vs_reference": speed_ref,
               "train_peak_fraction": fa / peak, "plain_train_peak_fraction": fb / peak,
               "seal_train_seconds_share": a["train_seconds"] / a["seconds"],
               "plain_train_seconds_share": b["train_seconds"] / b["seconds"],
               "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+    if a_backend:
+        result[f"{args.backend}_vs_hf"] = per_hour[f"seal_{args.backend}"] / per_hour["seal"]
+        print(f"seal backend={args.backend} vs backend=hf: {result[f'{args.backend}_vs_hf']:.2f}x inner loops per hour")
     print(f"training share of wall time: seal {result['seal_train_seconds_share']:.2f}, "
           f"plain {result['plain_train_seconds_share']:.2f}")
     if args.out:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from seal.backends import BackendConfig
 from seal.config import derive_seed
 from seal.data import DataConfig, DataError, Passage, load_passages, load_seal_file
 from seal.graders import GraderConfig
@@ -48,6 +49,7 @@ class KIEvalConfig:
     qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
     grader: GraderConfig = field(default_factory=GraderConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
     conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
     from_files: dict[str, str] = field(default_factory=dict)
     seed: int = 0
@@ -90,7 +92,8 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     passages = load_passages(cfg.data)
     tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_eval-{rd.path.name}")
     model, tok = load_model(cfg.model)
-    task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit)
+    task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
+                         backend=cfg.backend, seed=derive_seed(cfg.seed, "engine"))
 
     # 1. passages that cannot fit the inner loop's sequence limit are skipped, with the reason recorded
     usable, skipped = [], []
@@ -159,6 +162,7 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
                              f"{cond}/final_loss": out["train"]["final_loss"]})
         bar.update(len(chunk))
     bar.close()
+    task.close()
 
     results = summarise(cfg, rd, usable, skipped, by_uid)
     write_report(cfg, rd, results)

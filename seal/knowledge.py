@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from seal.data import Passage
-from seal.generation import HFGenerator, SamplingConfig
+from seal.backends import BackendConfig, make_generator
+from seal.generation import SamplingConfig
 from seal.graders import GraderConfig, make_grader
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
-from seal.models import ModelConfig, format_prompt, max_context, uses_chat
+from seal.models import ModelConfig, format_prompt, max_context, model_folder, uses_chat
 from seal.qa_eval import QAEvalConfig, answer_questions, grade_records
 from seal.run_dir import RunDir
 from seal.self_edits import SelfEditConfig, SelfEditError, completion_to_documents, self_edit_prompt
@@ -25,16 +26,24 @@ from seal.self_edits import SelfEditConfig, SelfEditError, completion_to_documen
 
 class KnowledgeTask:
     def __init__(self, model, tok, model_cfg: ModelConfig, inner_cfg: InnerLoopConfig, qa_cfg: QAEvalConfig,
-                 grader_cfg: GraderConfig, self_edit_cfg: SelfEditConfig):
+                 grader_cfg: GraderConfig, self_edit_cfg: SelfEditConfig, backend: BackendConfig | None = None,
+                 seed: int = 0):
         self.tok = tok
         self.chat = uses_chat(model_cfg, tok)
         self.system_prompt = model_cfg.system_prompt
         self.context_limit = max_context(model_cfg, model)
         self.inner = InnerLoop(model, tok, inner_cfg)
-        self.gen = HFGenerator(model, tok, router=self.inner.lora)
+        backend = backend or BackendConfig()
+        self.gen = make_generator(backend, None if backend.name == "hf" else model_folder(model_cfg), model, tok,
+                                  self.inner.lora, inner_cfg, self.inner.slots, seed)
         self.qa_cfg = qa_cfg
         self.se_cfg = self_edit_cfg
         self.grader = make_grader(grader_cfg, model, tok, self.chat)  # a local judge sees the base model
+
+    def close(self) -> None:
+        """Stop the generation worker, if the backend has one (its GPU memory goes with it)."""
+        if hasattr(self.gen, "close"):
+            self.gen.close()
 
     @property
     def adapters_per_batch(self) -> int:

@@ -79,6 +79,13 @@ def _embedded_folder(name: str) -> Path:
     return target
 
 
+def model_folder(cfg: ModelConfig) -> str | None:
+    """Where another process (an engine worker) loads this model from; None for `tiny-random`."""
+    if cfg.name == "tiny-random":
+        return None
+    return str(_embedded_folder(cfg.name)) if cfg.name in EMBEDDED else cfg.name
+
+
 def load_model(cfg: ModelConfig):
     """Return (model, tokenizer) in eval mode on the configured device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from seal.backends import BackendConfig
 from seal.config import ConfigError, derive_seed
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
@@ -95,6 +96,7 @@ class ReSTEMConfig:
     restem: OuterLoopConfig = field(default_factory=OuterLoopConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     m_step: MStepConfig = field(default_factory=MStepConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
     seed: int = 0
 
 
@@ -221,10 +223,13 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
         # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
         policy = cfg.model.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
         model, tok = load_model(replace(cfg.model, name=policy))
-        task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit)
+        # with an engine worker (backend=vllm) each policy gets a fresh engine process
+        task = KnowledgeTask(model, tok, replace(cfg.model, name=policy), cfg.inner_loop, cfg.qa_eval, cfg.grader,
+                             cfg.self_edit, backend=cfg.backend, seed=derive_seed(cfg.seed, "engine", r))
         refs = oc.references == "every_round" or r == 0
         evals[r] = evaluate_policy(task, rd, r, held_out, fmt, cfg.seed, refs, tracker)
         if r == oc.rounds:
+            task.close()
             break
         contexts = train[r * oc.contexts_per_round:(r + 1) * oc.contexts_per_round]
         edits = e_step(task, rd, r, contexts, fmt, k, oc.seeds_per_edit, cfg.seed, tracker)
@@ -238,6 +243,7 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
         pairs = [{"prompt": self_edit_prompt(by_uid[e["context"]], fmt, cfg.self_edit), "completion": e["self_edit"]}
                  for e in kept]
         chat = task.chat
+        task.close()  # the engine's GPU memory is the M-step's now
         del task, model
         gc.collect()
         done = rd.get(rd.key("m_step", r))
