@@ -28,7 +28,7 @@ def max_lora_rank(r: int) -> int:
 def require_vllm() -> None:
     """Fail early, in the parent process, with the fix when vLLM cannot run here."""
     if importlib.util.find_spec("vllm") is None:
-        raise BackendError("backend=vllm needs the vllm package, which is not installed: pip install 'seal[vllm]' "
+        raise BackendError("backend=vllm needs the vllm package, which is not installed: pip install -e '.[vllm]' "
                            "on a CUDA machine (vLLM has no CPU build), or use backend=hf")
     import torch
 

@@ -153,7 +153,7 @@ def test_vllm_rank_is_the_smallest_allowed_that_fits():
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_missing_vllm_is_a_clear_error_naming_the_fix(folder):
-    with pytest.raises(BackendError, match=r"pip install 'seal\[vllm\]'"):
+    with pytest.raises(BackendError, match=r"pip install -e '\.\[vllm\]'"):
         require_vllm()
     model, tok, lora = routed_model(folder)
     with pytest.raises(BackendError, match="backend=hf"):
@@ -186,3 +186,15 @@ def test_knowledge_task_scores_the_same_through_the_worker(folder):
         finally:
             task.close()
     assert out["peft"] == out["hf"]
+
+
+def test_vllm_extra_is_the_range_the_pinned_trl_accepts():
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    def vllm_spec(dist):
+        reqs = [Requirement(r) for r in requires(dist) or []]
+        return next(r.specifier for r in reqs if r.name == "vllm" and r.marker and "vllm" in str(r.marker))
+
+    assert vllm_spec("seal-rl") == vllm_spec("trl")

@@ -3,7 +3,7 @@ adapters written by the inner loop's MultiLoRA: randomly initialised small Llama
 architectures saved locally with the SmolLM2 tokenizer (the GPU machine reaches no hub), float32 on
 both sides. Needs a CUDA GPU and vLLM; skipped with that reason elsewhere.
 
-    pytest tests/test_vllm_parity.py -v        # on a GPU machine with pip install 'seal[vllm]'
+    pytest tests/test_vllm_parity.py -v        # on a GPU machine with pip install -e '.[vllm]'
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="vLLM parity needs a CUDA GPU; none is visible"),
-    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (pip install 'seal[vllm]')"),
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (pip install -e '.[vllm]')"),
 ]
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
