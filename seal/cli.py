@@ -52,13 +52,14 @@ def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from seal.data import DataError
+    from seal.engine_worker import BackendError
     from seal.run_dir import ResumeError
     from seal.self_edits import SelfEditError
 
     run_path = Path(HydraConfig.get().runtime.output_dir)
     try:
         run_experiment(cfg, run_path)
-    except (ConfigError, DataError, ResumeError, SelfEditError) as e:
+    except (ConfigError, DataError, ResumeError, SelfEditError, BackendError) as e:
         print(f"seal: error: {e}", file=sys.stderr)
         sys.exit(2)
 
