@@ -61,10 +61,11 @@ class InnerLoopConfig:
 
 @dataclass
 class TrainJob:
-    documents: list[str]
+    documents: list[str | tuple[str, str]]  # a text, or a (prompt, completion) pair
     seed: int
     lr: float | None = None  # per-job overrides (ARC self-edits choose their own)
     epochs: int | None = None
+    completion_only: bool = False  # pairs: loss on the completion tokens only (else on the whole text)
 
 
 @dataclass
@@ -135,17 +136,28 @@ class InnerLoop:
 
     # ------------------------------------------------------------------ data
 
-    def encode(self, documents: list[str]) -> list[list[int]]:
+    def encode(self, documents: list[str | tuple[str, str]], completion_only: bool = False
+               ) -> list[tuple[list[int], int]]:
+        """Token ids of each document and the position of its first loss target (1: every token
+        after the first; a pair's completion start when `completion_only`). A pair's prompt and
+        completion are tokenized apart, as generation sees a prompt that ends where the answer starts."""
         if not documents:
             raise InnerLoopError("no training documents")
         eos = [self.tok.eos_token_id] if self.cfg.add_eos else []
         encoded = []
         for i, doc in enumerate(documents):
-            ids = self.tok(doc, add_special_tokens=True)["input_ids"] + eos
+            if isinstance(doc, str):
+                ids, first = self.tok(doc, add_special_tokens=True)["input_ids"] + eos, 1
+            else:
+                prompt = self.tok(doc[0], add_special_tokens=True)["input_ids"]
+                ids = prompt + self.tok(doc[1], add_special_tokens=False)["input_ids"] + eos
+                first = max(len(prompt), 1) if completion_only else 1
             if len(ids) > self.cfg.max_seq_len:
                 raise InnerLoopError(f"training document {i} has {len(ids)} tokens, more than "
                                      f"inner_loop.max_seq_len={self.cfg.max_seq_len}")
-            encoded.append(ids)
+            if first >= len(ids):
+                raise InnerLoopError(f"training document {i} has no completion tokens to learn")
+            encoded.append((ids, first))
         return encoded
 
     def _epoch_batches(self, lengths: list[int], gen: torch.Generator) -> list[list[int]]:
@@ -163,18 +175,18 @@ class InnerLoop:
             batches += [chunk[i:i + bs] for i in range(0, len(chunk), bs)]
         return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
-    def plan(self, seqs: list[list[int]], seed: int, epochs: int) -> list[list[int]]:
+    def plan(self, seqs: list[tuple[list[int], int]], seed: int, epochs: int) -> list[list[int]]:
         """Document indices per optimizer step (grad_accum micro-batches each), seeded."""
         gen = torch.Generator().manual_seed(seed)
         steps = []
         for _ in range(epochs):
-            micro = self._epoch_batches([len(s) for s in seqs], gen)
+            micro = self._epoch_batches([len(s[0]) for s in seqs], gen)
             for s in range(0, len(micro), self.cfg.grad_accum):
                 steps.append([i for mb in micro[s:s + self.cfg.grad_accum] for i in mb])
         return steps
 
-    def _forwards(self, rows: list[tuple[int, list[int]]]) -> list[list[tuple[int, list[int]]]]:
-        """Rows (slot, ids) sorted by length and cut into forwards with the least padding.
+    def _forwards(self, rows: list[tuple[int, list[int], int]]) -> list[list[tuple[int, list[int], int]]]:
+        """Rows (slot, ids, first target) sorted by length and cut into forwards with the least padding.
 
         A forward costs a fixed overhead (`forward_overhead_tokens`, in token equivalents) plus its
         padded tokens; the cut points that minimise the total over length-sorted rows come from a
@@ -220,7 +232,7 @@ class InnerLoop:
         seqs, plans, scheds, losses, tokens = {}, {}, {}, {}, {}
         for j, job in enumerate(jobs):
             try:
-                seqs[j] = self.encode(job.documents)
+                seqs[j] = self.encode(job.documents, job.completion_only)
             except InnerLoopError as e:
                 results[j] = e
                 continue
@@ -259,7 +271,7 @@ class InnerLoop:
         bar = tqdm(range(n_steps), desc=f"training {len(plans)} adapter(s)", leave=False, disable=n_steps < 2)
         for t in bar:
             active = [j for j in plans if results[j] is None and t < len(plans[j])]
-            step_loss = self._step(active, [(j, seqs[j][i]) for j in active for i in plans[j][t]], tokens)
+            step_loss = self._step(active, [(j, *seqs[j][i]) for j in active for i in plans[j][t]], tokens)
             ok = []
             for j in active:
                 lr = scheds[j].get_last_lr()[0]
@@ -282,12 +294,12 @@ class InnerLoop:
                 losses[j].append(step_loss[j])
             opt.zero_grad(set_to_none=True)
 
-    def _step(self, active: list[int], rows: list[tuple[int, list[int]]], tokens: dict) -> dict[int, float]:
-        """Forward/backward over one step's rows of all active slots; returns each slot's loss
-        (token-weighted mean over its step), gradients left in the adapters."""
+    def _step(self, active: list[int], rows: list[tuple[int, list[int], int]], tokens: dict) -> dict[int, float]:
+        """Forward/backward over one step's rows (slot, ids, first target) of all active slots;
+        returns each slot's loss (token-weighted mean over its step), gradients left in the adapters."""
         n_pred = {j: 0 for j in active}
-        for j, ids in rows:
-            n_pred[j] += len(ids) - 1
+        for j, ids, first in rows:
+            n_pred[j] += len(ids) - first
         loss_sum = {j: 0.0 for j in active}
         pad = self.tok.pad_token_id
         for fwd in self._forwards(rows):
@@ -295,18 +307,20 @@ class InnerLoop:
             fwd = sorted(fwd, key=lambda r: r[0])  # each slot's rows contiguous: one segment per slot
             ids = torch.full((len(fwd), width), pad, dtype=torch.long)
             mask = torch.zeros((len(fwd), width), dtype=torch.long)
-            for r, (_, s) in enumerate(fwd):
+            target = torch.zeros((len(fwd), width - 1), dtype=torch.bool)  # position t predicts token t+1
+            for r, (_, s, first) in enumerate(fwd):
                 ids[r, : len(s)] = torch.tensor(s)
                 mask[r, : len(s)] = 1
+                target[r, first - 1: len(s) - 1] = True
             ids, mask = ids.to(self.device), mask.to(self.device)
-            slots = [j for j, _ in fwd]
+            slots = [j for j, _, _ in fwd]
             self.total_slots += ids.numel()
             self.pad_slots += ids.numel() - int(mask.sum())
             with self.lora.routing(slots):
                 hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            # the LM head and loss only where a real next token exists (by mask, not token id: pad
-            # may equal EOS), saving the head's work on padding and on each row's last position
-            has_next = mask[:, 1:].bool()
+            # the LM head and loss only where a real next token is a target (by position, not token
+            # id: pad may equal EOS), saving the head's work on padding, prompts and last positions
+            has_next = target.to(self.device)
             logits = self.model.get_output_embeddings()(hidden[:, :-1][has_next]).float()
             tok_loss = F.cross_entropy(logits, ids[:, 1:][has_next], reduction="none")
             row_of = torch.arange(len(fwd), device=self.device).unsqueeze(1).expand_as(has_next)[has_next]
@@ -315,6 +329,6 @@ class InnerLoop:
             per_row.sum().backward()
             for j, v in zip(slots, per_row.detach().tolist()):
                 loss_sum[j] += v
-            for j, (_, s) in zip(slots, fwd):
+            for j, (_, s, _) in zip(slots, fwd):
                 tokens[j] += len(s)
         return loss_sum

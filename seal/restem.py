@@ -1,20 +1,25 @@
-"""Recipe `restem`: the SEAL outer loop (ReST-EM) for knowledge incorporation.
+"""The SEAL outer loop (ReST-EM), one implementation for every domain; recipe `restem` runs it on
+knowledge incorporation, `seal.arc` (recipe `arc_restem`) on ARC.
 
     seal experiment=ki_demo                 # one small round on CPU (the README's main job)
     seal experiment=ki_restem               # the paper's setting (Qwen2.5-7B, SQuAD, GPU)
     seal experiment=ki_demo resume=runs/ki_demo/<stamp>   # continue a killed run
 
 A round, for policy r (round 0 = the base model):
-  1. evaluate policy r on held-out passages: one self-edit per passage, one inner loop, closed-book
-     accuracy; beside it the unadapted policy (`base`) and training on the passage alone (`passage`)
+  1. evaluate policy r on held-out contexts: `eval_samples` self-edits per context, one inner loop
+     each; beside it the unadapted policy (`base`) and the domain's references (knowledge: training
+     on the passage alone, `passage`; ARC: the hand-tuned configuration, `oracle`)
   2. E-step on fresh training contexts: sample k self-edits per context (one seeded batch), run each
      through the inner loop with `seeds_per_edit` seeds; score = mean adapted accuracy; the unadapted
      accuracy of each context is computed once and the gain recorded beside the score
-  3. selection (`best_of_k`, `improves_baseline`, `top_fraction`); every edit records kept and why
+  3. selection (`best_of_k`, `improves_baseline`, `score_above`, `top_fraction`); every edit records
+     kept and why
   4. M-step: SFT of policy r on the kept (prompt, self-edit) pairs with TRL's SFTTrainer, loss on the
      completion only, LoRA (or full fine-tuning), merged and saved as safetensors; it is policy r+1
      and the next round's inner-loop base
 After the last round the final policy is evaluated too, and `report.md` shows accuracy per round.
+A domain (`Domain`/`Session` below) supplies contexts, sampling, scoring and the M-step prompt;
+the loop, selection, M-step, records and report are shared.
 
 Every inner loop is recorded the moment it finishes under (round, context, sample, seed); a policy
 folder appears only once its M-step has finished (written to a temp folder, then renamed). So a
@@ -29,6 +34,7 @@ import shutil
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -38,20 +44,20 @@ from seal.config import ConfigError, derive_seed
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig
-from seal.knowledge import KnowledgeTask, chunks, record_base_accuracies
+from seal.knowledge import KnowledgeTask, chunks
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, self_edit_prompt
 from seal.tracking import Tracker, WandbConfig
 
-RULES = ("best_of_k", "improves_baseline", "top_fraction")
+RULES = ("best_of_k", "improves_baseline", "score_above", "top_fraction")
 
 
 @dataclass
 class SelectionConfig:
-    rule: str = "best_of_k"  # best_of_k | improves_baseline | top_fraction
-    threshold: float = 0.0  # improves_baseline: keep edits whose gain exceeds this
+    rule: str = "best_of_k"  # best_of_k | improves_baseline | score_above | top_fraction
+    threshold: float = 0.0  # improves_baseline: keep edits whose gain exceeds this; score_above: whose score does
     fraction: float = 0.2  # top_fraction: keep this share of the round's edits, by score
     min_score: float | None = None  # best_of_k / top_fraction: also require score >= this (None: no floor)
 
@@ -80,6 +86,7 @@ class OuterLoopConfig:
     contexts_per_round: int = 50
     seeds_per_edit: int = 3
     eval_passages: int = 200
+    eval_samples: int = 1  # self-edits per held-out context (ARC: 5)
     references: str = "every_round"  # every_round | first_round: when to recompute base/passage references
 
 
@@ -101,20 +108,26 @@ class ReSTEMConfig:
 
 
 def validate(cfg: ReSTEMConfig) -> None:
-    if cfg.selection.rule not in RULES:
-        raise ConfigError(f"selection.rule: unknown rule '{cfg.selection.rule}' (choose {', '.join(RULES)})")
-    if not 0 < cfg.selection.fraction <= 1:
-        raise ConfigError(f"selection.fraction must be in (0, 1], got {cfg.selection.fraction}")
     if cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format: ReST-EM needs a model-written format ({', '.join(MODEL_FORMATS)}), "
                           f"got '{cfg.self_edit.format}'")
-    for name in ("rounds", "contexts_per_round", "seeds_per_edit", "eval_passages"):
-        if getattr(cfg.restem, name) < 1:
-            raise ConfigError(f"restem.{name} must be at least 1, got {getattr(cfg.restem, name)}")
-    if cfg.self_edit.k < 1:
-        raise ConfigError(f"self_edit.k must be at least 1, got {cfg.self_edit.k}")
-    if cfg.restem.references not in ("every_round", "first_round"):
-        raise ConfigError(f"restem.references must be every_round or first_round, got '{cfg.restem.references}'")
+    validate_outer(cfg.restem, cfg.selection, cfg.self_edit.k)
+
+
+def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> None:
+    if selection.rule not in RULES:
+        raise ConfigError(f"selection.rule: unknown rule '{selection.rule}' (choose {', '.join(RULES)})")
+    if not 0 < selection.fraction <= 1:
+        raise ConfigError(f"selection.fraction must be in (0, 1], got {selection.fraction}")
+    if oc.rounds < 0:
+        raise ConfigError(f"restem.rounds must be at least 0 (0: evaluate the policy only), got {oc.rounds}")
+    for name in ("contexts_per_round", "seeds_per_edit", "eval_passages", "eval_samples"):
+        if getattr(oc, name) < 1:
+            raise ConfigError(f"restem.{name} must be at least 1, got {getattr(oc, name)}")
+    if k < 1:
+        raise ConfigError(f"self_edit.k must be at least 1, got {k}")
+    if oc.references not in ("every_round", "first_round"):
+        raise ConfigError(f"restem.references must be every_round or first_round, got '{oc.references}'")
 
 
 # --------------------------------------------------------------------------------------------- selection
@@ -139,6 +152,10 @@ def select(edits: list[dict], cfg: SelectionConfig) -> list[dict]:
         for e in edits:
             e["kept"] = e["gain"] > cfg.threshold
             e["why"] = f"gain {e['gain']:+.3f} {'>' if e['kept'] else '<='} threshold {cfg.threshold}"
+    elif cfg.rule == "score_above":  # ARC: every configuration that solved its task (score 1 > 0)
+        for e in edits:
+            e["kept"] = e["score"] > cfg.threshold
+            e["why"] = f"score {e['score']:.3f} {'>' if e['kept'] else '<='} threshold {cfg.threshold}"
     elif cfg.rule == "top_fraction":
         n_keep = max(1, round(cfg.fraction * len(edits)))
         ranked = sorted(edits, key=lambda e: (-e["score"], e["context"], e["sample"]))
@@ -200,9 +217,102 @@ def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MSt
             "pairs": len(pairs)}
 
 
+# ---------------------------------------------------------------------------------------------- domains
+
+class Session(Protocol):
+    """One policy loaded for a round: what the outer loop asks of a domain."""
+    chat: bool  # the M-step applies the chat template to edit_prompt()
+    adapters_per_batch: int  # K: recipes cut job lists into fixed chunks of K (resume batches identically)
+
+    def sample(self, contexts: list, k: int, seed: int, desc: str) -> tuple[list[list[str]], dict | None]:
+        """k self-edits per context from the unadapted policy, and optional sampling details to record."""
+
+    def base_many(self, contexts: list) -> list[dict]:
+        """The unadapted policy's score per context: {accuracy, ...}, in one call."""
+
+    def adapt_many(self, items: list[tuple[str, Any, str, int]]) -> list[dict]:
+        """(condition, context, self-edit text, seed) -> {accuracy, ...} or {skipped: reason, ...}.
+        condition is "self_edit" or one of the domain's references; up to K items per call."""
+
+    def edit_prompt(self, context) -> str:
+        """The user turn that asks for a self-edit (the M-step's prompt)."""
+
+    def close(self) -> None: ...
+
+
+class Domain(Protocol):
+    title: str  # report heading
+    unit: str  # what standard errors are over ("questions", "tasks")
+    references: tuple[str, ...]  # reference conditions evaluated beside self_edit and base
+    labels: dict[str, str]  # condition -> column label
+
+    def open(self, policy: str, round_: int) -> Session: ...
+
+    def outcomes(self, record: dict, context) -> list[float]:
+        """The 0/1 (or fractional) outcomes a record contributes to accuracy and its standard error."""
+
+    def describe(self) -> str:
+        """One line of settings for the report."""
+
+
+class KnowledgeDomain:
+    """Knowledge incorporation: contexts are passages, a self-edit is text to train on, the score is
+    closed-book accuracy on the passage's questions; reference `passage` trains on the passage alone."""
+    title = "ReST-EM (SEAL outer loop) on knowledge incorporation"
+    unit = "questions"
+    references = ("passage",)
+    labels = {"self_edit": "self-edit accuracy", "base": "base (no update)", "passage": "passage only"}
+
+    def __init__(self, cfg: ReSTEMConfig):
+        self.cfg = cfg
+
+    def open(self, policy: str, round_: int) -> "KnowledgeSession":
+        cfg = self.cfg
+        model_cfg = replace(cfg.model, name=policy)
+        model, tok = load_model(model_cfg)
+        # with an engine worker (backend=vllm) each policy gets a fresh engine process
+        task = KnowledgeTask(model, tok, model_cfg, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
+                             backend=cfg.backend, seed=derive_seed(cfg.seed, "engine", round_))
+        return KnowledgeSession(task, cfg.self_edit)
+
+    def outcomes(self, record: dict, context: Passage) -> list[float]:
+        if "questions" in record:
+            return [float(q["correct"]) for q in record["questions"]]
+        return [0.0] * len(context.questions)  # a skipped edit scores 0 on every question
+
+    def describe(self) -> str:
+        c = self.cfg
+        return (f"Model `{c.model.name}`; training data `{c.data.source}`, held-out `{c.eval_data.source}` "
+                f"({c.restem.eval_passages} passages); format `{c.self_edit.format}`; grader `{c.grader.kind}`.")
+
+
+class KnowledgeSession:
+    def __init__(self, task: KnowledgeTask, se_cfg: SelfEditConfig):
+        self.task, self.fmt, self.se_cfg = task, se_cfg.format, se_cfg
+        self.chat = task.chat
+        self.adapters_per_batch = task.adapters_per_batch
+
+    def sample(self, contexts, k, seed, desc):
+        return self.task.sample(contexts, self.fmt, k, seed, desc=desc), None
+
+    def base_many(self, contexts):
+        return [{"accuracy": acc, "questions": qs} for acc, qs in self.task.base_accuracies(contexts)]
+
+    def adapt_many(self, items):
+        return self.task.adapt_and_evaluate_many([(p, text, self.fmt, seed) if cond == "self_edit" else (p, "", "none", seed)
+                                                  for cond, p, text, seed in items])
+
+    def edit_prompt(self, context):
+        return self_edit_prompt(context, self.fmt, self.se_cfg)
+
+    def close(self):
+        self.task.close()
+
+
 # ---------------------------------------------------------------------------------------------- the loop
 
 def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
+    """Recipe `restem`: the outer loop on knowledge incorporation."""
     validate(cfg)
     oc = cfg.restem
     need = oc.rounds * oc.contexts_per_round
@@ -215,51 +325,52 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
     if overlap:
         raise ConfigError(f"restem: {len(overlap)} held-out passages are also training contexts; "
                           "use a different eval_data seed/offset/split")
-    fmt = cfg.self_edit.format
-    k = cfg.self_edit.k
-    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"restem-{rd.path.name}")
+    return outer_loop(KnowledgeDomain(cfg), train, held_out, cfg.model, oc, cfg.selection, cfg.m_step, cfg.wandb,
+                      cfg.seed, rd, k=cfg.self_edit.k)
+
+
+def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConfig, oc: OuterLoopConfig,
+               selection: SelectionConfig, m_cfg: MStepConfig, wandb_cfg: WandbConfig, seed: int, rd: RunDir,
+               k: int) -> dict:
+    """ReST-EM rounds over any domain: evaluate policy r, E-step, selection, M-step -> policy r+1.
+    Contexts need a `uid`; round r trains on train[r * contexts_per_round:(r + 1) * contexts_per_round]."""
+    tracker = Tracker(wandb_cfg, rd, rd.config, name=f"restem-{rd.path.name}")
     evals = {}
     for r in range(oc.rounds + 1):
         # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
-        policy = cfg.model.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
-        model, tok = load_model(replace(cfg.model, name=policy))
-        # with an engine worker (backend=vllm) each policy gets a fresh engine process
-        task = KnowledgeTask(model, tok, replace(cfg.model, name=policy), cfg.inner_loop, cfg.qa_eval, cfg.grader,
-                             cfg.self_edit, backend=cfg.backend, seed=derive_seed(cfg.seed, "engine", r))
+        policy = model_cfg.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
+        session = domain.open(policy, r)
         refs = oc.references == "every_round" or r == 0
-        evals[r] = evaluate_policy(task, rd, r, held_out, fmt, cfg.seed, refs, tracker)
+        evals[r] = evaluate_policy(domain, session, rd, r, held_out, oc.eval_samples, seed, refs, tracker)
         if r == oc.rounds:
-            task.close()
+            session.close()
             break
         contexts = train[r * oc.contexts_per_round:(r + 1) * oc.contexts_per_round]
-        edits = e_step(task, rd, r, contexts, fmt, k, oc.seeds_per_edit, cfg.seed, tracker)
-        select(edits, cfg.selection)
+        edits = e_step(session, rd, r, contexts, k, oc.seeds_per_edit, seed, tracker)
+        select(edits, selection)
         kept = [e for e in edits if e["kept"]]
         if not rd.has(rd.key("select", r)):
-            rd.put(rd.key("select", r), {"round": r, "rule": cfg.selection.rule, "edits": edits,
-                                         "n_kept": len(kept)})
-        by_uid = {p.uid: p for p in contexts}
+            rd.put(rd.key("select", r), {"round": r, "rule": selection.rule, "edits": edits, "n_kept": len(kept)})
+        by_uid = {c.uid: c for c in contexts}
         # the user turn only: the M-step applies the chat template itself
-        pairs = [{"prompt": self_edit_prompt(by_uid[e["context"]], fmt, cfg.self_edit), "completion": e["self_edit"]}
-                 for e in kept]
-        chat = task.chat
-        task.close()  # the engine's GPU memory is the M-step's now
-        del task, model
+        pairs = [{"prompt": session.edit_prompt(by_uid[e["context"]]), "completion": e["self_edit"]} for e in kept]
+        chat = session.chat
+        session.close()  # the engine's GPU memory is the M-step's now
+        del session
         gc.collect()
         done = rd.get(rd.key("m_step", r))
         if done is None or not Path(_policy_path(rd, done["policy"])).is_dir():
             if not pairs:  # nothing passed selection: the policy carries over unchanged, and the report says so
                 rd.put(rd.key("m_step", r), {"round": r, "policy": done["policy"] if done else policy,
-                                             "skipped": f"selection '{cfg.selection.rule}' kept no self-edit"})
+                                             "skipped": f"selection '{selection.rule}' kept no self-edit"})
                 continue
             name = f"policy_round{r + 1}"
-            stats = m_step(policy, cfg.model, pairs, cfg.m_step, derive_seed(cfg.seed, "m_step", r), rd.path / name,
-                           chat=chat)
+            stats = m_step(policy, model_cfg, pairs, m_cfg, derive_seed(seed, "m_step", r), rd.path / name, chat=chat)
             rd.put(rd.key("m_step", r), {"round": r, "policy": name, **stats})
             rd.metric(round=r, m_step_loss=stats["train_loss"], m_step_pairs=len(pairs))
             tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r})
-    results = summarise(cfg, rd, evals)
-    write_report(cfg, rd, results)
+    results = summarise(rd, evals)
+    write_report(domain, oc, selection, m_cfg, k, seed, rd, results)
     tracker.finish()
     return results
 
@@ -270,89 +381,107 @@ def _policy_path(rd: RunDir, policy: str) -> str:
     return str(inside) if inside.is_dir() or policy.startswith("policy_round") else policy
 
 
-def evaluate_policy(task: KnowledgeTask, rd: RunDir, r: int, held_out: list[Passage], fmt: str, seed: int,
+def eval_key(rd: RunDir, r: int, cond: str, uid: str, i: int = 0) -> str:
+    """Held-out record key; sample 0 keeps the short form, so one-sample runs read (uid) alone."""
+    return rd.key("eval", r, cond, uid, *([i] if i else []))
+
+
+def record_base(session: Session, rd: RunDir, contexts: list, key, head) -> None:
+    """The unadapted policy's score per context, in fixed chunks of K, one write per chunk."""
+    for group in chunks(contexts, session.adapters_per_batch):
+        if not all(rd.has(key(c)) for c in group):
+            rd.put_many([(key(c), {**head(c), **out}) for c, out in zip(group, session.base_many(group))])
+
+
+def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_out: list, n_samples: int, seed: int,
                     refs: bool, tracker: Tracker) -> dict:
-    """Held-out accuracy of policy r: one self-edit per passage, one inner loop; plus references."""
+    """Held-out score of policy r: n_samples self-edits per context, one inner loop each; plus the
+    unadapted policy (`base`) and the domain's references, once per context."""
     comp_key = rd.key("eval", r, "completions")
     if not rd.has(comp_key):
         s = derive_seed(seed, "eval_sampling", r)
-        texts = task.sample(held_out, fmt, 1, s, desc=f"round {r} eval: sampling")
-        rd.put(comp_key, {"round": r, "seed": s, "completions": {p.uid: t[0] for p, t in zip(held_out, texts)}})
-    comps = rd.get(comp_key)["completions"]
-    conditions = ["self_edit"] + (["base", "passage"] if refs else [])
-    k = task.adapters_per_batch
-    if "base" in conditions:
-        record_base_accuracies(task, rd, held_out, key=lambda p: rd.key("eval", r, "base", p.uid),
-                               head=lambda p: {"round": r, "condition": "base", "passage": p.uid})
-    jobs = [(c, p) for c in conditions if c != "base" for p in held_out]
-    todo = [c for c in chunks(jobs, k) if not all(rd.has(rd.key("eval", r, cond, p.uid)) for cond, p in c)]
-    bar = tqdm(total=sum(len(c) for c in todo), desc=f"round {r} eval: inner loops", disable=not todo)
-    for chunk in todo:
-        items = [(p, comps[p.uid], fmt) if cond == "self_edit" else (p, "", "none") for cond, p in chunk]
-        outs = task.adapt_and_evaluate_many([(p, text, f, derive_seed(seed, "eval_inner", r, cond, p.uid))
-                                             for (cond, _), (p, text, f) in zip(chunk, items)])
-        rd.put_many([(rd.key("eval", r, cond, p.uid), {"round": r, "condition": cond, "passage": p.uid,
-                                                       "self_edit": text, **out})
-                     for (cond, p), (_, text, _), out in zip(chunk, items, outs)])
-        bar.update(len(chunk))
+        texts, info = session.sample(held_out, n_samples, s, desc=f"round {r} eval: sampling")
+        rd.put(comp_key, {"round": r, "seed": s, "completions": {c.uid: t for c, t in zip(held_out, texts)},
+                          **({"sampling": info} if info else {})})
+    comps = {uid: [t] if isinstance(t, str) else t for uid, t in rd.get(comp_key)["completions"].items()}
+    references = list(domain.references) if refs else []
+    conditions = ["self_edit", "base"] + references if refs else ["self_edit"]
+    if refs:
+        record_base(session, rd, held_out, key=lambda c: eval_key(rd, r, "base", c.uid),
+                    head=lambda c: {"round": r, "condition": "base", "passage": c.uid})
+    jobs = [("self_edit", c, i) for c in held_out for i in range(n_samples)]
+    jobs = [("self_edit", c, 0) for c in held_out] + [j for j in jobs if j[2]] + [(ref, c, 0) for ref in references
+                                                                               for c in held_out]
+    todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
+            if not all(rd.has(eval_key(rd, r, cond, c.uid, i)) for cond, c, i in ch)]
+    bar = tqdm(total=sum(len(ch) for ch in todo), desc=f"round {r} eval: inner loops", disable=not todo)
+    for ch in todo:
+        texts = [comps[c.uid][i] if cond == "self_edit" else "" for cond, c, i in ch]
+        outs = session.adapt_many([(cond, c, text, derive_seed(seed, "eval_inner", r, cond, c.uid, *([i] if i else [])))
+                                   for (cond, c, i), text in zip(ch, texts)])
+        rd.put_many([(eval_key(rd, r, cond, c.uid, i), {"round": r, "condition": cond, "passage": c.uid,
+                                                        **({"sample": i} if i else {}), "self_edit": text, **out})
+                     for (cond, c, i), text, out in zip(ch, texts, outs)])
+        bar.update(len(ch))
     bar.close()
     summary = {}
     for cond in conditions:
-        recs = [rd.get(rd.key("eval", r, cond, p.uid)) for p in held_out]
-        accs = [x["accuracy"] if "accuracy" in x else 0.0 for x in recs]  # a skipped edit scores 0
-        qvals = [float(q["correct"]) for x in recs if "questions" in x for q in x["questions"]]
-        qvals += [0.0 for x, p in zip(recs, held_out) if "questions" not in x for _ in p.questions]
-        acc, se = mean_stderr(qvals)
-        summary[cond] = {"accuracy": acc, "stderr": se, "n_questions": len(qvals), "passage_mean": statistics.fmean(accs),
-                         "n_skipped": sum("skipped" in x for x in recs)}
+        samples = range(n_samples) if cond == "self_edit" else range(1)
+        recs = [(rd.get(eval_key(rd, r, cond, c.uid, i)), c) for c in held_out for i in samples]
+        vals = [v for x, c in recs for v in domain.outcomes(x, c)]
+        acc, se = mean_stderr(vals)
+        summary[cond] = {"accuracy": acc, "stderr": se, "n_questions": len(vals),
+                         "passage_mean": statistics.fmean(x.get("accuracy", 0.0) for x, _ in recs),
+                         "n_skipped": sum("skipped" in x for x, _ in recs)}
     rd.metric(round=r, **{f"eval_{c}": v["accuracy"] for c, v in summary.items()})
     tracker.log({f"eval/{c}": v["accuracy"] for c, v in summary.items()} | {"round": r})
     return summary
 
 
-def e_step(task: KnowledgeTask, rd: RunDir, r: int, contexts: list[Passage], fmt: str, k: int, n_seeds: int,
-           seed: int, tracker: Tracker) -> list[dict]:
+def e_step(session: Session, rd: RunDir, r: int, contexts: list, k: int, n_seeds: int, seed: int,
+           tracker: Tracker) -> list[dict]:
     """Sample k self-edits per context and score each with n_seeds inner loops; returns edit summaries."""
-    record_base_accuracies(task, rd, contexts, key=lambda p: rd.key("estep", r, "base", p.uid),
-                           head=lambda p: {"round": r, "passage": p.uid})
+    record_base(session, rd, contexts, key=lambda c: rd.key("estep", r, "base", c.uid),
+                head=lambda c: {"round": r, "passage": c.uid})
     comp_key = rd.key("estep", r, "completions")
     if not rd.has(comp_key):
         s = derive_seed(seed, "estep_sampling", r)
-        texts = task.sample(contexts, fmt, k, s, desc=f"round {r} E-step: sampling")
-        rd.put(comp_key, {"round": r, "seed": s, "completions": {p.uid: t for p, t in zip(contexts, texts)}})
+        texts, info = session.sample(contexts, k, s, desc=f"round {r} E-step: sampling")
+        rd.put(comp_key, {"round": r, "seed": s, "completions": {c.uid: t for c, t in zip(contexts, texts)},
+                          **({"sampling": info} if info else {})})
     comps = rd.get(comp_key)["completions"]
-    jobs = [(p, i, s) for p in contexts for i in range(k) for s in range(n_seeds)]
-    todo = [c for c in chunks(jobs, task.adapters_per_batch)
-            if not all(rd.has(rd.key("estep", r, p.uid, i, s)) for p, i, s in c)]
-    bar = tqdm(total=sum(len(c) for c in todo), desc=f"round {r} E-step: inner loops", disable=not todo)
-    for chunk in todo:
-        outs = task.adapt_and_evaluate_many([(p, comps[p.uid][i], fmt, derive_seed(seed, "estep_inner", r, p.uid, i, s))
-                                             for p, i, s in chunk])
-        recs = rd.put_many([(rd.key("estep", r, p.uid, i, s), {"round": r, "context": p.uid, "sample": i,
+    jobs = [(c, i, s) for c in contexts for i in range(k) for s in range(n_seeds)]
+    todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
+            if not all(rd.has(rd.key("estep", r, c.uid, i, s)) for c, i, s in ch)]
+    bar = tqdm(total=sum(len(ch) for ch in todo), desc=f"round {r} E-step: inner loops", disable=not todo)
+    for ch in todo:
+        outs = session.adapt_many([("self_edit", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s))
+                                   for c, i, s in ch])
+        recs = rd.put_many([(rd.key("estep", r, c.uid, i, s), {"round": r, "context": c.uid, "sample": i,
                                                                 "seed_index": s, **out})
-                            for (p, i, s), out in zip(chunk, outs)])
-        for (p, i, s), rec in zip(chunk, recs):
+                            for (c, i, s), out in zip(ch, outs)])
+        for (c, i, s), rec in zip(ch, recs):
             if "accuracy" in rec:
                 tracker.log({"estep/accuracy": rec["accuracy"], "estep/gain": rec["accuracy"] - rd.get(
-                    rd.key("estep", r, "base", p.uid))["accuracy"], "round": r})
-        bar.update(len(chunk))
+                    rd.key("estep", r, "base", c.uid))["accuracy"], "round": r})
+        bar.update(len(ch))
     bar.close()
     edits = []
-    for p in contexts:
-        base = rd.get(rd.key("estep", r, "base", p.uid))["accuracy"]
+    for c in contexts:
+        base = rd.get(rd.key("estep", r, "base", c.uid))["accuracy"]
         for i in range(k):
-            runs = [rd.get(rd.key("estep", r, p.uid, i, s)) for s in range(n_seeds)]
+            runs = [rd.get(rd.key("estep", r, c.uid, i, s)) for s in range(n_seeds)]
             skipped = [x["skipped"] for x in runs if "skipped" in x]
             score = statistics.fmean(x.get("accuracy", 0.0) for x in runs)  # an unusable edit scores 0
-            edits.append({"context": p.uid, "sample": i, "score": score, "base": base, "gain": score - base,
-                          "seed_scores": [x.get("accuracy") for x in runs], "self_edit": comps[p.uid][i],
+            edits.append({"context": c.uid, "sample": i, "score": score, "base": base, "gain": score - base,
+                          "seed_scores": [x.get("accuracy") for x in runs], "self_edit": comps[c.uid][i],
                           "skipped": skipped[0] if skipped else None})
     return edits
 
 
 # ---------------------------------------------------------------------------------------------- reporting
 
-def summarise(cfg: ReSTEMConfig, rd: RunDir, evals: dict) -> dict:
+def summarise(rd: RunDir, evals: dict) -> dict:
     rounds = []
     for r in sorted(evals):
         entry = {"round": r, "eval": evals[r]}
@@ -378,42 +507,42 @@ def summarise(cfg: ReSTEMConfig, rd: RunDir, evals: dict) -> dict:
     return results
 
 
-def write_report(cfg: ReSTEMConfig, rd: RunDir, results: dict) -> None:
+def write_report(domain: Domain, oc: OuterLoopConfig, selection: SelectionConfig, m_cfg: MStepConfig, k: int,
+                 seed: int, rd: RunDir, results: dict) -> None:
     from seal.report import line_plot, md_table, print_table
 
     rounds = results["rounds"]
-    conds = ["self_edit", "base", "passage"]
+    conds = ["self_edit", "base", *domain.references]
     rows = []
     for e in rounds:
         ev = e["eval"]
         rows.append([e["round"]] + [f"{ev[c]['accuracy']:.3f} ± {ev[c]['stderr']:.3f}" if c in ev else "—" for c in conds]
-                    + [ev["self_edit"]["n_questions"]])
-    headers = ["policy (round)", "self-edit accuracy", "base (no update)", "passage only", "questions"]
-    print_table("ReST-EM: held-out accuracy per round", headers, rows)
+                    + [ev["self_edit"]["n_questions"], ev["self_edit"]["n_skipped"]])
+    headers = ["policy (round)", *(domain.labels[c] for c in conds), domain.unit, "unusable self-edits"]
+    print_table("ReST-EM: held-out score per round", headers, rows)
     xs = [e["round"] for e in rounds]
-    series = {c: ([e["eval"][c]["accuracy"] for e in rounds if c in e["eval"]],
-                  [e["eval"][c]["stderr"] for e in rounds if c in e["eval"]]) for c in conds}
+    series = {domain.labels[c]: ([e["eval"][c]["accuracy"] for e in rounds if c in e["eval"]],
+                                 [e["eval"][c]["stderr"] for e in rounds if c in e["eval"]]) for c in conds}
     series = {c: v for c, v in series.items() if v[0]}
-    if len(series.get("base", ([], []))[0]) == 1:  # references only at round 0: draw them flat
-        for c in ("base", "passage"):
-            if c in series:
-                series[c] = (series[c][0] * len(xs), series[c][1] * len(xs))
-    line_plot(rd.path / "accuracy_per_round.png", xs, series, title="Held-out closed-book accuracy",
+    for c in conds[1:]:  # references computed at round 0 only: draw them flat
+        lab = domain.labels[c]
+        if lab in series and len(series[lab][0]) == 1:
+            series[lab] = (series[lab][0] * len(xs), series[lab][1] * len(xs))
+    line_plot(rd.path / "accuracy_per_round.png", xs, series, title=f"Held-out score ({domain.unit})",
               xlabel="ReST-EM round (policy)")
     erows = [[e["round"], x["n_edits"], x["n_kept"], x["mean_score"], x["mean_gain"],
               x["kept_mean_gain"] if x["kept_mean_gain"] is not None else "—", x["kept_not_beating_base"],
               x["mean_words"], x["n_unusable"], e.get("m_step", {}).get("train_loss", "—")]
              for e in rounds if (x := e.get("e_step"))]
     _reward_histogram(rd)
-    oc = cfg.restem
     lines = [
-        "# ReST-EM (SEAL outer loop) on knowledge incorporation", "",
-        f"Model `{cfg.model.name}`; training data `{cfg.data.source}`, held-out `{cfg.eval_data.source}` "
-        f"({oc.eval_passages} passages); {oc.rounds} round(s) x {oc.contexts_per_round} contexts x "
-        f"{cfg.self_edit.k} self-edits x {oc.seeds_per_edit} seeds; format `{cfg.self_edit.format}`; selection "
-        f"`{cfg.selection.rule}`; M-step {'full FT' if cfg.m_step.full_finetune else f'LoRA r={cfg.m_step.lora_r}'} "
-        f"lr {cfg.m_step.lr}, {cfg.m_step.epochs} epochs; grader `{cfg.grader.kind}`; seed {cfg.seed}.", "",
-        "## Held-out accuracy per round", "", md_table(headers, rows), "",
+        f"# {domain.title}", "",
+        domain.describe(),
+        f"{oc.rounds} round(s) x {oc.contexts_per_round} contexts x {k} self-edits x {oc.seeds_per_edit} seeds; "
+        f"{oc.eval_samples} self-edit(s) per held-out context; selection `{selection.rule}`; M-step "
+        f"{'full FT' if m_cfg.full_finetune else f'LoRA r={m_cfg.lora_r}'} lr {m_cfg.lr}, {m_cfg.epochs} epochs; "
+        f"seed {seed}.", "",
+        "## Held-out score per round", "", md_table(headers, rows), "",
         "![accuracy per round](accuracy_per_round.png)", "",
         "## E-step and M-step per round", "",
         md_table(["round", "edits", "kept", "mean score", "mean gain", "kept mean gain", "kept but no gain",
@@ -425,10 +554,13 @@ def write_report(cfg: ReSTEMConfig, rd: RunDir, results: dict) -> None:
         comp = rd.get(rd.key("eval", r, "completions"))
         if not comp:
             continue
-        uid, text = next(iter(comp["completions"].items()))
-        rec = rd.get(rd.key("eval", r, "self_edit", uid)) or {}
-        acc = f"{rec['accuracy']:.2f}" if "accuracy" in rec else "skipped"
-        lines += [f"**Policy {r}**, held-out passage {uid} (accuracy {acc}):", "", "```", text[:1000], "```", ""]
+        uid, texts = next(iter(comp["completions"].items()))
+        text = texts if isinstance(texts, str) else texts[0]
+        rec = rd.get(eval_key(rd, r, "self_edit", uid)) or {}
+        score = f"{rec['accuracy']:.2f}" if "accuracy" in rec else "skipped"
+        if "skipped" in rec:
+            score += f" ({rec['skipped']})"
+        lines += [f"**Policy {r}**, held-out context {uid} (score {score}):", "", "```", text[:1000], "```", ""]
     (rd.path / "report.md").write_text("\n".join(lines))
 
 

@@ -72,7 +72,7 @@ def test_loss_ignores_padding(tiny):
     one forward per document: padding carries no loss."""
     model, tok = tiny
     inner = InnerLoop(model, tok, cfg(adapters_per_batch=1))
-    seqs = inner.encode([DOCS[0], DOCS[2]])
+    seqs = [ids for ids, _ in inner.encode([DOCS[0], DOCS[2]])]
     assert len(seqs[0]) != len(seqs[1])
     results = []
     for budget, overhead in ((10_000, 10_000), (1, 0)):  # one padded forward vs one forward per row
@@ -84,7 +84,7 @@ def test_loss_ignores_padding(tiny):
                 b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
         pads = inner.pad_slots
         with inner.lora.trainable(1) as params:
-            loss = inner._step([0], [(0, s) for s in seqs], {0: 0})[0]
+            loss = inner._step([0], [(0, s, 1) for s in seqs], {0: 0})[0]
             results.append((loss, [p.grad.clone() for p in params[0]], inner.pad_slots - pads))
     (l1, g1, pad1), (l2, g2, pad2) = results
     assert pad1 == abs(len(seqs[0]) - len(seqs[1])) and pad2 == 0
@@ -93,10 +93,45 @@ def test_loss_ignores_padding(tiny):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_completion_only_loss_matches_masked_labels(tiny):
+    """With (prompt, completion) pairs and completion_only, the step loss and gradients equal the
+    model's own loss with the prompt labels masked (-100); without it, the loss covers every token."""
+    model, tok = tiny
+    inner = InnerLoop(model, tok, cfg(adapters_per_batch=1))
+    pairs = [("Input:\n012\nOutput:\n", "210\n"), ("Input:\n33\n45\nOutput:\n", "54\n33\n")]
+    enc = inner.encode(pairs, completion_only=True)
+    assert all(first > 1 for _, first in enc)
+    assert [ids for ids, _ in inner.encode(pairs)] == [ids for ids, _ in enc]
+    gen = torch.Generator().manual_seed(1)
+    inner.reset(seed=3)
+    with torch.no_grad():
+        for b in inner.lora.B:
+            b.copy_(torch.randn(b.shape, generator=gen) * 0.1)
+    with inner.lora.trainable(1) as params:
+        loss = inner._step([0], [(0, ids, first) for ids, first in enc], {0: 0})[0]
+        ours = [p.grad.clone() for p in params[0]]
+        for p in params[0]:
+            p.grad = None
+        n_target = sum(len(ids) - first for ids, first in enc)
+        ref = 0.0
+        with inner.adapter(0):
+            for ids, first in enc:
+                labels = torch.tensor([[-100] * first + ids[first:]])
+                out = model(input_ids=torch.tensor([ids]), labels=labels)
+                scaled = out.loss * (len(ids) - first) / n_target
+                scaled.backward()
+                ref += scaled.item()
+        assert loss == pytest.approx(ref, rel=1e-5)
+        for a, p in zip(ours, params[0]):
+            torch.testing.assert_close(a, p.grad, atol=1e-6, rtol=1e-4)
+        full = inner._step([0], [(0, ids, 1) for ids, _ in enc], {0: 0})[0]
+    assert abs(full - loss) > 1e-4  # the prompt tokens change the loss when they count
+
+
 def test_forwards_cut_rows_to_minimise_padding(tiny):
     model, tok = tiny
     inner = InnerLoop(model, tok, cfg(token_budget=100, forward_overhead_tokens=10))
-    rows = [(0, [1] * n) for n in (5, 6, 7, 40, 41, 20)]
+    rows = [(0, [1] * n, 1) for n in (5, 6, 7, 40, 41, 20)]
     fwds = inner._forwards(rows)
     assert [[len(r[1]) for r in f] for f in fwds] == [[5, 6, 7], [20], [40, 41]]
     assert all(len(f) * len(f[-1][1]) <= 100 for f in fwds)

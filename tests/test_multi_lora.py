@@ -38,8 +38,9 @@ def separate_run(model, tok, cfg: InnerLoopConfig, docs, seed, lr, epochs):
         for m in peft_model.modules():
             if hasattr(m, "reset_lora_parameters") and hasattr(m, "lora_A"):
                 m.reset_lora_parameters("x", True)
-    seqs = helper.encode(docs)
-    plan = helper.plan(seqs, seed, epochs)
+    encoded = helper.encode(docs)
+    seqs = [ids for ids, _ in encoded]
+    plan = helper.plan(encoded, seed, epochs)
     params = [p for n, p in peft_model.named_parameters() if "lora_" in n]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     sched = get_scheduler(cfg.scheduler, opt, num_warmup_steps=0, num_training_steps=len(plan))
