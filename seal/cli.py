@@ -25,9 +25,10 @@ OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume o
 
 def recipes():
     """recipe name -> (config dataclass, run function); imported lazily to keep start-up fast."""
-    from seal import ki_eval, restem
+    from seal import arc, ki_eval, restem
 
-    return {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run), "restem": (restem.ReSTEMConfig, restem.run)}
+    return {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run), "restem": (restem.ReSTEMConfig, restem.run),
+            "arc_restem": (arc.ARCReSTEMConfig, arc.run)}
 
 
 def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
@@ -53,13 +54,14 @@ def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
 def _hydra_main(cfg: DictConfig) -> None:
     from seal.data import DataError
     from seal.engine_worker import BackendError
+    from seal.arc_self_edit import EditRejected
     from seal.run_dir import ResumeError
     from seal.self_edits import SelfEditError
 
     run_path = Path(HydraConfig.get().runtime.output_dir)
     try:
         run_experiment(cfg, run_path)
-    except (ConfigError, DataError, ResumeError, SelfEditError, BackendError) as e:
+    except (ConfigError, DataError, ResumeError, SelfEditError, BackendError, EditRejected) as e:
         print(f"seal: error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -538,10 +538,10 @@ def write_report(domain: Domain, oc: OuterLoopConfig, selection: SelectionConfig
     lines = [
         f"# {domain.title}", "",
         domain.describe(),
-        f"{oc.rounds} round(s) x {oc.contexts_per_round} contexts x {k} self-edits x {oc.seeds_per_edit} seeds; "
-        f"{oc.eval_samples} self-edit(s) per held-out context; selection `{selection.rule}`; M-step "
-        f"{'full FT' if m_cfg.full_finetune else f'LoRA r={m_cfg.lora_r}'} lr {m_cfg.lr}, {m_cfg.epochs} epochs; "
-        f"seed {seed}.", "",
+        (f"{oc.rounds} round(s) x {oc.contexts_per_round} contexts x {k} self-edits x {oc.seeds_per_edit} seeds; "
+         f"{oc.eval_samples} self-edit(s) per held-out context; selection `{selection.rule}`; M-step "
+         f"{'full FT' if m_cfg.full_finetune else f'LoRA r={m_cfg.lora_r}'} lr {m_cfg.lr}, {m_cfg.epochs} epochs; "
+         f"seed {seed}."), "",
         "## Held-out score per round", "", md_table(headers, rows), "",
         "![accuracy per round](accuracy_per_round.png)", "",
         "## E-step and M-step per round", "",
