@@ -372,6 +372,39 @@ class ARCDomain:
                 f", pass@{e.attempts}. Oracle configuration `{c.arc.oracle}`.")
 
 
+    def report_sections(self, rd: RunDir) -> list[str]:
+        """Cost per test-time training and how often the policy wrote a usable configuration."""
+        from seal.report import md_table
+
+        groups: dict[str, list[dict]] = {}
+        sampled: dict[str, list[int]] = {}
+        for key, rec in rd.records.items():
+            parts = key.split("/")
+            if parts[0] in ("eval", "estep") and parts[2] == "completions":
+                name = f"round {parts[1]} {'held-out' if parts[0] == 'eval' else 'E-step'}"
+                info = rec.get("sampling", {})
+                slots = [(a, why) for v in info.values() for a, why in zip(v["attempts"], v["rejected"])]
+                sampled[name] = [len(slots), sum(why is None for _, why in slots), sum(a for a, _ in slots)]
+            elif "train" in rec:
+                cond = rec.get("condition", "self_edit")
+                groups.setdefault(f"round {parts[1]} {'E-step' if parts[0] == 'estep' else 'held-out'} {cond}",
+                                  []).append(rec)
+        rows = []
+        for name, recs in groups.items():
+            per = [x["train"]["seconds"] / x["train"]["adapters"] for x in recs]
+            rows.append([name, len(recs), sum(per) / len(per), sum(x["train"]["steps"] for x in recs) / len(recs),
+                         sum(x["train"]["tokens"] for x in recs) / len(recs),
+                         sum(x["n_examples"] for x in recs) / len(recs),
+                         sum(x["accuracy"] for x in recs) / len(recs)])
+        srows = [[name, n, ok, f"{ok / n:.2f}" if n else "—", tries] for name, (n, ok, tries) in sampled.items()]
+        return ["## Cost per test-time training", "",
+                "Seconds are each batch's wall time divided by the adapters trained in it (K adapters share "
+                "every forward/backward).", "",
+                md_table(["inner loops", "trained", "seconds each", "steps", "tokens", "examples", "solved"], rows), "",
+                "## Configurations the policy wrote", "",
+                md_table(["sampling", "slots", "valid configurations", "valid share", "samples drawn"], srows), ""]
+
+
 def validate(cfg: ARCReSTEMConfig) -> None:
     validate_outer(cfg.restem, cfg.selection, cfg.arc.k)
     t, e = cfg.arc.ttt, cfg.arc.eval

@@ -13,7 +13,8 @@ reference's loss-on-padding defect), each adapter's loss a token-weighted mean o
 
 The loop is our own rather than `transformers.Trainer`: an experiment runs thousands of inner
 loops of a few dozen steps, and neither Trainer nor PEFT can train a batch that mixes adapters.
-Schedules are transformers' own (`get_scheduler`), one per adapter.
+Schedules are transformers' own (`get_scheduler`) plus `rewarm_cosine` and `infinite`
+(`seal.schedules`), one per adapter.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from seal.multi_lora import MultiLoRA, target_layers
+from seal.schedules import ScheduleShape, make_scheduler
 
 
 class InnerLoopError(RuntimeError):
@@ -48,8 +50,13 @@ class InnerLoopConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
-    scheduler: str = "linear"  # any transformers scheduler name
+    scheduler: str = "linear"  # any transformers scheduler name, rewarm_cosine or infinite (seal.schedules)
     warmup_ratio: float = 0.0
+    min_lr_ratio: float = 0.1  # rewarm_cosine / infinite floor
+    const_lr_ratio: float = 0.55  # infinite: constant phase
+    cooldown_ratio: float = 0.2  # infinite: cooldown share of the steps
+    anneal_ratio: float = 0.1  # infinite: final anneal share of the steps
+    anneal: bool = True  # infinite: anneal at the end
     max_seq_len: int = 1024  # a document longer than this is an error, never silently truncated
     add_eos: bool = True
     adapters_per_batch: int = 0  # K adapters trained together; 0: as many as memory_budget_gb allows
@@ -223,9 +230,8 @@ class InnerLoop:
         """Reset slot i from jobs[i].seed and fit it to jobs[i].documents, all slots in the same
         forward/backward passes. A job that fails (too long, NaN loss) gets its error in the
         result list and does not disturb the others."""
-        from transformers import get_scheduler
-
         cfg = self.cfg
+        shape = ScheduleShape(cfg.min_lr_ratio, cfg.const_lr_ratio, cfg.cooldown_ratio, cfg.anneal_ratio, cfg.anneal)
         if len(jobs) > self.slots:
             raise InnerLoopError(f"{len(jobs)} jobs for {self.slots} adapter slots")
         results: list = [None] * len(jobs)
@@ -242,8 +248,7 @@ class InnerLoop:
             # the schedule is transformers' own, driven through a placeholder optimizer per slot
             holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
             total = len(plans[j])
-            scheds[j] = get_scheduler(cfg.scheduler, holder, num_warmup_steps=int(cfg.warmup_ratio * total),
-                                      num_training_steps=total)
+            scheds[j] = make_scheduler(cfg.scheduler, holder, int(cfg.warmup_ratio * total), total, shape)
             losses[j], tokens[j] = [], 0
         start = time.perf_counter()
         n_steps = max((len(p) for p in plans.values()), default=0)

@@ -254,6 +254,9 @@ class Domain(Protocol):
     def describe(self) -> str:
         """One line of settings for the report."""
 
+    def report_sections(self, rd: RunDir) -> list[str]:
+        """Extra markdown lines for the report (domain-specific tables)."""
+
 
 class KnowledgeDomain:
     """Knowledge incorporation: contexts are passages, a self-edit is text to train on, the score is
@@ -284,6 +287,9 @@ class KnowledgeDomain:
         c = self.cfg
         return (f"Model `{c.model.name}`; training data `{c.data.source}`, held-out `{c.eval_data.source}` "
                 f"({c.restem.eval_passages} passages); format `{c.self_edit.format}`; grader `{c.grader.kind}`.")
+
+    def report_sections(self, rd: RunDir) -> list[str]:
+        return []
 
 
 class KnowledgeSession:
@@ -561,6 +567,7 @@ def write_report(domain: Domain, oc: OuterLoopConfig, selection: SelectionConfig
         if "skipped" in rec:
             score += f" ({rec['skipped']})"
         lines += [f"**Policy {r}**, held-out context {uid} (score {score}):", "", "```", text[:1000], "```", ""]
+    lines += domain.report_sections(rd)
     (rd.path / "report.md").write_text("\n".join(lines))
 
 
