@@ -1,0 +1,52 @@
+"""ki_cpt on the tiny model: one pooled update per condition over all passages' documents, every
+question answered, and a resume that redoes only unfinished conditions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import compose
+from seal.cli import run_experiment
+from seal.config import ConfigError
+
+FAST = ["experiment=ki_cpt", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=3",
+        "self_edit.max_new_tokens=12", "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "inner_loop.epochs=1",
+        "qa_eval.max_new_tokens=6"]
+
+
+def run(path, *overrides, resume=False):
+    return run_experiment(compose(*FAST, *overrides, *([f"resume={path}"] if resume else [])), path)
+
+
+def test_pooled_update_per_condition_and_resume(tmp_path):
+    out = run(tmp_path / "a")
+    conds = out["conditions"]
+    assert list(conds) == ["base", "passage", "self_edit"]
+    n_q = conds["base"]["n_questions"]
+    assert n_q > 3 and all(v["n_questions"] == n_q for v in conds.values())
+    assert conds["passage"]["n_docs"] == 3  # the three passages, pooled into one update
+    assert conds["self_edit"]["n_docs"] + conds["self_edit"]["skipped_docs"] == 3 + 3 * 2  # + k=2 whole completions
+    assert conds["self_edit"]["train"]["tokens"] > conds["passage"]["train"]["tokens"]
+    assert (tmp_path / "a" / "accuracy.png").is_file() and "pooled" in (tmp_path / "a" / "report.md").read_text()
+    # killed before the self_edit update: the resumed run redoes only that condition, with the same result
+    lines = (tmp_path / "a" / "records.jsonl").read_text().splitlines()
+    keep = [x for x in lines if json.loads(x)["key"] != "cpt/self_edit"]
+    (tmp_path / "b").mkdir()
+    for name in ("config.yaml", "run.json"):
+        (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    (tmp_path / "b" / "records.jsonl").write_text("\n".join(keep) + "\n")
+    again = run(tmp_path / "b", resume=True)
+
+    def same(r):  # wall-clock seconds aside, everything is identical
+        return json.dumps({c: {**v, "train": {k: x for k, x in (v["train"] or {}).items() if k != "seconds"}}
+                           for c, v in r["conditions"].items()}, sort_keys=True)
+    assert same(again) == same(out)
+
+
+def test_bad_cpt_config_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="from_files is empty"):
+        run(tmp_path / "r", "conditions=[base,from_file]")
+    with pytest.raises(ConfigError, match="conditions: unknown"):
+        run(tmp_path / "r2", "conditions=[base,magic]")
