@@ -82,6 +82,14 @@ class MultiLoRA:
             out[f"{name}.lora_B.weight"] = b[slot].detach().clone()
         return out
 
+    @torch.no_grad()
+    def merge(self, slot: int) -> None:
+        """Fold adapter `slot` into the base weights (W += scale * B @ A) and reset it to a no-op:
+        sequential self-edits (continual learning) build on the merged model."""
+        for (_, m), a, b in zip(self.layers, self.A, self.B):
+            m.weight += (b[slot] @ a[slot]).mul_(self.scale).to(m.weight.dtype)
+            b[slot].zero_()
+
     @contextmanager
     def trainable(self, n: int):
         """Slots 0..n-1 as leaf tensors that require grad, one list of tensors per slot. They are

@@ -128,3 +128,24 @@ def test_memory_budget_chooses_k(tiny):
     large = InnerLoop(model, tok, InnerLoopConfig(**CFG, memory_budget_gb=0.01))
     per = small.lora.params_per_slot() * 16
     assert small.slots == min(int(0.001 * 2**30 // per), 32) and large.slots > small.slots
+
+
+def test_merge_folds_an_adapter_into_the_base(tiny):
+    """After training, the merged base without adapters gives the adapted model's logits, and the
+    merged slot is a no-op (so the next self-edit starts from the merged model)."""
+    model, tok = tiny
+    inner = InnerLoop(model, tok, InnerLoopConfig(**{**CFG, "adapters_per_batch": 2}))
+    inner.train_many([TrainJob(["Velmora was founded in 1874.", "Its export is slate."], seed=1)])
+    ids = tok("Velmora was founded", return_tensors="pt")
+    with torch.no_grad(), inner.adapter(0):
+        adapted = model(**ids).logits
+    with torch.no_grad(), inner.base_model():
+        before = model(**ids).logits
+    assert not torch.allclose(adapted, before, atol=1e-4)
+    inner.lora.merge(0)
+    with torch.no_grad(), inner.base_model():
+        merged = model(**ids).logits
+    with torch.no_grad(), inner.adapter(0):
+        slot_after = model(**ids).logits
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(slot_after, merged, atol=1e-6, rtol=1e-5)
