@@ -398,8 +398,8 @@ class ARCDomain:
                          sum(x["accuracy"] for x in recs) / len(recs)])
         srows = [[name, n, ok, f"{ok / n:.2f}" if n else "—", tries] for name, (n, ok, tries) in sampled.items()]
         return ["## Cost per test-time training", "",
-                "Seconds are each batch's wall time divided by the adapters trained in it (K adapters share "
-                "every forward/backward).", "",
+                ("Seconds are each batch's wall time divided by the adapters trained in it (K adapters share "
+                 "every forward/backward)."), "",
                 md_table(["inner loops", "trained", "seconds each", "steps", "tokens", "examples", "solved"], rows), "",
                 "## Configurations the policy wrote", "",
                 md_table(["sampling", "slots", "valid configurations", "valid share", "samples drawn"], srows), ""]

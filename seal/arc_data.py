@@ -44,7 +44,7 @@ class ARCTask:
     test: list[Grid]  # test inputs
     solutions: list[Grid] | None = None  # one output per test input, when known
 
-    def transformed(self, t: Transform) -> "ARCTask":
+    def transformed(self, t: Transform) -> ARCTask:
         """The same task with every grid mapped through `t` (solutions too)."""
         return ARCTask(self.uid, [(t.forward(i), t.forward(o)) for i, o in self.train],
                        [t.forward(g) for g in self.test],

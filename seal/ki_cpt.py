@@ -138,9 +138,10 @@ def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
                                                            f"{out['n_passages']} passages", ylabel="accuracy")
     il = cfg.inner_loop
     lines = [f"# ki_cpt: continued pretraining on {out['n_passages']} passages", "",
-             f"Model `{cfg.model.name}`, data `{cfg.data.source}`; one pooled LoRA update per condition (r={il.lora_r}, "
-             f"alpha={il.lora_alpha}, lr {il.lr}, {il.epochs} epochs, batch {il.batch_size}, {il.scheduler}); "
-             f"{cfg.self_edit.k} self-edit(s) per passage, format `{cfg.self_edit.format}`, kept whole; seed {cfg.seed}.",
+             (f"Model `{cfg.model.name}`, data `{cfg.data.source}`; one pooled LoRA update per condition "
+              f"(r={il.lora_r}, alpha={il.lora_alpha}, lr {il.lr}, {il.epochs} epochs, batch {il.batch_size}, "
+              f"{il.scheduler}); {cfg.self_edit.k} self-edit(s) per passage, format `{cfg.self_edit.format}`, "
+              f"kept whole; seed {cfg.seed}."),
              "", md_table(headers, rows), "", "![accuracy](accuracy.png)", ""]
     if out["skipped_passages"]:
         lines += ["Passages skipped (too long): " + ", ".join(out["skipped_passages"]), ""]

@@ -269,7 +269,7 @@ class KnowledgeDomain:
     def __init__(self, cfg: ReSTEMConfig):
         self.cfg = cfg
 
-    def open(self, policy: str, round_: int) -> "KnowledgeSession":
+    def open(self, policy: str, round_: int) -> KnowledgeSession:
         cfg = self.cfg
         model_cfg = replace(cfg.model, name=policy)
         model, tok = load_model(model_cfg)

@@ -7,10 +7,19 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import SHARED, compose
-from seal.arc import ARCConfig, ARCEvalConfig, ARCReSTEMConfig, ARCSession, TTTConfig, eval_prompts, solved, \
-    ttt_examples, vote
+
+from seal.arc import (
+    ARCConfig,
+    ARCEvalConfig,
+    ARCReSTEMConfig,
+    ARCSession,
+    TTTConfig,
+    eval_prompts,
+    solved,
+    ttt_examples,
+    vote,
+)
 from seal.arc_augment import rot90
 from seal.arc_data import ARCDataConfig, ARCTask, grid_to_text, load_tasks, text_to_grid
 from seal.arc_self_edit import ARCEdit, parse_edit
@@ -164,7 +173,7 @@ def session(tiny):
 
 
 def test_invalid_samples_are_resampled_a_bounded_number_of_times(session):
-    texts, info = session.sample([task()], 2, seed=3, desc="test")
+    _, info = session.sample([task()], 2, seed=3, desc="test")
     assert info["t"]["attempts"] == [2, 2]  # a random model never writes valid JSON: stops at max_attempts
     assert all(info["t"]["rejected"])
 
