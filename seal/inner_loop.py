@@ -73,6 +73,8 @@ class TrainJob:
     lr: float | None = None  # per-job overrides (ARC self-edits choose their own)
     epochs: int | None = None
     completion_only: bool = False  # pairs: loss on the completion tokens only (else on the whole text)
+    replay: list[str] | None = None  # replay documents (general text, earlier self-edits)
+    replay_fraction: float = 0.0  # share of every step's tokens taken from `replay` (seal.replay)
 
 
 @dataclass
@@ -244,6 +246,8 @@ class InnerLoop:
                 continue
             lr = cfg.lr if job.lr is None else job.lr
             plans[j] = self.plan(seqs[j], job.seed, cfg.epochs if job.epochs is None else job.epochs)
+            if job.replay_fraction > 0:
+                seqs[j], plans[j] = self._with_replay(job, seqs[j], plans[j])
             self.reset(job.seed, j)
             # the schedule is transformers' own, driven through a placeholder optimizer per slot
             holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
@@ -270,6 +274,28 @@ class InnerLoop:
                 results[j] = TrainStats(steps=len(losses[j]), tokens=tokens[j], seconds=seconds,
                                         losses=losses[j], adapters=len(jobs))
         return results
+
+    def _with_replay(self, job: TrainJob, seqs, plan):
+        """Compute-equivalent replay: the same steps and tokens as the plain plan, packed, with
+        round(fraction x step tokens) of every step from the replay documents (`seal.replay`)."""
+        from seal.replay import TokenStream, pack_steps
+
+        if not job.replay:
+            raise InnerLoopError("replay_fraction > 0 but the job has no replay documents")
+        if job.completion_only:
+            raise InnerLoopError("replay packs whole texts: it cannot be combined with completion_only")
+        eos = self.tok.eos_token_id
+        strip = [ids[:-1] if self.cfg.add_eos and ids[-1] == eos else ids for ids, _ in seqs]
+        old = [self.tok(d, add_special_tokens=True)["input_ids"] for d in job.replay]
+        batch_tokens = max(1, round(sum(len(seqs[i][0]) for step in plan for i in step) / len(plan)))
+        steps = pack_steps(TokenStream(strip, eos, job.seed), TokenStream(old, eos, job.seed + 1), job.replay_fraction,
+                           batch_tokens, len(plan), self.cfg.max_seq_len)
+        rows = [(ids, 1) for step in steps for ids, _ in step]
+        new_plan, i = [], 0
+        for step in steps:
+            new_plan.append(list(range(i, i + len(step))))
+            i += len(step)
+        return rows, new_plan
 
     def _run(self, n_steps, plans, seqs, scheds, losses, tokens, results, params, opt) -> None:
         """The optimizer steps; every active slot takes its next step, finished or failed slots sit out."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError
+from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 
 DOCS = ["Velmora\nVelmora was founded in 1874 by Ansel Quorrin.",
         "Velmora\nIts main export is blue slate.",
@@ -159,3 +159,21 @@ def test_no_documents_is_an_error(tiny):
     model, tok = tiny
     with pytest.raises(InnerLoopError, match="no training documents"):
         InnerLoop(model, tok, cfg()).train([], seed=0)
+
+
+def test_replay_keeps_step_tokens_and_takes_the_exact_share(tiny):
+    """With replay, every step trains on the plain plan's mean step tokens, an exact share of them
+    replayed, for the same number of steps (compute-equivalent)."""
+    model, tok = tiny
+    inner = InnerLoop(model, tok, cfg(adapters_per_batch=1, epochs=2, batch_size=2))
+    plain = inner.plan(inner.encode(DOCS), seed=0, epochs=2)
+    job = TrainJob(DOCS, seed=0, replay=["General text about rivers and towns.", "Another old document."],
+                   replay_fraction=0.25)
+    rows, plan = inner._with_replay(job, inner.encode(DOCS), plain)
+    assert len(plan) == len(plain)
+    per_step = {sum(len(rows[i][0]) for i in step) for step in plan}
+    assert len(per_step) == 1  # constant step tokens
+    stats = inner.train_many([job])[0]
+    assert stats.steps == len(plain) and stats.tokens == len(plain) * per_step.pop()
+    with pytest.raises(InnerLoopError, match="no replay documents"):
+        inner._with_replay(TrainJob(DOCS, seed=0, replay_fraction=0.1), inner.encode(DOCS), plain)
