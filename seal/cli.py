@@ -25,10 +25,11 @@ OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume o
 
 def recipes():
     """recipe name -> (config dataclass, run function); imported lazily to keep start-up fast."""
-    from seal import arc, ki_cpt, ki_eval, restem
+    from seal import arc, ki_continual, ki_cpt, ki_eval, restem
 
     return {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run), "restem": (restem.ReSTEMConfig, restem.run),
             "ki_cpt": (ki_cpt.KICPTConfig, ki_cpt.run),
+            "ki_continual": (ki_continual.KIContinualConfig, ki_continual.run),
             "arc_restem": (arc.ARCReSTEMConfig, arc.run)}
 
 
