@@ -156,6 +156,8 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
 def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, replay_general, seed: int, desc: str) -> dict:
     """Edit, merge and evaluate along one sequence; returns its rows, perplexities and step records."""
     rows, ppls, steps, accepted = [], [], [], []
+    files = {src: load_corpus(src) for src in v.replay_sources if src not in ("general", "self_edits")} \
+        if v.replay_fraction > 0 else {}  # read once per sequence, not once per edit
     for i, p in enumerate(tqdm(seq, desc=desc, leave=False)):
         text = task.sample([p], fmt, 1, derive_seed(seed, "sample", i))[0][0]
         step: dict = {"passage": p.uid, "self_edit": text}
@@ -166,7 +168,7 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
             docs = task.documents(p, "", "none")
         replay = []
         for src in v.replay_sources if v.replay_fraction > 0 else []:
-            replay += replay_general if src == "general" else accepted if src == "self_edits" else load_corpus(src)
+            replay += replay_general if src == "general" else accepted if src == "self_edits" else files[src]
         job = TrainJob(docs, derive_seed(seed, "train", i), replay=replay or None,
                        replay_fraction=v.replay_fraction if replay else 0.0)
         stats = task.inner.train_many([job])[0]

@@ -16,46 +16,25 @@ one record, so a resumed run redoes only the conditions that had not finished.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-from seal.backends import BackendConfig
 from seal.config import ConfigError, derive_seed
-from seal.data import DataConfig, load_passages
-from seal.graders import GraderConfig
-from seal.inner_loop import InnerLoopConfig, InnerLoopError, TrainJob
-from seal.ki_eval import _file_completions
+from seal.data import load_passages
+from seal.inner_loop import InnerLoopError, TrainJob
+from seal.ki_eval import KIEvalConfig, _file_completions
+from seal.ki_eval import validate as validate_conditions
 from seal.knowledge import KnowledgeTask, accuracy
-from seal.models import ModelConfig, load_model
-from seal.qa_eval import QAEvalConfig, mean_stderr
+from seal.models import load_model
+from seal.qa_eval import mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
-from seal.self_edits import MODEL_FORMATS, SelfEditConfig
-from seal.tracking import Tracker, WandbConfig
+from seal.self_edits import MODEL_FORMATS
+from seal.tracking import Tracker
 
-CONDITIONS = ("base", "passage", "self_edit", "from_file")
-
-
-@dataclass
-class KICPTConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
-    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
-    qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
-    grader: GraderConfig = field(default_factory=GraderConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    backend: BackendConfig = field(default_factory=BackendConfig)
-    conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
-    from_files: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
+KICPTConfig = KIEvalConfig  # the same sections: model, data, self-edits, inner loop, QA, conditions, from_files
 
 
 def validate(cfg: KICPTConfig) -> None:
-    unknown = [c for c in cfg.conditions if c not in CONDITIONS]
-    if unknown:
-        raise ConfigError(f"conditions: unknown {unknown} (choose from {', '.join(CONDITIONS)})")
-    if "from_file" in cfg.conditions and not cfg.from_files:
-        raise ConfigError("conditions has from_file but from_files is empty: set from_files.<label>=<path>")
+    validate_conditions(cfg)
     if "self_edit" in cfg.conditions and cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format must be a model-written format ({', '.join(MODEL_FORMATS)}) for the "
                           f"self_edit condition, got '{cfg.self_edit.format}'")
