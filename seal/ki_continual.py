@@ -17,12 +17,9 @@ earlier ones), so a resumed run redoes at most the sequence that was cut.
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass, field, replace
 
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from seal.backends import BackendConfig
@@ -33,6 +30,7 @@ from seal.inner_loop import InnerLoopConfig, InnerLoopError, TrainJob
 from seal.knowledge import KnowledgeTask, accuracy
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig
+from seal.probes import perplexity
 from seal.replay import general_corpus, load_corpus
 from seal.report import md_table, print_table
 from seal.retention import RetentionMatrix
@@ -81,18 +79,6 @@ def validate(cfg: KIContinualConfig) -> None:
     for name, v in c.variants.items():
         if not 0 <= v.replay_fraction < 1:
             raise ConfigError(f"continual.variants.{name}.replay_fraction must be in [0, 1), got {v.replay_fraction}")
-
-
-@torch.no_grad()
-def perplexity(model, tok, texts: list[str], device) -> float:
-    """Token-weighted perplexity of `texts` under the model as it is (no adapter routed)."""
-    nll, n = 0.0, 0
-    for t in texts:
-        ids = torch.tensor([tok(t, add_special_tokens=True)["input_ids"][:512]], device=device)
-        logits = model(input_ids=ids).logits[0, :-1].float()
-        nll += F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
-        n += ids.shape[1] - 1
-    return math.exp(nll / n)
 
 
 def run(cfg: KIContinualConfig, rd: RunDir) -> dict:

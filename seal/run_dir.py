@@ -65,6 +65,11 @@ class RunDir:
                 changes = "; ".join(_diff(old, config)[:10])
                 raise ResumeError(f"resume={self.path}: the config differs from the run's ({changes}). "
                                   f"Resume with the original config, or add force_resume=true.")
+            if self.meta["fingerprint"] != fp:  # forced: the folder now describes the new config, the old one is kept
+                os.replace(self.path / "config.yaml", self.path / f"config.{self.meta['fingerprint'][:8]}.yaml")
+                (self.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+                self.meta.setdefault("forced_from", []).append(self.meta["fingerprint"])
+                self.meta["fingerprint"] = fp
             self.meta.setdefault("resumed_at", []).append(time.strftime("%Y-%m-%dT%H:%M:%S"))
         else:
             if (self.path / "records.jsonl").exists():

@@ -285,6 +285,11 @@ def test_force_allows_a_changed_config(tmp_path):
     RunDir(tmp_path / "run", CONFIG).put("a", {"v": 1})
     rd = RunDir(tmp_path / "run", cfg(inner_loop__lr=5e-4), resume=True, force=True)
     assert rd.has("a")
+    # the folder now describes the new config; the old one is kept beside it and the next resume needs no force
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["inner_loop"]["lr"] == 5e-4
+    kept = list((tmp_path / "run").glob("config.*.yaml"))
+    assert len(kept) == 1 and yaml.safe_load(kept[0].read_text())["inner_loop"]["lr"] != 5e-4
+    assert RunDir(tmp_path / "run", cfg(inner_loop__lr=5e-4), resume=True).has("a")
 
 
 @pytest.mark.parametrize("key", RESUME_NEUTRAL)

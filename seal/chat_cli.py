@@ -1,0 +1,155 @@
+"""`seal-chat`: a terminal chat whose model learns what you tell it, and keeps it across sessions.
+
+    seal-chat                                   # SmolLM2 on CPU, adapters in ./chat_store
+    seal-chat chat.store=~/my-store chat.version=v0002 model.name=<hub id or path>
+
+Learning: `/learn <text>`, `/learn-file <path>`, or plain requests ("remember that ..."); `/probe
+<question> => <answer>` adds a gate probe for the next learning request. Versions: `/history`,
+`/undo`, `/pin <vNNNN|base>`, `/status`. Learning runs in the background (stage lines show its
+progress) and the chat answers meanwhile with the last committed weights.
+Config: configs/seal_chat.yaml and configs/chat/default.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PROMPT = "you> "
+HELP = """commands:
+  /learn <text>            learn a fact or note (also: "remember that ...")
+  /learn-file <path>       learn a text document
+  /probe <question> => <answer>   gate the next learning request on this question
+  /history                 committed adapter versions (* = active)
+  /undo                    roll back the last commit
+  /pin <vNNNN|base>        switch to a version (it becomes HEAD)
+  /status                  model, store, version, learning progress
+  /wait                    wait until queued learning has finished
+  /help, /quit"""
+
+
+def load_config(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    from seal.chat import SessionConfig
+    from seal.cli import CONFIG_DIR
+    from seal.config import to_dataclass
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose(config_name="seal_chat", overrides=overrides)
+    return to_dataclass(SessionConfig, cfg, "chat")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _report(result) -> None:
+    mark = "learned" if result.accepted else "not learned"
+    _say(f"[{mark}] {result.reason} ({result.summary()}; {result.seconds:.0f} s)")
+    print(PROMPT, end="", flush=True)  # the input line was scrolled away by the background output
+
+
+def _learn(session, content: str, source: str, probes: list) -> None:
+    from seal.chat import LearnRefused
+
+    try:
+        future = session.learn(content, probes=list(probes) or None, source=source, wait=False)
+    except LearnRefused as e:
+        _say(f"[refused] {e}")
+        return
+    probes.clear()
+    _say(f"[learning] {source}: started; keep chatting, a line will say when it is done")
+    future.add_done_callback(lambda f: _report(f.result()) if not f.exception() else
+                             _say(f"[error] learning failed: {f.exception()}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # stage lines instead of bars that would garble the prompt
+    from seal.adapter_store import StoreError
+    from seal.chat import Session, remember_request
+    from seal.config import ConfigError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        _say(__doc__ + "\n" + HELP)
+        return 0
+    try:
+        cfg = load_config(argv)
+        session = Session(cfg, on_event=lambda stage, msg: _say(f"  · {stage}: {msg}"))
+    except (ConfigError, StoreError) as e:
+        print(f"seal-chat: error: {e}", file=sys.stderr)
+        return 2
+    st = session.status()
+    _say(f"seal-chat · {st['model']} · store {st['store']} · version {st['version']} · /help for commands")
+    probes: list[tuple[str, str]] = []
+    while True:
+        try:
+            line = input(PROMPT).strip()
+        except (EOFError, KeyboardInterrupt):
+            line = "/quit"
+        if not line:
+            continue
+        cmd, _, arg = line.partition(" ")
+        arg = arg.strip()
+        try:
+            if cmd in ("/quit", "/exit"):
+                if session.busy():
+                    _say("[waiting] learning in progress; it finishes before exit")
+                session.close()
+                return 0
+            elif cmd == "/help":
+                _say(HELP)
+            elif cmd == "/learn":
+                _learn(session, arg, "/learn", probes)
+            elif cmd == "/learn-file":
+                path = Path(arg).expanduser()
+                try:
+                    data = path.read_bytes()
+                except OSError as e:
+                    _say(f"[refused] cannot read {path}: {e.strerror}")
+                    continue
+                _learn(session, data.decode("utf-8", errors="replace"), f"file {path}", probes)
+            elif cmd == "/probe":
+                q, sep, a = arg.partition("=>")
+                if not sep or not q.strip() or not a.strip():
+                    _say("usage: /probe <question> => <answer>")
+                    continue
+                probes.append((q.strip(), a.strip()))
+                _say(f"[probe] {len(probes)} probe(s) for the next learning request")
+            elif cmd == "/history":
+                rows = session.history()
+                if not rows:
+                    _say("no committed versions (the base model is active)")
+                for r in rows:
+                    mark = "*" if r["active"] else ("+" if r["in_chain"] else " ")
+                    drop = "—" if r.get("retention_drop") is None else f"{r['retention_drop']:+.2f}"
+                    _say(f"{mark} {r['version']}  {r['time']}  {r['source']:<14.14}  gain {r['gain']:+.2f}  "
+                         f"retention {drop}  {r['content'][:50]!r}")
+            elif cmd == "/undo":
+                undone, now = session.undo()
+                _say(f"[undo] rolled back {undone}; active: {now or 'base'}")
+            elif cmd == "/pin":
+                session.checkout(None if arg in ("base", "") else arg)
+                _say(f"[pin] active: {arg or 'base'}")
+            elif cmd == "/status":
+                st = session.status()
+                _say(" · ".join(f"{k} {v}" for k, v in st.items()))
+            elif cmd == "/wait":
+                session._executor.submit(lambda: None).result()
+                _say("[idle] no learning in progress")
+            elif cmd.startswith("/"):
+                _say(f"unknown command {cmd}; /help lists them")
+            elif (content := remember_request(line)) is not None:
+                _learn(session, content, "chat", probes)
+            else:
+                print("bot> ", end="", flush=True)
+                session.ask(line, stream=lambda t: print(t, end="", flush=True))
+                print(flush=True)
+        except StoreError as e:
+            _say(f"[error] {e}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The adapter store: versions, HEAD, undo, atomic commits, and no writes outside its folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from seal.adapter_store import AdapterStore, StoreError, apply_adapter
+from seal.multi_lora import MultiLoRA
+
+
+def _delta(seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"layer.lora_A.weight": torch.randn(2, 4, generator=g), "layer.lora_B.weight": torch.randn(3, 2, generator=g)}
+
+
+def test_commit_head_chain_undo(tmp_path):
+    store = AdapterStore(tmp_path / "s", "m")
+    assert store.head() is None and store.chain(None) == []
+    v1 = store.commit(_delta(1), {"source": "a"})
+    v2 = store.commit(_delta(2), {"source": "b"})
+    assert (v1, v2) == ("v0001", "v0002") and store.head() == v2
+    assert store.chain(v2) == [v1, v2] and store.meta(v2)["parent"] == v1
+    assert torch.equal(store.tensors(v1)["layer.lora_A.weight"], _delta(1)["layer.lora_A.weight"])
+    assert store.undo() == (v2, v1) and store.head() == v1
+    v3 = store.commit(_delta(3), {"source": "c"})  # a new commit after undo branches from v1
+    assert store.chain(v3) == [v1, v3] and store.versions() == [v1, v2, v3]
+    again = AdapterStore(tmp_path / "s", "m")  # a new session sees the same HEAD
+    assert again.head() == v3
+    store.undo(), store.undo()
+    with pytest.raises(StoreError, match="nothing to undo"):
+        store.undo()
+    assert not [p for p in (tmp_path / "s").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_refuses_another_models_store(tmp_path):
+    AdapterStore(tmp_path / "s", "model-a")
+    with pytest.raises(StoreError, match="model-a"):
+        AdapterStore(tmp_path / "s", "model-b")
+
+
+@pytest.mark.parametrize("name", ["../../evil", "v0001/../../x", "/etc/passwd", "v1", "head"])
+def test_version_names_cannot_leave_the_store(tmp_path, name):
+    store = AdapterStore(tmp_path / "s", "m")
+    with pytest.raises(StoreError):
+        store.set_head(name)
+    (tmp_path / "s" / "HEAD").write_text(name)  # a hand-edited HEAD is checked as well
+    with pytest.raises(StoreError):
+        store.head()
+
+
+def test_planted_symlink_is_refused(tmp_path):
+    store = AdapterStore(tmp_path / "s", "m")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, tmp_path / "s" / "versions" / "v0001")
+    with pytest.raises(StoreError, match="outside the store"):
+        store.commit(_delta(1), {"source": "x"})
+    assert list(outside.iterdir()) == []
+    os.symlink(outside / "h", tmp_path / "s" / "HEAD")
+    with pytest.raises(StoreError, match="outside the store"):
+        store.set_head(None)
+    assert not (outside / "h").exists()
+
+
+def test_apply_adapter_equals_multilora_merge(tiny):
+    model, _ = tiny
+    lora = MultiLoRA(model, ["q_proj", "v_proj"], r=4, alpha=8, slots=1)
+    lora.reset(0, seed=1)
+    with torch.no_grad():
+        for b in lora.B:
+            b.normal_()
+    state = lora.slot_state(0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lora.merge(0)
+    merged = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(before[n])
+    apply_adapter(model, state, scale=2.0)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p, merged[n])
+    assert any(not torch.equal(merged[n], before[n]) for n in before)
+    apply_adapter(model, state, scale=2.0, sign=-1.0)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p, before[n], atol=1e-5, rtol=0)
