@@ -32,7 +32,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Callable, Protocol
 
 import torch
@@ -100,7 +99,7 @@ class ChatConfig:
     background: bool = True  # learn on a private copy of the model while the chat goes on
     max_new_tokens: int = 128
     temperature: float = 0.0  # 0: greedy replies
-    history_turns: int = 4  # earlier exchanges kept in the prompt
+    history_turns: int = 0  # earlier exchanges in the prompt (SmolLM2-135M copies them; raise for larger models)
     system_prompt: str | None = None
     self_edit: bool = True  # write a self-edit of the content (false: train on the content alone)
     self_edit_max_chars: int = 3000  # longer content is trained on in paragraph chunks, no self-edit

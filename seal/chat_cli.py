@@ -54,13 +54,17 @@ def _report(result) -> None:
 def _learn(session, content: str, source: str, probes: list) -> None:
     from seal.chat import LearnRefused
 
+    reason = session.moderator.check(content)
+    if reason:
+        _say(f"[refused] not learned ({source}): {reason}")
+        return
+    _say(f"[learning] {source}: started; keep chatting, a line will say when it is done")
     try:
         future = session.learn(content, probes=list(probes) or None, source=source, wait=False)
     except LearnRefused as e:
         _say(f"[refused] {e}")
         return
     probes.clear()
-    _say(f"[learning] {source}: started; keep chatting, a line will say when it is done")
     future.add_done_callback(lambda f: _report(f.result()) if not f.exception() else
                              _say(f"[error] learning failed: {f.exception()}"))
 
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         try:
             line = input(PROMPT).strip()
+            if not sys.stdin.isatty():  # a scripted session: show what was typed, as a terminal would
+                print(line, flush=True)
         except (EOFError, KeyboardInterrupt):
             line = "/quit"
         if not line:

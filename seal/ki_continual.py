@@ -139,7 +139,8 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
     return out
 
 
-def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, replay_general, seed: int, desc: str) -> dict:
+def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, replay_general, seed: int,
+              desc: str) -> dict:
     """Edit, merge and evaluate along one sequence; returns its rows, perplexities and step records."""
     rows, ppls, steps, accepted = [], [], [], []
     files = {src: load_corpus(src) for src in v.replay_sources if src not in ("general", "self_edits")} \

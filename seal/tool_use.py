@@ -151,9 +151,12 @@ def _report(cfg: ToolUseConfig, rd: RunDir, out: dict) -> None:
     for cond, by_n in conds.items():
         for n, v in by_n.items():
             learn = v.get("learn")
-            note = "—" if not learn else (f"{'committed' if learn['accepted'] else 'rejected'}: gain "
-                                          f"{learn['gain']:+.2f}, {learn['seconds']:.0f} s" if learn.get("gain") is not None
-                                          else learn["reason"])
+            note = "—"
+            if learn and learn.get("gain") is not None:
+                verdict = "committed" if learn["accepted"] else "rejected"
+                note = f"{verdict}: gain {learn['gain']:+.2f}, {learn['seconds']:.0f} s"
+            elif learn:
+                note = learn["reason"]
             rows.append([cond, n, f"{v['exact']:.3f} ± {_stderr(v['exact'], n_test):.3f}", f"{v['tool']:.3f}",
                          f"{v['parsed']:.3f}", note])
     print_table(f"tool_use: held-out tool-call accuracy ({n_test} requests)", headers, rows)

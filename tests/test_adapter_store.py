@@ -13,7 +13,8 @@ from seal.multi_lora import MultiLoRA
 
 def _delta(seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {"layer.lora_A.weight": torch.randn(2, 4, generator=g), "layer.lora_B.weight": torch.randn(3, 2, generator=g)}
+    return {"layer.lora_A.weight": torch.randn(2, 4, generator=g),
+            "layer.lora_B.weight": torch.randn(3, 2, generator=g)}
 
 
 def test_commit_head_chain_undo(tmp_path):

@@ -67,6 +67,9 @@ def test_gate_rejection_is_explained_and_changes_nothing(tmp_path):
     again = session(tmp_path, "chat.gate.max_ppl_increase=-1")  # any rise (or none) fails this one
     r = again.learn(FACT, probes=PROBE)
     assert not r.accepted and "perplexity rose" in r.reason
+    strict = session(tmp_path, "chat.gate.max_chat_drop=-100")  # the everyday replies are measured too
+    r = strict.learn(FACT, probes=PROBE)
+    assert not r.accepted and "everyday replies lost" in r.reason and r.chat_drop is not None
 
 
 def test_background_learning_keeps_the_chat_usable(tmp_path):

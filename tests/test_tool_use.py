@@ -13,8 +13,8 @@ from seal.config import ConfigError
 
 FAST = ["experiment=tool_use", "model=tiny-random", "wandb.mode=disabled", "tools.counts=[2,4]", "tools.test=3",
         "tools.probes=2", "tools.max_new_tokens=6", "inner_loop.lora_r=4", "inner_loop.lora_alpha=8",
-        "inner_loop.epochs=2", "inner_loop.lr=1e-2", "chat.gate.general_docs=2", "chat.gate.min_gain=-100",
-        "chat.gate.max_chat_drop=100", "chat.gate.max_ppl_increase=100"]
+        "inner_loop.epochs=2", "inner_loop.lr=1e-2", "inner_loop.max_seq_len=4096", "chat.gate.general_docs=2",
+        "chat.gate.min_gain=-100", "chat.gate.max_chat_drop=100", "chat.gate.max_ppl_increase=100"]
 
 
 def run(path, *overrides, resume=False):
@@ -38,7 +38,7 @@ def test_conditions_records_and_resume(tmp_path):
         assert (store / "HEAD").read_text() == "v0001"
         assert json.loads((store / "versions" / "v0001" / "meta.json").read_text())["parent"] is None
     recs = [json.loads(x) for x in (tmp_path / "a" / "records.jsonl").read_text().splitlines()]
-    prompts_seen = {r["key"]: len(r["record"]["answers"]) for r in recs}
+    prompts_seen = {r["key"]: len(r["answers"]) for r in recs}
     assert all(v == 3 for v in prompts_seen.values()) and len(prompts_seen) == 5
     assert (tmp_path / "a" / "accuracy.png").is_file() and "tool_use" in (tmp_path / "a" / "report.md").read_text()
 
@@ -49,10 +49,12 @@ def test_conditions_records_and_resume(tmp_path):
         (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
     (tmp_path / "b" / "records.jsonl").write_text("\n".join(keep) + "\n")
     again = run(tmp_path / "b", resume=True)
-    strip = lambda r: {c: {n: {k: x for k, x in v.items() if k != "learn"} for n, v in by.items()}  # noqa: E731
-                       for c, by in r["conditions"].items()}
+    def strip(r):
+        return {c: {n: {k: x for k, x in v.items() if k != "learn"} for n, v in by.items()}
+                for c, by in r["conditions"].items()}
     assert strip(again) == strip(out)
-    assert again["conditions"]["online"][4]["learn"]["gain"] == pytest.approx(out["conditions"]["online"][4]["learn"]["gain"], abs=1e-5)
+    gain = out["conditions"]["online"][4]["learn"]["gain"]
+    assert again["conditions"]["online"][4]["learn"]["gain"] == pytest.approx(gain, abs=1e-5)
 
 
 def test_gate_rejection_leaves_the_base_model(tmp_path):
