@@ -391,16 +391,18 @@ class Session:
         return self._submit(lambda: self._learn(content, probes, source), wait)
 
     def learn_examples(self, examples: list[tuple[str, str]], probes: list[tuple[str, str]], source: str = "examples",
-                       wait: bool = True) -> LearnResult | Future:
-        """Learn from demonstrations: (request, response) pairs trained as chat turns, loss on the
-        response only; `probes` (held-out pairs) gate the update."""
+                       documents: list[str] | None = None, wait: bool = True) -> LearnResult | Future:
+        """Learn from demonstrations: (request, response) pairs trained as chat turns, plus any
+        reference `documents` (e.g. an API's docs), with the configured replay; `probes` (held-out
+        pairs) gate the update. Without replay the loss is on the responses only; with replay the
+        texts are packed whole (`seal.replay`)."""
         if not examples or not probes:
             raise LearnRefused(f"not learned ({source}): learning from examples needs examples and probe examples")
         for req, resp in examples:
             reason = self.moderator.check(req + "\n" + resp)
             if reason:
                 raise LearnRefused(f"not learned ({source}): example '{req[:40]}': {reason}")
-        return self._submit(lambda: self._learn_examples(examples, probes, source), wait)
+        return self._submit(lambda: self._learn_examples(examples, probes, source, documents or []), wait)
 
     def _submit(self, job: Callable[[], LearnResult], wait: bool) -> LearnResult | Future:
         with self._lock:
@@ -507,12 +509,16 @@ class Session:
         return self._train_and_gate(job, probes, earlier, source, content, {"self_edit": self_edit},
                                     retention=probes + named)
 
-    def _learn_examples(self, examples, given, source) -> LearnResult:
+    def _learn_examples(self, examples, given, source, documents: list[str]) -> LearnResult:
         seed = derive_seed(self.cfg.seed, "examples", hashlib.sha256(repr(examples).encode()).hexdigest())
         probes = [self._qa_probe(q, a, "example") for q, a in given]
-        docs = [(format_prompt(self.learner_tok, q, self.chat, self.cfg.chat.system_prompt), a) for q, a in examples]
-        earlier, _ = self._earlier()
-        job = TrainJob(docs, derive_seed(seed, "train"), completion_only=True)
+        pairs = [(format_prompt(self.learner_tok, q, self.chat, self.cfg.chat.system_prompt), a) for q, a in examples]
+        earlier, accepted = self._earlier()
+        replay = self._replay(accepted, derive_seed(seed, "replay"))
+        if replay:
+            job = TrainJob(documents + [p + a for p, a in pairs], derive_seed(seed, "train"), **replay)
+        else:
+            job = TrainJob(documents + pairs, derive_seed(seed, "train"), completion_only=True)
         content = "\n".join(f"{q} -> {a}" for q, a in examples)
         return self._train_and_gate(job, probes, earlier, source, content, {"examples": len(examples)})
 

@@ -77,3 +77,28 @@ class HFGenerator:
         if was_training:
             model.train()
         return out  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def generate_shared_prefix(model, tok, prompts: list[str], max_new_tokens: int, desc: str | None = None) -> list[str]:
+    """Greedy replies, one prompt at a time, to prompts that share a long prefix (few-shot prompts):
+    the prefix's KV cache is computed once and a copy continues each prompt, so 100 in-context
+    examples are read once instead of once per request. `generate` alone recomputes the prefix for
+    every prompt. Falls back to a full forward for a prompt whose tokens do not extend the prefix's."""
+    import copy
+    import os
+
+    device = next(model.parameters()).device
+    prefix_ids = tok(os.path.commonprefix(prompts), add_special_tokens=False)["input_ids"][:-1]  # last may merge
+    cache = model(torch.tensor([prefix_ids], device=device), use_cache=True).past_key_values if prefix_ids else None
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
+                  pad_token_id=tok.pad_token_id)
+    out = []
+    for p in tqdm(prompts, desc=desc, disable=desc is None, leave=False):
+        ids = tok(p, add_special_tokens=False)["input_ids"]
+        reuse = cache is not None and ids[:len(prefix_ids)] == prefix_ids and len(ids) > len(prefix_ids)
+        t = torch.tensor([ids], device=device)
+        gen = model.generate(input_ids=t, attention_mask=torch.ones_like(t),
+                             past_key_values=copy.deepcopy(cache) if reuse else None, **kwargs)
+        out.append(tok.decode(gen[0, len(ids):], skip_special_tokens=True).strip())
+    return out

@@ -2,14 +2,14 @@
 
     seal experiment=tool_use                     # SmolLM2 on CPU: 10 / 50 / 100 examples, ~20 min
 
-The project's fictional tool API (`seal.tool_api`) is new to every model. Every condition sees the
-API documentation in the system prompt and answers held-out requests (calls never seen in any
-example) with one tool call, scored by a safe parser (`seal.tool_api.score_call`):
-  none        documentation only
-  in_context  documentation + n example (request, call) pairs as earlier chat turns
-  online      documentation + the n examples learned into the weights through `seal.chat.Session.
-              learn_examples` (LoRA on the calls, the gate on separate probe examples, commit), then
-              asked with no examples in the prompt
+The project's fictional tool API (`seal.tool_api`) is new to every model. Each condition answers
+held-out requests (calls never seen in any example) with one tool call, scored by a safe parser
+(`seal.tool_api.score_call`):
+  none        the API documentation in the system prompt, no examples
+  in_context  the documentation in the system prompt + the n examples as earlier chat turns
+  online      the documentation and the n examples learned into the weights through
+              `seal.chat.Session.learn_examples` (one LoRA update with replay, the gate on separate
+              probe examples, commit), then asked with nothing in the prompt but the request
 Each (condition, n) is one record of the run folder, so a killed run resumes where it stopped.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from seal.chat import ChatConfig, Session, SessionConfig
 from seal.config import ConfigError, derive_seed
-from seal.generation import SamplingConfig
+from seal.generation import generate_shared_prefix
 from seal.inner_loop import InnerLoopConfig
 from seal.models import ModelConfig
 from seal.report import line_plot, md_table, print_table
@@ -80,7 +80,7 @@ def run(cfg: ToolUseConfig, rd: RunDir) -> dict:
 
     def get_session(store: str) -> Session:
         nonlocal session
-        chat = replace(cfg.chat, store=str(rd.path / store), background=False, system_prompt=system, version=None)
+        chat = replace(cfg.chat, store=str(rd.path / store), background=False, system_prompt=None, version=None)
         scfg = SessionConfig(model=cfg.model, inner_loop=cfg.inner_loop, self_edit=cfg.self_edit, chat=chat,
                              seed=cfg.seed)
         if session is None:
@@ -102,9 +102,10 @@ def run(cfg: ToolUseConfig, rd: RunDir) -> dict:
         shots = [(e.request, e.call) for e in train[:n]] if cond == "in_context" else []
         if cond == "online":
             result = s.learn_examples([(e.request, e.call) for e in train[:n]], [(e.request, e.call) for e in probes],
-                                      source=f"{n} examples")
+                                      source=f"{n} examples", documents=[system])
             rec["learn"] = {k: v for k, v in vars(result).items() if k != "probes"}
-        outputs = _answer(s, system, shots, [e.request for e in test], t, derive_seed(cfg.seed, "answer", cond, n))
+        outputs = _answer(s, None if cond == "online" else system, shots, [e.request for e in test], t,
+                          derive_seed(cfg.seed, "answer", cond, n))
         scores = [score_call(o, e) for o, e in zip(outputs, test)]
         rec["answers"] = [{"request": e.request, "call": e.call, "output": o, **sc}
                           for e, o, sc in zip(test, outputs, scores)]
@@ -119,16 +120,17 @@ def run(cfg: ToolUseConfig, rd: RunDir) -> dict:
     return out
 
 
-def _answer(s: Session, system: str, shots: list[tuple[str, str]], requests: list[str], t: ToolStudyConfig,
+def _answer(s: Session, system: str | None, shots: list[tuple[str, str]], requests: list[str], t: ToolStudyConfig,
             seed: int) -> list[str]:
-    """Greedy replies to each request; `shots` go before it as earlier chat turns."""
-    turns = [{"role": "system", "content": system}]
+    """Greedy replies to each request; `shots` go before it as earlier chat turns. Every condition
+    uses the same path (one prompt at a time, the shared prefix read once), so no condition's
+    answers differ by batching or padding."""
+    turns = [{"role": "system", "content": system}] if system else []
     for q, a in shots:
         turns += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
     prompts = [s.tok.apply_chat_template(turns + [{"role": "user", "content": r}], tokenize=False,
                                          add_generation_prompt=True) for r in requests]
-    return s.gen.generate(prompts, SamplingConfig(max_new_tokens=t.max_new_tokens, batch_size=t.batch_size),
-                          seed=seed, desc=f"answering {len(prompts)} requests")
+    return generate_shared_prefix(s.model, s.tok, prompts, t.max_new_tokens, desc=f"answering {len(prompts)} requests")
 
 
 def _stderr(p: float, n: int) -> float:
@@ -146,7 +148,8 @@ def _summary(cfg: ToolUseConfig, rd: RunDir, jobs) -> dict:
 
 def _report(cfg: ToolUseConfig, rd: RunDir, out: dict) -> None:
     n_test, counts, conds = out["test"], out["counts"], out["conditions"]
-    headers = ["condition", "examples", "exact call", "right tool", "parsable", "learning"]
+    headers = ["condition", "examples", "exact call", "right tool", "parsable",
+               "learning (gate figures: nats/token, general-text perplexity, everyday replies)"]
     rows = []
     for cond, by_n in conds.items():
         for n, v in by_n.items():
@@ -154,7 +157,9 @@ def _report(cfg: ToolUseConfig, rd: RunDir, out: dict) -> None:
             note = "—"
             if learn and learn.get("gain") is not None:
                 verdict = "committed" if learn["accepted"] else "rejected"
-                note = f"{verdict}: gain {learn['gain']:+.2f}, {learn['seconds']:.0f} s"
+                note = (f"{verdict}: gain {learn['gain']:+.2f}, perplexity "
+                        f"{100 * (learn['ppl_after'] / learn['ppl_before'] - 1):+.0f} %, everyday replies "
+                        f"{-learn['chat_drop']:+.2f}, {learn['seconds']:.0f} s")
             elif learn:
                 note = learn["reason"]
             rows.append([cond, n, f"{v['exact']:.3f} ± {_stderr(v['exact'], n_test):.3f}", f"{v['tool']:.3f}",
@@ -168,9 +173,11 @@ def _report(cfg: ToolUseConfig, rd: RunDir, out: dict) -> None:
     il, c = cfg.inner_loop, cfg.chat
     lines = [f"# tool_use: learning a made-up tool API from examples ({cfg.model.name})", "",
              f"{n_test} held-out requests (calls never in any example), greedy replies, exact match of the parsed "
-             f"call. Every condition has the API documentation in the system prompt. Online learning: LoRA r="
-             f"{il.lora_r}, lr {il.lr}, {il.epochs} epochs, batch {il.batch_size}, schedule {c.scheduler}, loss on "
-             f"the calls only; the gate measured {cfg.tools.probes} separate probe examples (min gain "
+             f"call. `none` and `in_context` have the API documentation in the system prompt; `online` learned the "
+             f"documentation and the examples into the weights and sees only the request. Online learning: LoRA r="
+             f"{il.lora_r}, lr {il.lr}, {il.epochs} epochs, batch {il.batch_size}, schedule {c.scheduler}, "
+             f"{100 * c.replay_fraction:.0f} % of every step's tokens replayed from {', '.join(c.replay_sources)}; "
+             f"the gate measured {cfg.tools.probes} separate probe examples (min gain "
              f"{c.gate.min_gain} nats/token, everyday replies may lose at most {c.gate.max_chat_drop}, general "
              f"perplexity may rise at most {100 * c.gate.max_ppl_increase:.0f} %). `none` does not depend on n. "
              f"Seed {cfg.seed}.", "", md_table(headers, rows), "", "![accuracy](accuracy.png)", ""]

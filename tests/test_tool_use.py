@@ -31,7 +31,7 @@ def test_conditions_records_and_resume(tmp_path):
             assert 0 <= v["exact"] <= v["tool"] <= v["parsed"] <= 1  # an exact call is a parsed call of the right tool
     for n in (2, 4):
         learn = conds["online"][n]["learn"]
-        assert learn["accepted"] and learn["documents"] == n  # the gate let it through; one document per example
+        assert learn["accepted"] and learn["documents"] == n + 1  # the gate let it through; the docs + one per example
     # each online condition committed into its own store, starting from the base model
     for n in (2, 4):
         store = tmp_path / "a" / f"store_online_{n}"
