@@ -14,7 +14,8 @@ from seal.config import ConfigError
 FAST = ["experiment=ki_continual", "model=tiny-random", "wandb.mode=disabled", "continual.sequences=2",
         "continual.length=3", "data.num_passages=6", "self_edit.max_new_tokens=12", "inner_loop.lora_r=4",
         "inner_loop.lora_alpha=8", "inner_loop.epochs=2", "qa_eval.max_new_tokens=6", "continual.probe_docs=4",
-        "~continual.variants.infinite"]
+        "~continual.variants.infinite", "~continual.variants.replay_edits", "~continual.variants.replay_both",
+        "~continual.variants.rewarm_cosine"]
 
 
 def run(path, *overrides, resume=False):
