@@ -163,12 +163,16 @@ def remember_request(text: str) -> str | None:
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'-]+(?:\s+(?:of\s+)?[A-Z][\w'-]+)*)")
 
 
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+
+
 def name_questions(content: str, limit: int = 4) -> list[tuple[str, str]]:
     """(question, answer) chat turns asking about each name the content mentions (a capitalised word
     not opening a sentence), answered with the sentences that mention it. Declarative text alone
     teaches a small model to continue the text, not to answer about it in a chat; these turns
     carry the content into the chat format."""
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", content.strip()) if s.strip()]
+    sentences = _sentences(content)
     names = list(dict.fromkeys(m.group(1) for s in sentences for m in _NAME.finditer(s)))
     out = []
     for name in names[:limit]:
@@ -179,7 +183,7 @@ def name_questions(content: str, limit: int = 4) -> list[tuple[str, str]]:
 
 def cloze_probes(content: str, n: int) -> list[Probe]:
     """The last words of the content's longest sentences, to be predicted from the rest (raw text)."""
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", content) if len(s.split()) >= 5]
+    sentences = [s for s in _sentences(content) if len(s.split()) >= 5]
     out = []
     for s in sorted(sentences, key=lambda s: -len(s.split()))[:n]:
         words = s.rstrip(".!?").split()
@@ -416,12 +420,16 @@ class Session:
                 with self._lock:
                     self._queued -= 1
 
-        if not self.cfg.chat.background or self.learner_model is self.model:
+        if self.learner_model is self.model:  # chat.background=false: learn in the caller's thread
             future: Future = Future()
             future.set_result(run())
         else:
             future = self._executor.submit(run)
         return future.result() if wait else future
+
+    def wait(self) -> None:
+        """Block until every queued learning request has finished."""
+        self._executor.submit(lambda: None).result()
 
     def _event(self, stage: str, message: str) -> None:
         self._stage = (stage, time.time())

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 st = session.status()
                 _say(" · ".join(f"{k} {v}" for k, v in st.items()))
             elif cmd == "/wait":
-                session._executor.submit(lambda: None).result()
+                session.wait()
                 _say("[idle] no learning in progress")
             elif cmd.startswith("/"):
                 _say(f"unknown command {cmd}; /help lists them")

@@ -9,6 +9,8 @@ model), so the questions of K adapted models are answered in one call.
 
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -85,9 +87,6 @@ def generate_shared_prefix(model, tok, prompts: list[str], max_new_tokens: int, 
     the prefix's KV cache is computed once and a copy continues each prompt, so 100 in-context
     examples are read once instead of once per request. `generate` alone recomputes the prefix for
     every prompt. Falls back to a full forward for a prompt whose tokens do not extend the prefix's."""
-    import copy
-    import os
-
     device = next(model.parameters()).device
     prefix_ids = tok(os.path.commonprefix(prompts), add_special_tokens=False)["input_ids"][:-1]  # last may merge
     cache = model(torch.tensor([prefix_ids], device=device), use_cache=True).past_key_values if prefix_ids else None
