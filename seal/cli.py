@@ -25,11 +25,12 @@ OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume o
 
 def recipes():
     """recipe name -> (config dataclass, run function); imported lazily to keep start-up fast."""
-    from seal import arc, ki_continual, ki_cpt, ki_eval, restem, tool_use
+    from seal import arc, ki_continual, ki_cpt, ki_decoding, ki_eval, restem, tool_use
 
     return {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run), "restem": (restem.ReSTEMConfig, restem.run),
             "ki_cpt": (ki_cpt.KICPTConfig, ki_cpt.run),
             "ki_continual": (ki_continual.KIContinualConfig, ki_continual.run),
+            "ki_decoding": (ki_decoding.KIDecodingConfig, ki_decoding.run),
             "arc_restem": (arc.ARCReSTEMConfig, arc.run), "tool_use": (tool_use.ToolUseConfig, tool_use.run)}
 
 

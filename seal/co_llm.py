@@ -133,7 +133,7 @@ class _Tokens(torch.utils.data.Dataset):
 def train_head(head: DeferralHead, feats: dict[str, torch.Tensor], cfg: CoLLMConfig, seed: int) -> dict:
     """Weak-label initialisation, then the marginal likelihood, each a `Trainer` run; returns the
     losses before and after."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     data = _Tokens(feats)
     before = float(marginal_nll(head(feats["hidden"]), feats["lp_base"], feats["lp_asst"]).mean())
@@ -149,7 +149,9 @@ def train_head(head: DeferralHead, feats: dict[str, torch.Tensor], cfg: CoLLMCon
                 data_seed=seed, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
                 dataloader_num_workers=0)
             objective = _Objective(head, kind, cfg.pos_weight)
-            out = Trainer(model=objective, args=args, train_dataset=data).train()
+            trainer = Trainer(model=objective, args=args, train_dataset=data)
+            trainer.remove_callback(PrinterCallback)  # it prints the metrics dict to stdout
+            out = trainer.train()
             losses[kind] = float(out.training_loss)
     head.cpu()
     with torch.no_grad():

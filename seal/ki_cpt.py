@@ -84,17 +84,25 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     return out
 
 
+def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool) -> tuple[list[str], int]:
+    """Each passage's text, then each of its completions whole as one document (REFERENCE 1.1, CPT);
+    returns the documents and how many empty completions were skipped."""
+    docs, skipped = [], 0
+    for p in passages:
+        docs.append(f"{p.title}\n{p.context}")
+        for text in comps.get(p.uid, []):
+            if not text.strip():
+                skipped += 1
+                continue
+            docs.append(f"{p.title}\n{text.strip()}" if title_prefix else text.strip())
+    return docs, skipped
+
+
 def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str, list[str]] | None,
                        cfg: KICPTConfig) -> dict:
     docs, skipped = [], 0
     if cond != "base":
-        for p in passages:
-            docs.append(f"{p.title}\n{p.context}")
-            for text in (comps or {}).get(p.uid, []):  # each completion whole, as one document (REFERENCE 1.1)
-                if not text.strip():
-                    skipped += 1
-                    continue
-                docs.append(f"{p.title}\n{text.strip()}" if cfg.self_edit.title_prefix else text.strip())
+        docs, skipped = pooled_documents(passages, comps or {}, cfg.self_edit.title_prefix)
         stats = task.inner.train_many([TrainJob(docs, derive_seed(cfg.seed, "cpt", cond))])[0]
         if isinstance(stats, InnerLoopError):
             raise ConfigError(f"ki_cpt: the pooled update for '{cond}' failed: {stats}")

@@ -83,6 +83,13 @@ class MultiLoRA:
         return out
 
     @torch.no_grad()
+    def load_slot(self, slot: int, state: dict[str, torch.Tensor]) -> None:
+        """Put an adapter saved by `slot_state` back into `slot`."""
+        for (name, _), a, b in zip(self.layers, self.A, self.B):
+            a[slot].copy_(state[f"{name}.lora_A.weight"])
+            b[slot].copy_(state[f"{name}.lora_B.weight"])
+
+    @torch.no_grad()
     def merge(self, slot: int) -> None:
         """Fold adapter `slot` into the base weights (W += scale * B @ A) and reset it to a no-op:
         sequential self-edits (continual learning) build on the merged model."""
