@@ -31,6 +31,7 @@ from seal.arc_augment import IDENTITY, TTA, Grid, Transform, augmenters, fits, r
 from seal.arc_data import ARCDataConfig, ARCTask, load_tasks, output_text, task_prompt, text_to_grid
 from seal.arc_self_edit import ARCEdit, EditLimits, EditRejected, check_budget, parse_edit
 from seal.backends import BackendConfig, make_generator
+from seal.runtime import RuntimeConfig
 from seal.config import ConfigError, derive_seed
 from seal.generation import SamplingConfig
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
@@ -91,6 +92,7 @@ class ARCReSTEMConfig:
     selection: SelectionConfig = field(default_factory=lambda: SelectionConfig(rule="score_above"))
     m_step: MStepConfig = field(default_factory=MStepConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     seed: int = 0
 
 
@@ -440,5 +442,5 @@ def run(cfg: ARCReSTEMConfig, rd: RunDir) -> dict:
             raise ConfigError(f"{name}: no solutions for task(s) {', '.join(unscored)}, so no reward "
                               f"(set {name}.solutions)")
     return outer_loop(ARCDomain(cfg), train, held_out, cfg.model, oc, cfg.selection, cfg.m_step, cfg.wandb, cfg.seed,
-                      rd, k=cfg.arc.k)
+                      rd, k=cfg.arc.k, runtime=cfg.runtime)
 

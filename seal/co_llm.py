@@ -71,6 +71,9 @@ def _gold_view(stream: Stream, prompt: str, gold_ids: list[int], vocab: int):
     """The stream's hidden states, gold log-probs and greedy tokens at the positions that predict
     each gold token."""
     ids = stream.encode([prompt])[0]
+    if not ids:
+        raise ValueError(f"stream '{stream.name}': the prompt {prompt!r} has no tokens; at least one token must "
+                         f"precede the gold text")
     seq = torch.tensor([ids + gold_ids], device=stream.device)
     with stream.context():
         h = stream.model.base_model(input_ids=seq).last_hidden_state[0, len(ids) - 1:-1]
@@ -136,7 +139,8 @@ def train_head(head: DeferralHead, feats: dict[str, torch.Tensor], cfg: CoLLMCon
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     data = _Tokens(feats)
-    before = float(marginal_nll(head(feats["hidden"]), feats["lp_base"], feats["lp_asst"]).mean())
+    with torch.no_grad():
+        before = float(marginal_nll(head(feats["hidden"]), feats["lp_base"], feats["lp_asst"]).mean())
     losses = {}
     for kind, epochs, lr in (("weak", cfg.init_epochs, cfg.init_lr), ("marginal", cfg.epochs, cfg.lr)):
         if epochs <= 0:

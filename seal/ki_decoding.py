@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from seal.backends import BackendConfig
 from seal.co_llm import CoLLMConfig, CoLLMGenerator, DeferralHead, choose_eta, defer_probs, eta_for_rate, \
-    token_features, train_head
+    marginal_nll, token_features, train_head
 from seal.config import ConfigError, derive_seed
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
@@ -52,6 +52,7 @@ class DecodingConfig:
     set_size: int = 10  # passages in each of A and B
     head_passages: int = 2  # of each set: their questions train the deferral head
     val_passages: int = 2  # of each set: their questions choose eta
+    head_documents: bool = True  # the head also trains on the head passages' training documents (more tokens)
     alphas: list[float] = field(default_factory=lambda: [1.0])
     co_llm: CoLLMConfig = field(default_factory=CoLLMConfig)
 
@@ -239,8 +240,16 @@ def _deferral_head(rd: RunDir, cfg: KIDecodingConfig, m: Stream, s: Stream, spli
     if rd.has("co_llm/head") and path.exists():
         head.load_state_dict(load_file(str(path)))
         return head
-    train = token_features(m, s, _qa_examples(splits["A"].head + splits["B"].head, cfg), desc="head features")
-    val = token_features(m, s, _qa_examples(splits["A"].val + splits["B"].val, cfg), desc="validation features")
+    head_ps = splits["A"].head + splits["B"].head
+    examples = _qa_examples(head_ps, cfg)
+    if cfg.decoding.head_documents:  # the documents both updates trained on, read with no prompt
+        comps = rd.get("completions")["completions"]
+        examples += [("", doc) for doc in pooled_documents(head_ps, comps, cfg.self_edit.title_prefix)[0]]
+    train = token_features(m, s, examples, desc="head features")
+    val_a = token_features(m, s, _qa_examples(splits["A"].val, cfg), desc="validation features A")
+    val_b = token_features(m, s, _qa_examples(splits["B"].val, cfg), desc="validation features B")
+    val = {k: torch.cat([val_a[k], val_b[k]]) for k in val_a}
+    n_val_a = len(val_a["weak"])
     stats = train_head(head, train, c, seed=derive_seed(cfg.seed, "co_llm"))
     p = defer_probs(head, val["hidden"])
     etas = {f"rate={r:g}": eta_for_rate(p, r) for r in c.sweep_rates}
@@ -249,10 +258,12 @@ def _deferral_head(rd: RunDir, cfg: KIDecodingConfig, m: Stream, s: Stream, spli
     except ValueError as e:
         stats["eta_error"] = str(e)
     with torch.no_grad():
-        val_nll = float(-torch.logaddexp(torch.nn.functional.logsigmoid(-head(val["hidden"])) + val["lp_base"],
-                                         torch.nn.functional.logsigmoid(head(val["hidden"])) + val["lp_asst"]).mean())
+        val_nll = float(marginal_nll(head(val["hidden"]), val["lp_base"], val["lp_asst"]).mean())
+        half = float(marginal_nll(torch.zeros(len(p)), val["lp_base"], val["lp_asst"]).mean())
     stats.update(val_tokens=len(p), val_weak_positive=float(val["weak"].mean()), val_marginal_nll=val_nll,
-                 val_nll_base_only=float(-val["lp_base"].mean()), val_nll_assistant_only=float(-val["lp_asst"].mean()))
+                 val_nll_half_mixture=half, val_nll_base_only=float(-val["lp_base"].mean()),
+                 val_nll_assistant_only=float(-val["lp_asst"].mean()),
+                 mean_defer_prob_val_A=float(p[:n_val_a].mean()), mean_defer_prob_val_B=float(p[n_val_a:].mean()))
     path.parent.mkdir(exist_ok=True)
     save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(path))
     rd.put("co_llm/head", {"stats": stats, "etas": etas})
@@ -289,9 +300,11 @@ def _report(cfg: KIDecodingConfig, rd: RunDir, out: dict) -> None:
               f"from passages the deferral head never saw. Seed {cfg.seed}."), "",
              md_table(headers, rows), "", "![accuracy against deferral](deferral.png)", "",
              (f"Deferral head: {h['tokens']} training tokens ({h['weak_positive']:.2f} weakly labelled for S); "
-              f"marginal NLL {h['marginal_nll_before']:.3f} → {h['marginal_nll_after']:.3f} on training tokens; "
-              f"on {h['val_tokens']} validation tokens {h['val_marginal_nll']:.3f} (M alone "
-              f"{h['val_nll_base_only']:.3f}, S alone {h['val_nll_assistant_only']:.3f})."), ""]
+              f"marginal NLL {h['marginal_nll_before']:.3f} (untrained head: a 50/50 mixture) → "
+              f"{h['marginal_nll_after']:.3f} on training tokens. On {h['val_tokens']} validation answer tokens: "
+              f"{h['val_marginal_nll']:.3f} (50/50 mixture {h['val_nll_half_mixture']:.3f}, M alone "
+              f"{h['val_nll_base_only']:.3f}, S alone {h['val_nll_assistant_only']:.3f}); mean deferral probability "
+              f"{h['mean_defer_prob_val_A']:.3f} on questions about A and {h['mean_defer_prob_val_B']:.3f} about B."), ""]
     (rd.path / "report.md").write_text("\n".join(lines))
 
 

@@ -48,6 +48,7 @@ from seal.knowledge import KnowledgeTask, chunks
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.run_dir import RunDir
+from seal.runtime import LocalRunner, RuntimeConfig, make_runner
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, self_edit_prompt
 from seal.tracking import Tracker, WandbConfig
 
@@ -104,6 +105,7 @@ class ReSTEMConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     m_step: MStepConfig = field(default_factory=MStepConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     seed: int = 0
 
 
@@ -332,49 +334,54 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
         raise ConfigError(f"restem: {len(overlap)} held-out passages are also training contexts; "
                           "use a different eval_data seed/offset/split")
     return outer_loop(KnowledgeDomain(cfg), train, held_out, cfg.model, oc, cfg.selection, cfg.m_step, cfg.wandb,
-                      cfg.seed, rd, k=cfg.self_edit.k)
+                      cfg.seed, rd, k=cfg.self_edit.k, runtime=cfg.runtime)
 
 
 def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConfig, oc: OuterLoopConfig,
                selection: SelectionConfig, m_cfg: MStepConfig, wandb_cfg: WandbConfig, seed: int, rd: RunDir,
-               k: int) -> dict:
+               k: int, runtime: RuntimeConfig | None = None) -> dict:
     """ReST-EM rounds over any domain: evaluate policy r, E-step, selection, M-step -> policy r+1.
     Contexts need a `uid`; round r trains on train[r * contexts_per_round:(r + 1) * contexts_per_round]."""
     tracker = Tracker(wandb_cfg, rd, rd.config, name=f"restem-{rd.path.name}")
+    runner = make_runner(runtime or RuntimeConfig(), domain)
     evals = {}
-    for r in range(oc.rounds + 1):
-        # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
-        policy = model_cfg.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
-        session = domain.open(policy, r)
-        refs = oc.references == "every_round" or r == 0
-        evals[r] = evaluate_policy(domain, session, rd, r, held_out, oc.eval_samples, seed, refs, tracker)
-        if r == oc.rounds:
-            session.close()
-            break
-        contexts = train[r * oc.contexts_per_round:(r + 1) * oc.contexts_per_round]
-        edits = e_step(session, rd, r, contexts, k, oc.seeds_per_edit, seed, tracker)
-        select(edits, selection)
-        kept = [e for e in edits if e["kept"]]
-        if not rd.has(rd.key("select", r)):
-            rd.put(rd.key("select", r), {"round": r, "rule": selection.rule, "edits": edits, "n_kept": len(kept)})
-        by_uid = {c.uid: c for c in contexts}
-        # the user turn only: the M-step applies the chat template itself
-        pairs = [{"prompt": session.edit_prompt(by_uid[e["context"]]), "completion": e["self_edit"]} for e in kept]
-        chat = session.chat
-        session.close()  # the engine's GPU memory is the M-step's now
-        del session
-        gc.collect()
-        done = rd.get(rd.key("m_step", r))
-        if done is None or not Path(_policy_path(rd, done["policy"])).is_dir():
-            if not pairs:  # nothing passed selection: the policy carries over unchanged, and the report says so
-                rd.put(rd.key("m_step", r), {"round": r, "policy": done["policy"] if done else policy,
-                                             "skipped": f"selection '{selection.rule}' kept no self-edit"})
-                continue
-            name = f"policy_round{r + 1}"
-            stats = m_step(policy, model_cfg, pairs, m_cfg, derive_seed(seed, "m_step", r), rd.path / name, chat=chat)
-            rd.put(rd.key("m_step", r), {"round": r, "policy": name, **stats})
-            rd.metric(round=r, m_step_loss=stats["train_loss"], m_step_pairs=len(pairs))
-            tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r})
+    try:
+        for r in range(oc.rounds + 1):
+            # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
+            policy = model_cfg.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
+            session = domain.open(policy, r)
+            refs = oc.references == "every_round" or r == 0
+            evals[r] = evaluate_policy(domain, session, rd, r, held_out, oc.eval_samples, seed, refs, tracker, runner,
+                                       policy)
+            if r == oc.rounds:
+                session.close()
+                break
+            contexts = train[r * oc.contexts_per_round:(r + 1) * oc.contexts_per_round]
+            edits = e_step(session, rd, r, contexts, k, oc.seeds_per_edit, seed, tracker, runner, policy)
+            select(edits, selection)
+            kept = [e for e in edits if e["kept"]]
+            if not rd.has(rd.key("select", r)):
+                rd.put(rd.key("select", r), {"round": r, "rule": selection.rule, "edits": edits, "n_kept": len(kept)})
+            by_uid = {c.uid: c for c in contexts}
+            # the user turn only: the M-step applies the chat template itself
+            pairs = [{"prompt": session.edit_prompt(by_uid[e["context"]]), "completion": e["self_edit"]} for e in kept]
+            chat = session.chat
+            session.close()  # the engine's GPU memory is the M-step's now
+            del session
+            gc.collect()
+            done = rd.get(rd.key("m_step", r))
+            if done is None or not Path(_policy_path(rd, done["policy"])).is_dir():
+                if not pairs:  # nothing passed selection: the policy carries over unchanged, and the report says so
+                    rd.put(rd.key("m_step", r), {"round": r, "policy": done["policy"] if done else policy,
+                                                 "skipped": f"selection '{selection.rule}' kept no self-edit"})
+                    continue
+                name = f"policy_round{r + 1}"
+                stats = m_step(policy, model_cfg, pairs, m_cfg, derive_seed(seed, "m_step", r), rd.path / name, chat=chat)
+                rd.put(rd.key("m_step", r), {"round": r, "policy": name, **stats})
+                rd.metric(round=r, m_step_loss=stats["train_loss"], m_step_pairs=len(pairs))
+                tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r})
+    finally:
+        runner.close()
     results = summarise(rd, evals)
     write_report(domain, oc, selection, m_cfg, k, seed, rd, results)
     tracker.finish()
@@ -384,7 +391,8 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
 def _policy_path(rd: RunDir, policy: str) -> str:
     """A policy recorded as a folder name inside the run folder, or a model name/path as given."""
     inside = rd.path / policy
-    return str(inside) if inside.is_dir() or policy.startswith("policy_round") else policy
+    # absolute, so that workers in other processes (runtime=ray) find it whatever their working folder
+    return str(inside.resolve()) if inside.is_dir() or policy.startswith("policy_round") else policy
 
 
 def eval_key(rd: RunDir, r: int, cond: str, uid: str, i: int = 0) -> str:
@@ -400,9 +408,11 @@ def record_base(session: Session, rd: RunDir, contexts: list, key, head) -> None
 
 
 def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_out: list, n_samples: int, seed: int,
-                    refs: bool, tracker: Tracker) -> dict:
+                    refs: bool, tracker: Tracker, runner=None, policy: str = "") -> dict:
     """Held-out score of policy r: n_samples self-edits per context, one inner loop each; plus the
-    unadapted policy (`base`) and the domain's references, once per context."""
+    unadapted policy (`base`) and the domain's references, once per context. The inner loops run on
+    `runner` (`seal.runtime`; default: this session, in order)."""
+    runner = runner or LocalRunner()
     comp_key = rd.key("eval", r, "completions")
     if not rd.has(comp_key):
         s = derive_seed(seed, "eval_sampling", r)
@@ -420,15 +430,15 @@ def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_o
                                                                                for c in held_out]
     todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
             if not all(rd.has(eval_key(rd, r, cond, c.uid, i)) for cond, c, i in ch)]
+    texts = [[comps[c.uid][i] if cond == "self_edit" else "" for cond, c, i in ch] for ch in todo]
+    items = [[(cond, c, text, derive_seed(seed, "eval_inner", r, cond, c.uid, *([i] if i else [])))
+              for (cond, c, i), text in zip(ch, tx)] for ch, tx in zip(todo, texts)]
     bar = tqdm(total=sum(len(ch) for ch in todo), desc=f"round {r} eval: inner loops", disable=not todo)
-    for ch in todo:
-        texts = [comps[c.uid][i] if cond == "self_edit" else "" for cond, c, i in ch]
-        outs = session.adapt_many([(cond, c, text, derive_seed(seed, "eval_inner", r, cond, c.uid, *([i] if i else [])))
-                                   for (cond, c, i), text in zip(ch, texts)])
+    for j, outs in runner.map(session, policy, r, items):  # chunks arrive as they finish
         rd.put_many([(eval_key(rd, r, cond, c.uid, i), {"round": r, "condition": cond, "passage": c.uid,
                                                         **({"sample": i} if i else {}), "self_edit": text, **out})
-                     for (cond, c, i), text, out in zip(ch, texts, outs)])
-        bar.update(len(ch))
+                     for (cond, c, i), text, out in zip(todo[j], texts[j], outs)])
+        bar.update(len(todo[j]))
     bar.close()
     summary = {}
     for cond in conditions:
@@ -445,8 +455,10 @@ def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_o
 
 
 def e_step(session: Session, rd: RunDir, r: int, contexts: list, k: int, n_seeds: int, seed: int,
-           tracker: Tracker) -> list[dict]:
-    """Sample k self-edits per context and score each with n_seeds inner loops; returns edit summaries."""
+           tracker: Tracker, runner=None, policy: str = "") -> list[dict]:
+    """Sample k self-edits per context and score each with n_seeds inner loops (on `runner`, as in
+    `evaluate_policy`); returns edit summaries."""
+    runner = runner or LocalRunner()
     record_base(session, rd, contexts, key=lambda c: rd.key("estep", r, "base", c.uid),
                 head=lambda c: {"round": r, "passage": c.uid})
     comp_key = rd.key("estep", r, "completions")
@@ -459,10 +471,11 @@ def e_step(session: Session, rd: RunDir, r: int, contexts: list, k: int, n_seeds
     jobs = [(c, i, s) for c in contexts for i in range(k) for s in range(n_seeds)]
     todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
             if not all(rd.has(rd.key("estep", r, c.uid, i, s)) for c, i, s in ch)]
+    items = [[("self_edit", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s)) for c, i, s in ch]
+             for ch in todo]
     bar = tqdm(total=sum(len(ch) for ch in todo), desc=f"round {r} E-step: inner loops", disable=not todo)
-    for ch in todo:
-        outs = session.adapt_many([("self_edit", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s))
-                                   for c, i, s in ch])
+    for j, outs in runner.map(session, policy, r, items):  # chunks arrive as they finish
+        ch = todo[j]
         recs = rd.put_many([(rd.key("estep", r, c.uid, i, s), {"round": r, "context": c.uid, "sample": i,
                                                                 "seed_index": s, **out})
                             for (c, i, s), out in zip(ch, outs)])
