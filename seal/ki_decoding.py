@@ -182,6 +182,10 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
         record(f"co_llm({label})", co)
         results[f"co_llm({label})"]["eta"] = eta
 
+    # the ceiling for any router: each question answered by the model that holds its set
+    results["oracle routing"] = {**{k: results["M"][k] for k in ("A", "A_stderr", "n_A")},
+                                 **{k: results["S"][k] for k in ("B", "B_stderr", "n_B")},
+                                 "mean": (results["M"]["A"] + results["S"]["B"]) / 2}
     out = {"sets": {n: {"test": [p.uid for p in s.test], "head": [p.uid for p in s.head],
                         "val": [p.uid for p in s.val]} for n, s in splits.items()},
            "head": rd.get("co_llm/head")["stats"], "conditions": results,
@@ -321,12 +325,14 @@ def _plot(path, conds: dict) -> None:
     chosen = [(c, v) for c, v in conds.items() if c.startswith("co_llm(chosen")]
     for c, v in chosen:
         ax.scatter([v["deferred"]], [v["mean"]], marker="*", s=160, color="#55A868", zorder=5, label=c)
-    styles = {"M": ":", "S": "--", "M+B": "-."}
+    styles = {"M": ("grey", ":"), "S": ("grey", "--"), "M+B": ("grey", "-."), "oracle routing": ("black", "-")}
+    proxy_styles = iter([(0, (5, 2)), "-", (0, (1, 1)), (0, (3, 1, 1, 1))] * 4)
     for c, v in conds.items():
         if c in styles:
-            ax.axhline(v["mean"], color="grey", linestyle=styles[c], linewidth=1, label=f"{c} (mean)")
+            colour, ls = styles[c]
+            ax.axhline(v["mean"], color=colour, linestyle=ls, linewidth=1, label=f"{c} (mean)")
         elif c.startswith("proxy"):
-            ax.axhline(v["mean"], color="#C44E52", linewidth=1, label=f"{c} (mean)")
+            ax.axhline(v["mean"], color="#C44E52", linestyle=next(proxy_styles), linewidth=1.2, label=f"{c} (mean)")
     ax.set_xlabel("fraction of answer tokens written by S")
     ax.set_ylabel("closed-book accuracy")
     ax.set_title("M defers to the specialist S")

@@ -79,6 +79,11 @@ class MStepConfig:
     scheduler: str = "linear"
     warmup_ratio: float = 0.0
     max_length: int = 2048
+    # where it runs: inline (this process) | torchrun (`nproc` processes on this node, DDP; gloo on CPU) |
+    # accelerate (`accelerate launch` with `accelerate_config`: FSDP or DeepSpeed for 7B policies)
+    launcher: str = "inline"
+    nproc: int = 1
+    accelerate_config: str | None = None
 
 
 @dataclass
@@ -114,6 +119,16 @@ def validate(cfg: ReSTEMConfig) -> None:
         raise ConfigError(f"self_edit.format: ReST-EM needs a model-written format ({', '.join(MODEL_FORMATS)}), "
                           f"got '{cfg.self_edit.format}'")
     validate_outer(cfg.restem, cfg.selection, cfg.self_edit.k)
+
+
+def validate_m_step(cfg: MStepConfig) -> None:
+    """Checked before the first round, not after hours of E-step."""
+    if cfg.launcher not in ("inline", "torchrun", "accelerate"):
+        raise ConfigError(f"m_step.launcher must be inline, torchrun or accelerate, got '{cfg.launcher}'")
+    if cfg.nproc < 1:
+        raise ConfigError(f"m_step.nproc must be at least 1, got {cfg.nproc}")
+    if cfg.accelerate_config and not Path(cfg.accelerate_config).is_file():
+        raise ConfigError(f"m_step.accelerate_config: no such file '{cfg.accelerate_config}'")
 
 
 def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> None:
@@ -175,7 +190,10 @@ def select(edits: list[dict], cfg: SelectionConfig) -> list[dict]:
 
 def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int, out: Path,
            chat: bool) -> dict:
-    """SFT the policy on (prompt, completion) pairs, loss on the completion only; merge; save to `out`."""
+    """SFT the policy on (prompt, completion) pairs, loss on the completion only; merge; save to `out`.
+    With `cfg.launcher` torchrun or accelerate it runs in worker processes (`seal.m_step_main`)."""
+    if cfg.launcher != "inline":
+        return _launch_m_step(policy_path, model_cfg, pairs, cfg, seed, out, chat)
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -205,18 +223,77 @@ def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MSt
                          peft_config=peft_config)
     result = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    trained = trainer.model
-    merged = trained if cfg.full_finetune else trained.merge_and_unload()
-    merged.save_pretrained(work / "policy", safe_serialization=True)
-    tok.save_pretrained(work / "policy")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work / "policy", out)  # the policy folder appears only when complete
-    shutil.rmtree(work, ignore_errors=True)
-    del trainer, trained, merged, model
+    acc = trainer.accelerator
+    if acc.num_processes > 1:
+        # sharded (FSDP / DeepSpeed) or replicated (DDP) weights: the Trainer gathers them into one folder,
+        # then the main process alone merges and writes the policy
+        trainer.save_model(str(work / "trained"))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            _merge_saved(policy_path, model_cfg, work / "trained", cfg.full_finetune, tok, work / "policy")
+    else:
+        trained = trainer.model
+        merged = trained if cfg.full_finetune else trained.merge_and_unload()
+        merged.save_pretrained(work / "policy", safe_serialization=True)
+        tok.save_pretrained(work / "policy")
+    if acc.is_main_process:
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work / "policy", out)  # the policy folder appears only when complete
+        shutil.rmtree(work, ignore_errors=True)
+    del trainer, model
     gc.collect()
     return {"steps": result.global_step, "train_loss": result.training_loss, "losses": losses,
-            "pairs": len(pairs)}
+            "pairs": len(pairs), "processes": acc.num_processes}
+
+
+def _merge_saved(policy_path: str, model_cfg: ModelConfig, trained: Path, full: bool, tok, dest: Path) -> None:
+    """The policy from a Trainer-saved folder: full weights as they are, or LoRA merged into the base."""
+    from peft import PeftModel
+
+    if full:
+        model, _ = load_model(replace(model_cfg, name=str(trained)))
+    else:
+        base, _ = load_model(replace(model_cfg, name=policy_path))
+        model = PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
+    model.save_pretrained(dest, safe_serialization=True)
+    tok.save_pretrained(dest)
+
+
+def _launch_m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int,
+                   out: Path, chat: bool) -> dict:
+    """Run the M-step in `cfg.nproc` torchrun processes or under `accelerate launch`; the job (policy by
+    path, pairs, settings) goes by a JSON file and the new policy comes back as the folder `out`."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    job_dir = out.parent / f".{out.name}.job"
+    shutil.rmtree(job_dir, ignore_errors=True)
+    job_dir.mkdir(parents=True)
+    job = {"policy": policy_path, "model": dataclasses.asdict(model_cfg),
+           "m_step": dataclasses.asdict(replace(cfg, launcher="inline")), "pairs": pairs, "seed": seed,
+           "out": str(out.resolve()), "chat": chat, "stats": str((job_dir / "stats.json").resolve())}
+    (job_dir / "job.json").write_text(json.dumps(job))
+    if cfg.launcher == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}"]
+    elif cfg.launcher == "accelerate":
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+        cmd += ["--config_file", cfg.accelerate_config] if cfg.accelerate_config else ["--num_processes", str(cfg.nproc)]
+    else:
+        raise ConfigError(f"m_step.launcher must be inline, torchrun or accelerate, got '{cfg.launcher}'")
+    cmd += ["-m", "seal.m_step_main", str(job_dir / "job.json")]
+    log_path = job_dir / "log.txt"
+    with open(log_path, "w") as log_file:
+        rc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT).returncode
+    if rc != 0 or not out.is_dir():
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"m_step ({cfg.launcher}, {cfg.nproc} processes) failed with exit code {rc}; "
+                           f"log {log_path}:\n{tail}")
+    stats = json.loads((job_dir / "stats.json").read_text())
+    shutil.rmtree(job_dir, ignore_errors=True)
+    return stats
 
 
 # ---------------------------------------------------------------------------------------------- domains
@@ -342,6 +419,7 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
                k: int, runtime: RuntimeConfig | None = None) -> dict:
     """ReST-EM rounds over any domain: evaluate policy r, E-step, selection, M-step -> policy r+1.
     Contexts need a `uid`; round r trains on train[r * contexts_per_round:(r + 1) * contexts_per_round]."""
+    validate_m_step(m_cfg)
     tracker = Tracker(wandb_cfg, rd, rd.config, name=f"restem-{rd.path.name}")
     runner = make_runner(runtime or RuntimeConfig(), domain)
     evals = {}
@@ -518,7 +596,7 @@ def summarise(rd: RunDir, evals: dict) -> dict:
             }
         ms = rd.get(rd.key("m_step", r))
         if ms:
-            entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "skipped") if k in ms}
+            entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "processes", "skipped") if k in ms}
         rounds.append(entry)
     results = {"rounds": rounds, "final": rounds[-1]["eval"],
                "conditions": {f"round{e['round']}_{c}": v for e in rounds for c, v in e["eval"].items()}}

@@ -80,9 +80,9 @@ def worker_pids() -> list[int]:
 def test_a_worker_killed_mid_round_loses_and_duplicates_nothing(local_run, tmp_path):
     path = tmp_path / "killed"
     args = [sys.executable, "-m", "seal.cli", *FAST, *RAY, f"hydra.run.dir={path}"]
-    log = tmp_path / "stderr.txt"
+    log = tmp_path / "output.txt"
     with open(log, "w") as err:
-        proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(args, cwd=REPO, stdout=err, stderr=subprocess.STDOUT, start_new_session=True)
         deadline, killed = time.time() + 300, None
         while time.time() < deadline and proc.poll() is None and killed is None:
             done = [r for r in records(path) if r["key"].startswith("estep/0/")] if (path / "records.jsonl").exists() \
@@ -94,9 +94,9 @@ def test_a_worker_killed_mid_round_loses_and_duplicates_nothing(local_run, tmp_p
             time.sleep(0.05)
         assert killed is not None, "the run finished (or never started its E-step) before a worker could be killed"
         rc = proc.wait(timeout=600)
-    stderr = log.read_text()
-    assert rc == 0, stderr[-3000:]
-    assert "a worker died" in stderr  # the lost chunk was retried, not skipped
+    output = log.read_text()
+    assert rc == 0, output[-3000:]
+    assert "a worker died" in output  # the lost chunk was retried, not skipped
     keys = [r["key"] for r in records(path)]
     assert [k for k, n in Counter(keys).items() if n > 1] == []  # nothing written twice
     assert by_key(path) == by_key(local_run[0])  # nothing lost, nothing different
