@@ -41,6 +41,21 @@ def load_config(overrides: list[str]):
     return to_dataclass(SessionConfig, cfg, "chat")
 
 
+def parse_command(line: str) -> tuple[str, str]:
+    """(command, argument) of a typed line; a line that is not a command is ("", the line)."""
+    line = line.strip()
+    if not line.startswith("/"):
+        return "", line
+    cmd, _, arg = line.partition(" ")
+    return cmd, arg.strip()
+
+
+def parse_probe(arg: str) -> tuple[str, str] | None:
+    """`question => answer`, or None when either side is missing."""
+    q, sep, a = arg.partition("=>")
+    return (q.strip(), a.strip()) if sep and q.strip() and a.strip() else None
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -97,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             line = "/quit"
         if not line:
             continue
-        cmd, _, arg = line.partition(" ")
-        arg = arg.strip()
+        cmd, arg = parse_command(line)
         try:
             if cmd in ("/quit", "/exit"):
                 if session.busy():
@@ -118,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 _learn(session, data.decode("utf-8", errors="replace"), f"file {path}", probes)
             elif cmd == "/probe":
-                q, sep, a = arg.partition("=>")
-                if not sep or not q.strip() or not a.strip():
+                probe = parse_probe(arg)
+                if probe is None:
                     _say("usage: /probe <question> => <answer>")
                     continue
-                probes.append((q.strip(), a.strip()))
+                probes.append(probe)
                 _say(f"[probe] {len(probes)} probe(s) for the next learning request")
             elif cmd == "/history":
                 rows = session.history()

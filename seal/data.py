@@ -102,7 +102,10 @@ def load_seal_file(path: str | Path) -> list[Passage]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it the right file?") from None
     records: list[tuple[str, object]] = []
     stripped = text.lstrip()
     if not stripped:
@@ -138,9 +141,15 @@ def load_seal_file(path: str | Path) -> list[Passage]:
 def group_squad_official(data: dict, source: str) -> list[Passage]:
     """Group the official SQuAD v1.1 JSON ({data: [{title, paragraphs}]}) by paragraph."""
     passages = []
+    if not isinstance(data["data"], list):
+        raise DataError(f"{source}: field 'data' must be a list of articles, got {type(data['data']).__name__}")
     for a, article in enumerate(data["data"]):
+        if not isinstance(article, dict) or not isinstance(article.get("paragraphs", []), list):
+            raise DataError(f"{source}, data[{a}]: expected an article object with a list of 'paragraphs'")
         for b, para in enumerate(article.get("paragraphs", [])):
             where = f"{source}, data[{a}].paragraphs[{b}]"
+            if not isinstance(para, dict):
+                raise DataError(f"{where}: expected a paragraph object, got {type(para).__name__}")
             title = article.get("title", "")
             title = title.replace("_", " ") if isinstance(title, str) else title  # as the hub rows below
             qas = para.get("qas", [])

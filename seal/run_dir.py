@@ -11,6 +11,11 @@ Layout of a run folder:
 Resuming (`resume=<run folder>`) reloads `records.jsonl`, so finished work is skipped, and refuses
 to continue when the config differs from the one the run started with (unless `force_resume=true`).
 A torn last line (the process was killed mid-write) is dropped with a warning, never fatal.
+
+Every record line carries a checksum of its content (`_sum`), verified on load: a record that was
+edited or corrupted on disk is reported with its file, line and key and the run is refused, never
+trusted. A write that fails (disk full, quota) is rolled back to the last whole record and raised
+as a `RunFolderError` that says so: the folder is never left half-written.
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ class ResumeError(RuntimeError):
     pass
 
 
+class RunFolderError(ResumeError):
+    """The run folder cannot be written (full, unwritable) or holds corrupt records."""
+
+
+def checksum(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "_sum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def fingerprint(config: dict) -> str:
     core = {k: v for k, v in config.items() if k not in RESUME_NEUTRAL}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -52,7 +66,14 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 class RunDir:
     def __init__(self, path: str | Path, config: dict, resume: bool = False, force: bool = False):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write_test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise RunFolderError(f"run folder {self.path} is not writable ({e.strerror or e}); choose another with "
+                                 f"hydra.run.dir=<folder>") from None
         self.config = config
         meta_path = self.path / "run.json"
         fp = fingerprint(config)
@@ -99,16 +120,29 @@ class RunDir:
                 if i == len(lines) - 1:
                     warnings.warn(f"{path}:{i + 1}: dropping a torn last record (the run was killed mid-write)")
                     continue
-                raise ResumeError(f"{path}:{i + 1}: corrupt record in the middle of the file") from None
+                raise RunFolderError(f"{path}:{i + 1}: corrupt record in the middle of the file (not valid JSON); "
+                                     f"the records are not trusted. Restore the file or start a new run.") from None
+            if not isinstance(rec, dict) or "key" not in rec:
+                raise RunFolderError(f"{path}:{i + 1}: not a record (no key)")
+            if "_sum" in rec and rec["_sum"] != checksum(rec):
+                raise RunFolderError(f"{path}:{i + 1}: record '{rec['key']}' fails its checksum: it was modified or "
+                                     f"corrupted on disk, so the records are not trusted. Restore the file or start "
+                                     f"a new run.")
+            rec.pop("_sum", None)
             records[rec["key"]] = rec
         # rewrite without the torn line so appends stay well-formed; atomically, so that a kill
         # during the rewrite cannot lose the records
         tmp = self.path / "records.jsonl.tmp"
-        with open(tmp, "w") as f:
-            for rec in records.values():
-                f.write(json.dumps(rec) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "w") as f:
+                for rec in records.values():
+                    f.write(_line(rec))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise RunFolderError(f"{self.path}: cannot rewrite records.jsonl ({e.strerror or e}); the original file "
+                                 f"is untouched") from None
         os.replace(tmp, path)
         return records
 
@@ -128,10 +162,21 @@ class RunDir:
     def put_many(self, items: list[tuple[str, dict]]) -> list[dict]:
         """Append records in one write (a chunk of inner loops is recorded whole or not at all)."""
         records = [{"key": key, **rec} for key, rec in items]
+        data = "".join(_line(r) for r in records)
         with open(self.path / "records.jsonl", "a") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
+            start = f.tell()
+            try:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:  # roll back to the last whole record, so a later append stays well-formed
+                try:
+                    f.truncate(start)
+                except OSError:
+                    pass
+                raise RunFolderError(f"{self.path / 'records.jsonl'}: could not write {len(records)} record(s) "
+                                     f"({e.strerror or e}); the file was rolled back to its last whole record, "
+                                     f"so nothing is half-written. Free space and resume with resume={self.path}") from None
         for r in records:
             self.records[r["key"]] = r
         return records
@@ -142,6 +187,15 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> Path:
         tmp = self.path / f"{name}.tmp"
-        tmp.write_text(json.dumps(obj, indent=2))
+        try:
+            tmp.write_text(json.dumps(obj, indent=2))
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise RunFolderError(f"{self.path / name}: could not write ({e.strerror or e}); the previous file, if "
+                                 f"any, is untouched") from None
         os.replace(tmp, self.path / name)
         return self.path / name
+
+
+def _line(record: dict) -> str:
+    return json.dumps({**record, "_sum": checksum(record)}) + "\n"

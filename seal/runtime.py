@@ -101,8 +101,8 @@ class RayRunner:
         if not ray.is_initialized():
             if cfg.address:
                 ray.init(address=cfg.address, log_to_driver=False)
-            else:  # a private local cluster; the dashboard stays off (nothing listens beyond loopback)
-                ray.init(include_dashboard=False, log_to_driver=False,
+            else:  # a private local cluster, bound to loopback, dashboard off: nothing listens beyond this machine
+                ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
                          runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
         self.actor = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                 max_restarts=0)(InnerLoopWorker)
