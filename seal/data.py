@@ -124,7 +124,10 @@ def load_seal_file(path: str | Path) -> list[Passage]:
         except json.JSONDecodeError as e:
             raise DataError(f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
         if isinstance(data, dict) and "data" in data:  # official SQuAD layout
-            return group_squad_official(data, str(path))
+            passages = group_squad_official(data, str(path))
+            if not passages:
+                raise DataError(f"{path}: the SQuAD file holds no paragraphs")
+            return passages
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of passage records, got {type(data).__name__}")
         records = [(f"{path}, record {i}", r) for i, r in enumerate(data)]

@@ -162,21 +162,25 @@ class RunDir:
     def put_many(self, items: list[tuple[str, dict]]) -> list[dict]:
         """Append records in one write (a chunk of inner loops is recorded whole or not at all)."""
         records = [{"key": key, **rec} for key, rec in items]
-        data = "".join(_line(r) for r in records)
-        with open(self.path / "records.jsonl", "a") as f:
-            start = f.tell()
+        data = memoryview("".join(_line(r) for r in records).encode())
+        # unbuffered, so that a failed write leaves nothing in a buffer to be flushed later
+        fd = os.open(self.path / "records.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
             try:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
             except OSError as e:  # roll back to the last whole record, so a later append stays well-formed
                 try:
-                    f.truncate(start)
+                    os.ftruncate(fd, start)
                 except OSError:
                     pass
                 raise RunFolderError(f"{self.path / 'records.jsonl'}: could not write {len(records)} record(s) "
                                      f"({e.strerror or e}); the file was rolled back to its last whole record, "
                                      f"so nothing is half-written. Free space and resume with resume={self.path}") from None
+        finally:
+            os.close(fd)
         for r in records:
             self.records[r["key"]] = r
         return records

@@ -101,8 +101,9 @@ class RayRunner:
         if not ray.is_initialized():
             if cfg.address:
                 ray.init(address=cfg.address, log_to_driver=False)
-            else:  # a private local cluster, bound to loopback, dashboard off: nothing listens beyond this machine
-                ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+            else:  # a private local cluster without the dashboard (its HTTP UI); Ray's own gRPC servers still
+                # listen on all interfaces in Ray 2.60, guarded by Ray's token authentication (on by default)
+                ray.init(include_dashboard=False, log_to_driver=False,
                          runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
         self.actor = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                 max_restarts=0)(InnerLoopWorker)
