@@ -77,6 +77,11 @@ class RunDir:
         self.config = config
         meta_path = self.path / "run.json"
         fp = fingerprint(config)
+        started = (self.path / ".hydra").is_dir() or (self.path / "config.yaml").is_file()
+        if resume and started and not meta_path.is_file() and not (self.path / "records.jsonl").exists():
+            # killed at start-up, before the run had written anything of its own: nothing to resume, so start it
+            warnings.warn(f"resume={self.path}: the run never started (no run.json, no records); starting it now")
+            resume = False
         if resume:
             if not meta_path.is_file():
                 raise ResumeError(f"resume={self.path}: not a run folder (no run.json)")

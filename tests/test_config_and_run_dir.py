@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from seal.config import ConfigError, derive_seed, plain, to_dataclass
-from seal.run_dir import RESUME_NEUTRAL, ResumeError, RunDir, fingerprint
+from seal.run_dir import RESUME_NEUTRAL, ResumeError, RunDir, checksum, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,7 +192,7 @@ def test_put_has_get_round_trip(tmp_path):
     rec = rd.put(key, {"accuracy": 0.5, "questions": [{"q": "a", "correct": True}]})
     assert rec == {"key": key, "accuracy": 0.5, "questions": [{"q": "a", "correct": True}]}
     assert rd.has(key) and rd.get(key) == rec
-    assert [json.loads(x) for x in lines(rd.path)] == [rec]
+    assert [json.loads(x) for x in lines(rd.path)] == [{**rec, "_sum": checksum(rec)}]  # on disk with its checksum
     rd.metric(condition="base", accuracy=0.25)
     (m,) = [json.loads(x) for x in (rd.path / "metrics.jsonl").read_text().splitlines()]
     assert m["condition"] == "base" and m["accuracy"] == 0.25 and "time" in m
@@ -313,3 +313,12 @@ def test_new_run_in_a_folder_with_records_refuses(tmp_path):
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(ResumeError, match="not a run folder"):
         RunDir(tmp_path / "empty", CONFIG, resume=True)
+
+
+def test_resume_of_a_run_killed_at_start_up_starts_it(tmp_path):
+    """Killed after Hydra made the folder but before run.json: resume starts the run instead of failing."""
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    with pytest.warns(UserWarning, match="never started"):
+        rd = RunDir(tmp_path / "run", CONFIG, resume=True)
+    rd.put("a", {"v": 1})
+    assert RunDir(tmp_path / "run", CONFIG, resume=True).has("a")
