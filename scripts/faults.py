@@ -73,6 +73,17 @@ def clean(obj):
     return obj
 
 
+def key_phase(key: str) -> str:
+    """The phase a record's key belongs to (the phase that is running once it is the last record)."""
+    if key.startswith("eval/0"):
+        return "round 0 evaluation"
+    if key.startswith("estep/"):
+        return "E-step (sampling, inner loops)"
+    if key.startswith("select/"):
+        return "M-step"
+    return "round 1 evaluation"
+
+
 def phase(path: Path, recs: list[dict]) -> str:
     """Which phase the run was in when it was killed, from what is on disk."""
     if any(p.name.startswith(".policy_round") for p in path.iterdir()) if path.exists() else False:
@@ -82,13 +93,7 @@ def phase(path: Path, recs: list[dict]) -> str:
     last = recs[-1]["key"]
     if (path / "results.json").exists():
         return "report"
-    if last.startswith("eval/1") or last.startswith("m_step/"):
-        return "round 1 evaluation"
-    if last.startswith("select/"):
-        return "M-step"
-    if last.startswith("estep/"):
-        return "E-step (sampling, inner loops)"
-    return "round 0 evaluation"
+    return key_phase(last)
 
 
 def reference(root: Path) -> tuple[dict, dict, float]:
@@ -102,7 +107,13 @@ def reference(root: Path) -> tuple[dict, dict, float]:
     return recs, json.loads((path / "results.json").read_text()), time.time() - t0
 
 
-def one_run(path: Path, kills: int, rng: random.Random, n_ref: int, duration: float, log) -> dict:
+def one_run(path: Path, kills: int, rng: random.Random, ref_keys: list[str], duration: float, log) -> dict:
+    """Kill one run `kills` times, resuming after each, then let it finish. Record-count kill points
+    pick a phase uniformly first, then a record inside it, so short phases are hit as often as long ones."""
+    n_ref = len(ref_keys)
+    by_phase: dict[str, list[int]] = {}
+    for i, k in enumerate(ref_keys):
+        by_phase.setdefault(key_phase(k), []).append(i + 1)
     out = {"kills": 0, "phases": Counter(), "redone": [], "processes": 0}
     resume = False
     while True:
@@ -111,7 +122,9 @@ def one_run(path: Path, kills: int, rng: random.Random, n_ref: int, duration: fl
         before = len(whole_records(path))
         if out["kills"] < kills:
             mode = rng.choice(["records", "records", "m_step", "time"])
-            target = rng.randint(before, max(before, n_ref - 1))
+            later = {ph: [n for n in ns if n > before] for ph, ns in by_phase.items()}
+            later = {ph: ns for ph, ns in later.items() if ns}
+            target = rng.choice(later[rng.choice(sorted(later))]) if later else before
             delay = rng.uniform(0.5, duration)
             t0 = time.time()
             while proc.poll() is None:
@@ -160,7 +173,7 @@ def main() -> None:
         i = totals["runs"]
         path = root / f"run{i}"
         print(f"run {i}:")
-        res = one_run(path, min(args.kills_per_run, args.kills - totals["kills"]), rng, len(ref_recs), duration,
+        res = one_run(path, min(args.kills_per_run, args.kills - totals["kills"]), rng, list(ref_recs), duration,
                       print)
         raw = (path / "records.jsonl").read_text().splitlines()
         keys = [json.loads(x)["key"] for x in raw]
