@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO))
 
 
 def config(model: str, loops: int, k: int):
-    import seal.cli  # noqa: F401  (registers the run-dir resolver)
     from hydra import compose, initialize_config_dir
 
+    import seal.cli  # noqa: F401  (registers the run-dir resolver)
     from seal.config import plain, to_dataclass
     from seal.restem import ReSTEMConfig
 

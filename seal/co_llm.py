@@ -179,7 +179,7 @@ def eta_for_rate(p: torch.Tensor, rate: float) -> float:
         return 1.0
     if rate >= 1:
         return 0.0
-    k = int(round(rate * len(p)))
+    k = round(rate * len(p))
     ps = p.sort(descending=True).values
     return float(ps[k]) if k < len(ps) else 0.0
 

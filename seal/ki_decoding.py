@@ -27,16 +27,25 @@ from dataclasses import dataclass, field
 import torch
 from safetensors.torch import load_file, save_file
 
+from seal.adapter_store import apply_adapter
 from seal.backends import BackendConfig
-from seal.co_llm import CoLLMConfig, CoLLMGenerator, DeferralHead, choose_eta, defer_probs, eta_for_rate, \
-    marginal_nll, token_features, train_head
+from seal.co_llm import (
+    CoLLMConfig,
+    CoLLMGenerator,
+    DeferralHead,
+    choose_eta,
+    defer_probs,
+    eta_for_rate,
+    marginal_nll,
+    token_features,
+    train_head,
+)
 from seal.config import ConfigError, derive_seed
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig, InnerLoopError, TrainJob
-from seal.adapter_store import apply_adapter
 from seal.ki_cpt import pooled_documents
-from seal.knowledge import KnowledgeTask, accuracy
+from seal.knowledge import KnowledgeTask
 from seal.models import ModelConfig, format_prompt, load_model
 from seal.proxy_tuning import ProxyGenerator
 from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, mean_stderr
@@ -161,13 +170,14 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
     record("M+B", plain(m_task, 0))
 
     # 4. proxy-tuning: M steered by (S - base), one copy of the base weights for both
-    fmt = lambda text: format_prompt(tok, text, task.chat, task.system_prompt)  # noqa: E731
+    fmt = lambda text: format_prompt(tok, text, task.chat, task.system_prompt)
     m_stream = Stream(m_model, tok, "M", format=fmt, context=m_task.inner.base_model)
     s_stream = Stream(base_model, tok, "S", format=fmt, context=lambda: task.inner.adapter(0))
     anti = Stream(base_model, tok, "base", format=fmt, context=task.inner.base_model)
     for alpha in d.alphas:
         gen = ProxyGenerator(m_stream, s_stream, anti, alpha)
-        record(f"proxy(alpha={alpha:g})", lambda: {"questions": _per_passage(_answer_with(gen, test, cfg, task), test)})
+        record(f"proxy(alpha={alpha:g})",
+               lambda gen=gen: {"questions": _per_passage(_answer_with(gen, test, cfg, task), test)})
 
     # 5. Co-LLM: M defers to S
     head = _deferral_head(rd, cfg, m_stream, s_stream, splits)
@@ -299,7 +309,7 @@ def _report(cfg: KIDecodingConfig, rd: RunDir, out: dict) -> None:
     _plot(rd.path / "deferral.png", conds)
     h, il = out["head"], cfg.inner_loop
     n_a, n_b = next(iter(conds.values()))["n_A"], next(iter(conds.values()))["n_B"]
-    lines = [f"# ki_decoding: proxy-tuning and Co-LLM with SEAL-adapted models", "",
+    lines = ["# ki_decoding: proxy-tuning and Co-LLM with SEAL-adapted models", "",
              (f"Model `{cfg.model.name}`, data `{cfg.data.source}`; sets A and B of {cfg.decoding.set_size} passages, "
               f"each one pooled LoRA update on its passages and {cfg.self_edit.k} self-edit(s) per passage "
               f"(r={il.lora_r}, lr {il.lr}, {il.epochs} epochs). Test: {n_a} questions about A and {n_b} about B, "

@@ -6,8 +6,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seal.co_llm import (CoLLMConfig, CoLLMGenerator, DeferralHead, _Objective, co_generate, defer_probs,
-                         eta_for_rate, eta_youden, token_features, train_head)
+from seal.co_llm import (
+    CoLLMConfig,
+    CoLLMGenerator,
+    DeferralHead,
+    _Objective,
+    co_generate,
+    defer_probs,
+    eta_for_rate,
+    eta_youden,
+    token_features,
+    train_head,
+)
 from seal.generation import HFGenerator, SamplingConfig
 from seal.streams import Stream
 from seal.tiny import tiny_model_and_tokenizer

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from safetensors.torch import load_file
 from conftest import compose
+from safetensors.torch import load_file
 
 from seal.cli import run_experiment
 from seal.config import ConfigError

@@ -108,7 +108,7 @@ def test_expert_and_anti_expert_share_one_copy_of_the_weights(models):
 
 def test_each_stream_formats_the_request_its_own_way(models):
     base, tok, other, otok = models
-    chat = lambda t: tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False,  # noqa: E731
+    chat = lambda t: tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
                                              add_generation_prompt=True)
     out = proxy_generate(Stream(base, tok, "base", format=chat), Stream(other, otok, "expert"),
                          Stream(other, otok, "anti"), PROMPTS, GREEDY, alpha=1.0)
