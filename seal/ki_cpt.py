@@ -1,11 +1,15 @@
 """Recipe `ki_cpt`: continued pretraining on many passages at once (REFERENCE 1.1, CPT).
 
     seal experiment=ki_cpt                       # 20 fictional passages, SmolLM2, CPU
+    seal experiment=ki_cpt cpt.update=full       # full fine-tuning (the paper's v2: 1 epoch, lr 7e-5)
     seal experiment=ki_cpt data.num_passages=200 model.name=Qwen/Qwen2.5-7B
 
-The training documents of all n passages are pooled into ONE update (LoRA, the paper's v1 setting:
-r=32, alpha=64, 3 epochs, lr 1e-3), and the updated model answers every question of every passage
-closed-book. Conditions:
+The training documents of all n passages are pooled into ONE update, and the updated model answers
+every question of every passage closed-book. The update is LoRA (`cpt.update=lora`, the paper's v1
+setting: r=32, alpha=64, 3 epochs, lr 1e-3, via the inner loop) or full fine-tuning
+(`cpt.update=full`, the paper's v2: AdamW over every weight with the transformers Trainer, linear
+schedule with warmup, loss on the documents' tokens only, never on padding); after each condition
+the base weights are restored. Conditions:
   base       no update
   passage    the n passages alone
   self_edit  each passage + its `self_edit.k` self-edits, each completion whole as one document
@@ -16,6 +20,8 @@ one record, so a resumed run redoes only the conditions that had not finished.
 
 from __future__ import annotations
 
+
+from dataclasses import dataclass, field
 
 from seal.config import ConfigError, derive_seed
 from seal.data import load_passages
@@ -30,11 +36,26 @@ from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS
 from seal.tracking import Tracker
 
-KICPTConfig = KIEvalConfig  # the same sections: model, data, self-edits, inner loop, QA, conditions, from_files
+@dataclass
+class CPTConfig:
+    update: str = "lora"  # lora (the inner loop's LoRA settings) | full (every weight, settings below)
+    full_lr: float = 7e-5
+    full_epochs: int = 1
+    full_batch_size: int = 8
+    full_warmup_ratio: float = 0.03
+
+
+@dataclass
+class KICPTConfig(KIEvalConfig):  # ki_eval's sections (model, data, self-edits, inner loop, QA, conditions) + cpt
+    cpt: CPTConfig = field(default_factory=CPTConfig)
 
 
 def validate(cfg: KICPTConfig) -> None:
     validate_conditions(cfg)
+    if cfg.cpt.update not in ("lora", "full"):
+        raise ConfigError(f"cpt.update must be lora or full, got '{cfg.cpt.update}'")
+    if cfg.cpt.update == "full" and (cfg.cpt.full_lr <= 0 or cfg.cpt.full_epochs < 1 or cfg.cpt.full_batch_size < 1):
+        raise ConfigError(f"cpt: full_lr > 0, full_epochs >= 1 and full_batch_size >= 1 are required, got {cfg.cpt}")
     if "self_edit" in cfg.conditions and cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format must be a model-written format ({', '.join(MODEL_FORMATS)}) for the "
                           f"self_edit condition, got '{cfg.self_edit.format}'")
@@ -103,15 +124,80 @@ def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str
     docs, skipped = [], 0
     if cond != "base":
         docs, skipped = pooled_documents(passages, comps or {}, cfg.self_edit.title_prefix)
-        stats = task.inner.train_many([TrainJob(docs, derive_seed(cfg.seed, "cpt", cond))])[0]
-        if isinstance(stats, InnerLoopError):
-            raise ConfigError(f"ki_cpt: the pooled update for '{cond}' failed: {stats}")
-    answers = task._answer(passages, [-1 if cond == "base" else 0] * len(passages))
+        seed = derive_seed(cfg.seed, "cpt", cond)
+        if cfg.cpt.update == "full":
+            base_state = {k: v.detach().clone() for k, v in task.inner.model.state_dict().items()}
+            stats = full_update(task.inner.model, task.tok, docs, cfg.cpt, task.inner.cfg.max_seq_len, seed)
+        else:
+            stats = task.inner.train_many([TrainJob(docs, seed)])[0]
+            if isinstance(stats, InnerLoopError):
+                raise ConfigError(f"ki_cpt: the pooled update for '{cond}' failed: {stats}")
+            stats = stats.to_dict()
+    full = cfg.cpt.update == "full"
+    answers = task._answer(passages, [-1 if cond == "base" or full else 0] * len(passages))
+    if cond != "base" and full:
+        task.inner.model.load_state_dict(base_state)  # the next condition starts from the base weights
     out = {"questions": {p.uid: qs for p, qs in zip(passages, answers)},
            "accuracy": sum(accuracy(qs) for qs in answers) / len(answers)}
     if cond != "base":
-        out.update(n_docs=len(docs), skipped_docs=skipped, train=stats.to_dict())
+        out.update(n_docs=len(docs), skipped_docs=skipped, train=stats)
     return out
+
+
+def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed: int) -> dict:
+    """Full fine-tuning of every weight on the documents (causal LM loss on their tokens, padding
+    masked), with the transformers Trainer; the model is updated in place."""
+    import math
+    import tempfile
+    import time
+
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    rows = []
+    for i, d in enumerate(docs):
+        ids = tok(d, add_special_tokens=True)["input_ids"] + eos
+        if len(ids) > max_len:
+            raise ConfigError(f"ki_cpt: document {i} has {len(ids)} tokens, more than inner_loop.max_seq_len={max_len}")
+        rows.append(ids)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    def collate(batch):
+        width = max(len(r["input_ids"]) for r in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for j, r in enumerate(batch):
+            ids[j, :len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            mask[j, :len(r["input_ids"])] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+
+    trainable = [p for p in model.parameters()]
+    for p in trainable:
+        p.requires_grad_(True)
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            args = TrainingArguments(
+                output_dir=tmp, per_device_train_batch_size=cfg.full_batch_size, num_train_epochs=cfg.full_epochs,
+                learning_rate=cfg.full_lr, lr_scheduler_type="linear", warmup_steps=cfg.full_warmup_ratio,
+                weight_decay=0.0, save_strategy="no", report_to="none", logging_steps=1, disable_tqdm=False,
+                seed=seed, data_seed=seed, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
+                dataloader_num_workers=0, bf16=False, fp16=False)
+            trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": r} for r in rows],
+                              data_collator=collate)
+            trainer.remove_callback(PrinterCallback)
+            result = trainer.train()
+            losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    finally:
+        for p in trainable:
+            p.requires_grad_(False)
+        model.eval()
+    if not all(math.isfinite(x) for x in losses):
+        raise ConfigError("ki_cpt: the full fine-tuning loss became non-finite (lower cpt.full_lr)")
+    return {"steps": result.global_step, "tokens": sum(len(r) for r in rows) * cfg.full_epochs,
+            "seconds": round(time.perf_counter() - t0, 3), "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None, "update": "full"}
 
 
 def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
@@ -125,9 +211,12 @@ def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
                                                            f"{out['n_passages']} passages", ylabel="accuracy")
     il = cfg.inner_loop
     lines = [f"# ki_cpt: continued pretraining on {out['n_passages']} passages", "",
-             (f"Model `{cfg.model.name}`, data `{cfg.data.source}`; one pooled LoRA update per condition "
-              f"(r={il.lora_r}, alpha={il.lora_alpha}, lr {il.lr}, {il.epochs} epochs, batch {il.batch_size}, "
-              f"{il.scheduler}); {cfg.self_edit.k} self-edit(s) per passage, format `{cfg.self_edit.format}`, "
+             (f"Model `{cfg.model.name}`, data `{cfg.data.source}`; one pooled update per condition, " + (
+                 f"LoRA (r={il.lora_r}, alpha={il.lora_alpha}, lr {il.lr}, {il.epochs} epochs, batch {il.batch_size}, "
+                 f"{il.scheduler})" if cfg.cpt.update == "lora" else
+                 f"full fine-tuning (lr {cfg.cpt.full_lr}, {cfg.cpt.full_epochs} epoch(s), batch "
+                 f"{cfg.cpt.full_batch_size}, linear with {cfg.cpt.full_warmup_ratio:.0%} warmup)") +
+              f"; {cfg.self_edit.k} self-edit(s) per passage, format `{cfg.self_edit.format}`, "
               f"kept whole; seed {cfg.seed}."),
              "", md_table(headers, rows), "", "![accuracy](accuracy.png)", ""]
     if out["skipped_passages"]:

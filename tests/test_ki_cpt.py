@@ -50,3 +50,18 @@ def test_bad_cpt_config_is_refused(tmp_path):
         run(tmp_path / "r", "conditions=[base,from_file]")
     with pytest.raises(ConfigError, match="conditions: unknown"):
         run(tmp_path / "r2", "conditions=[base,magic]")
+
+
+def test_full_fine_tuning_updates_every_weight_and_restores_the_base(tmp_path):
+    out = run(tmp_path / "f", "cpt.update=full", "cpt.full_lr=1e-3", "cpt.full_epochs=2", "cpt.full_batch_size=2")
+    conds = out["conditions"]
+    assert conds["passage"]["train"]["update"] == "full" and conds["passage"]["train"]["steps"] == 4  # 3 docs in batches of 2, 2 epochs
+    assert conds["self_edit"]["train"]["final_loss"] < conds["self_edit"]["train"]["first_loss"]
+    assert "full fine-tuning" in (tmp_path / "f" / "report.md").read_text()
+    # each condition starts from the base weights: the self_edit update equals a run of that condition alone
+    alone = run(tmp_path / "g", "cpt.update=full", "cpt.full_lr=1e-3", "cpt.full_epochs=2", "cpt.full_batch_size=2",
+                "conditions=[self_edit]")
+    a, b = conds["self_edit"]["train"], alone["conditions"]["self_edit"]["train"]
+    assert (a["first_loss"], a["final_loss"]) == (b["first_loss"], b["final_loss"])
+    with pytest.raises(ConfigError, match="cpt.update"):
+        run(tmp_path / "h", "cpt.update=half")
