@@ -27,16 +27,14 @@ sys.path.insert(0, str(REPO))
 def config(model: str, loops: int, k: int):
     from hydra import compose, initialize_config_dir
 
-    import seal.cli  # noqa: F401  (registers the run-dir resolver)
-    from seal.config import plain, to_dataclass
-    from seal.restem import ReSTEMConfig
+    from seal.cli import recipe_config  # importing seal.cli also registers the run-dir resolver
+    from seal.config import plain
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         raw = plain(compose(config_name="config", overrides=[
             "experiment=ki_demo", f"model={'tiny-random' if model == 'tiny-random' else 'smollm2-135m'}",
             f"data.num_passages={loops}", f"inner_loop.adapters_per_batch={k}", "wandb.mode=disabled"]))
-    body = {key: v for key, v in raw.items() if key not in ("experiment", "resume", "force_resume", "hydra")}
-    return to_dataclass(ReSTEMConfig, body, "root")
+    return recipe_config(raw)[0]
 
 
 def timed_pool(cfg, domain, chunks, workers: int, cpus: float) -> dict:

@@ -84,9 +84,14 @@ def key_phase(key: str) -> str:
     return "round 1 evaluation"
 
 
+def in_m_step(path: Path) -> bool:
+    """The M-step is running: its temp folder exists in the run folder."""
+    return path.exists() and any(p.name.startswith(".policy_round") for p in path.iterdir())
+
+
 def phase(path: Path, recs: list[dict]) -> str:
     """Which phase the run was in when it was killed, from what is on disk."""
-    if any(p.name.startswith(".policy_round") for p in path.iterdir()) if path.exists() else False:
+    if in_m_step(path):
         return "M-step"
     if not recs:
         return "start-up / first sampling"
@@ -129,8 +134,7 @@ def one_run(path: Path, kills: int, rng: random.Random, ref_keys: list[str], dur
             t0 = time.time()
             while proc.poll() is None:
                 recs = whole_records(path)
-                in_m_step = any(p.name.startswith(".policy_round") for p in path.iterdir()) if path.exists() else False
-                if (mode == "records" and len(recs) >= target) or (mode == "m_step" and in_m_step) or \
+                if (mode == "records" and len(recs) >= target) or (mode == "m_step" and in_m_step(path)) or \
                         (mode == "time" and time.time() - t0 >= delay) or (mode == "m_step" and len(recs) >= n_ref - 2):
                     break
                 time.sleep(0.02)

@@ -34,18 +34,23 @@ def recipes():
             "arc_restem": (arc.ARCReSTEMConfig, arc.run), "tool_use": (tool_use.ToolUseConfig, tool_use.run)}
 
 
-def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
-    from seal.run_dir import RunDir
-
-    raw = plain(cfg)
-    raw.pop("hydra", None)
+def recipe_config(raw: dict):
+    """(typed config, run function) of the recipe a composed plain config names."""
     recipe = raw["experiment"].get("recipe")
     table = recipes()
     if recipe not in table:
         raise ConfigError(f"experiment.recipe: unknown recipe '{recipe}' (choose one of {', '.join(sorted(table))})")
     cls, fn = table[recipe]
-    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume")}
-    typed = to_dataclass(cls, body, "root")
+    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume", "hydra")}
+    return to_dataclass(cls, body, "root"), fn
+
+
+def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
+    from seal.run_dir import RunDir
+
+    raw = plain(cfg)
+    raw.pop("hydra", None)
+    typed, fn = recipe_config(raw)
     rd = RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume")))
     log.info("run folder: %s", rd.path)
     results = fn(typed, rd)
@@ -55,9 +60,9 @@ def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
+    from seal.arc_self_edit import EditRejected
     from seal.data import DataError
     from seal.engine_worker import BackendError
-    from seal.arc_self_edit import EditRejected
     from seal.run_dir import ResumeError
     from seal.self_edits import SelfEditError
 

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from seal.generation import SamplingConfig
-from seal.streams import Stream, StreamState, batches, check_vocab, decode, stop_ids
+from seal.generation import SamplingConfig, length_batches
+from seal.streams import Stream, StreamState, check_vocab, decode, stop_ids
 
 
 @dataclass
@@ -237,7 +237,7 @@ def co_generate(base: Stream, assistant: Stream, head: DeferralHead, prompts: li
     head = head.to(base.device)
     out: list[CoOutput | None] = [None] * len(prompts)
     counts = {"base_forwards": 0, "assistant_forwards": 0}
-    for idx in tqdm(list(batches(prompts, batch_size)), desc=desc, disable=desc is None, leave=False):
+    for idx in tqdm(length_batches(prompts, batch_size), desc=desc, disable=desc is None, leave=False):
         texts = [prompts[i] for i in idx]
         sb = StreamState(base, base.encode(texts), vocab)
         sa = StreamState(assistant, assistant.encode(texts), vocab, use_cache=lazy)

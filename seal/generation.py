@@ -18,6 +18,12 @@ import torch
 from tqdm.auto import tqdm
 
 
+def length_batches(prompts: list[str], size: int) -> list[list[int]]:
+    """Indices of prompts in batches of similar length (little padding); results go back by index."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
 @dataclass
 class SamplingConfig:
     max_new_tokens: int = 64
@@ -50,7 +56,6 @@ class HFGenerator:
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[str | None] = [None] * len(prompts)
         greedy = sampling.temperature <= 0
         gen_kwargs = dict(max_new_tokens=sampling.max_new_tokens, do_sample=not greedy,
@@ -59,7 +64,7 @@ class HFGenerator:
             gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
         else:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        batches = [order[i:i + sampling.batch_size] for i in range(0, len(order), sampling.batch_size)]
+        batches = length_batches(prompts, sampling.batch_size)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             for batch in tqdm(batches, desc=desc, disable=desc is None, leave=False):

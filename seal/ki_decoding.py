@@ -48,7 +48,7 @@ from seal.ki_cpt import pooled_documents
 from seal.knowledge import KnowledgeTask
 from seal.models import ModelConfig, format_prompt, load_model
 from seal.proxy_tuning import ProxyGenerator
-from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, mean_stderr
+from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, mean_stderr, per_passage
 from seal.report import md_table, print_table
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig
@@ -177,7 +177,7 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
     for alpha in d.alphas:
         gen = ProxyGenerator(m_stream, s_stream, anti, alpha)
         record(f"proxy(alpha={alpha:g})",
-               lambda gen=gen: {"questions": _per_passage(_answer_with(gen, test, cfg, task), test)})
+               lambda gen=gen: {"questions": per_passage(_answer_with(gen, test, cfg, task), test)})
 
     # 5. Co-LLM: M defers to S
     head = _deferral_head(rd, cfg, m_stream, s_stream, splits)
@@ -188,7 +188,7 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
             records = _answer_with(gen, test, cfg, task)
             for q, o in zip(records, gen.last):  # answer_questions keeps the order of its prompts
                 q["deferred"] = round(o.deferred_fraction, 4)
-            return {"questions": _per_passage(records, test), "eta": eta, "counts": gen.counts}
+            return {"questions": per_passage(records, test), "eta": eta, "counts": gen.counts}
         record(f"co_llm({label})", co)
         results[f"co_llm({label})"]["eta"] = eta
 
@@ -230,14 +230,6 @@ def _answer_with(gen, passages: list[Passage], cfg: KIDecodingConfig, task: Know
     """Graded closed-book answers through a multi-model generator, which formats the raw requests
     (chat=False here) per stream."""
     return grade_records(answer_questions(passages, gen, cfg.qa_eval, task.tok, chat=False), task.grader)
-
-
-def _per_passage(records: list[dict], passages: list[Passage]) -> list[list[dict]]:
-    out, i = [], 0
-    for p in passages:
-        out.append(records[i:i + len(p.questions)])
-        i += len(p.questions)
-    return out
 
 
 def _qa_examples(passages: list[Passage], cfg: KIDecodingConfig) -> list[tuple[str, str]]:
@@ -285,15 +277,15 @@ def _deferral_head(rd: RunDir, cfg: KIDecodingConfig, m: Stream, s: Stream, spli
 
 
 def _summary(rec: dict, n_a: int) -> dict:
-    per_passage = rec["questions"]
-    a = [float(q["correct"]) for qs in per_passage[:n_a] for q in qs]
-    b = [float(q["correct"]) for qs in per_passage[n_a:] for q in qs]
+    by_passage = rec["questions"]
+    a = [float(q["correct"]) for qs in by_passage[:n_a] for q in qs]
+    b = [float(q["correct"]) for qs in by_passage[n_a:] for q in qs]
     (ma, sa), (mb, sb) = mean_stderr(a), mean_stderr(b)
     out = {"A": ma, "A_stderr": sa, "B": mb, "B_stderr": sb, "mean": (ma + mb) / 2, "n_A": len(a), "n_B": len(b)}
-    deferred = [q["deferred"] for qs in per_passage for q in qs if "deferred" in q]
+    deferred = [q["deferred"] for qs in by_passage for q in qs if "deferred" in q]
     if deferred:
-        out["deferred_A"] = sum(q["deferred"] for qs in per_passage[:n_a] for q in qs) / max(len(a), 1)
-        out["deferred_B"] = sum(q["deferred"] for qs in per_passage[n_a:] for q in qs) / max(len(b), 1)
+        out["deferred_A"] = sum(q["deferred"] for qs in by_passage[:n_a] for q in qs) / max(len(a), 1)
+        out["deferred_B"] = sum(q["deferred"] for qs in by_passage[n_a:] for q in qs) / max(len(b), 1)
         out["deferred"] = sum(deferred) / len(deferred)
     if "counts" in rec:
         out["forwards"] = rec["counts"]

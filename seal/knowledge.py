@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from seal.data import Passage
 from seal.backends import BackendConfig, make_generator
+from seal.data import Passage
 from seal.generation import SamplingConfig
 from seal.graders import GraderConfig, make_grader
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 from seal.models import ModelConfig, format_prompt, max_context, model_folder, uses_chat
-from seal.qa_eval import QAEvalConfig, answer_questions, grade_records
+from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, per_passage
 from seal.run_dir import RunDir
 from seal.self_edits import SelfEditConfig, SelfEditError, completion_to_documents, self_edit_prompt
 
@@ -68,12 +68,7 @@ class KnowledgeTask:
         (-1: the base model), all in one generate call; graded with no adapter."""
         records = answer_questions(passages, self.gen, self.qa_cfg, self.tok, self.chat, self.system_prompt,
                                    adapters=[s for p, s in zip(passages, slots) for _ in p.questions])
-        grade_records(records, self.grader)
-        out, i = [], 0
-        for p in passages:
-            out.append(records[i:i + len(p.questions)])
-            i += len(p.questions)
-        return out
+        return per_passage(grade_records(records, self.grader), passages)
 
     def base_accuracies(self, passages: list[Passage]) -> list[tuple[float, list[dict]]]:
         """Closed-book accuracy of the unadapted model on each passage's questions (one call)."""

@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from seal.generation import SamplingConfig
-from seal.streams import Stream, StreamState, batches, check_vocab, decode, pick, stop_ids
+from seal.generation import SamplingConfig, length_batches
+from seal.streams import Stream, StreamState, check_vocab, decode, pick, stop_ids
 
 
 @torch.inference_mode()
@@ -38,7 +38,7 @@ def proxy_generate(base: Stream, expert: Stream, anti: Stream, prompts: list[str
     out: list[str | None] = [None] * len(prompts)
     scores_out: list[list[torch.Tensor] | None] = [None] * len(prompts)
     gen = torch.Generator().manual_seed(seed)
-    todo = list(batches(prompts, sampling.batch_size))
+    todo = length_batches(prompts, sampling.batch_size)
     for idx in tqdm(todo, desc=desc, disable=desc is None, leave=False):
         texts = [prompts[i] for i in idx]
         states = [StreamState(s, s.encode(texts), vocab, use_cache) for s in streams]

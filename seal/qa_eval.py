@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from seal.data import Passage
 from seal.generation import Generator, SamplingConfig
-from seal.graders import Grader, GradeItem
+from seal.graders import GradeItem, Grader
 from seal.models import format_prompt
 
 
@@ -39,6 +39,15 @@ def answer_questions(passages: list[Passage], generator: Generator, cfg: QAEvalC
     pairs = [(p, j, q) for p in passages for j, q in enumerate(p.questions)]
     return [{"passage": p.uid, "q": j, "question": q.question, "gold": q.answer, "answer": a}
             for (p, j, q), a in zip(pairs, answers)]
+
+
+def per_passage(records: list[dict], passages: list[Passage]) -> list[list[dict]]:
+    """Flat question records (in `qa_prompts` order) cut back into one list per passage."""
+    out, i = [], 0
+    for p in passages:
+        out.append(records[i:i + len(p.questions)])
+        i += len(p.questions)
+    return out
 
 
 def grade_records(records: list[dict], grader: Grader) -> list[dict]:

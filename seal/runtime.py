@@ -83,7 +83,7 @@ class InnerLoopWorker:
         if self.key != (policy, round_):
             if self.session is not None:
                 self.session.close()
-            self.session, self.key = None, None
+            self.session, self.key = None, None  # a failed open must not leave the old policy's key
             self.session, self.key = self.domain.open(policy, round_), (policy, round_)
         return self.session.adapt_many(items)
 

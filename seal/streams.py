@@ -16,7 +16,7 @@ next-token distributions needs a loop that owns every cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,13 +124,6 @@ class StreamState:
     def next_logits(self) -> torch.Tensor:
         """Next-token logits over the shared vocabulary, [batch, vocab], in float32."""
         return self.logits_from(self.next_hidden())
-
-
-def batches(prompts: list[str], size: int) -> Iterator[list[int]]:
-    """Indices of prompts in batches of similar length (little padding); results go back by index."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for i in range(0, len(order), size):
-        yield order[i:i + size]
 
 
 def pick(scores: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:

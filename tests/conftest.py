@@ -24,6 +24,18 @@ def tiny():
     return model, tok
 
 
+def distinct_model(seed: int):
+    """A tiny model with its own untied random output layer. With tied embeddings a random tiny
+    model only repeats its last token, so every such model gives the same output and multi-model
+    decoding tests could not fail."""
+    from seal.tiny import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer(seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=gen))
+    return model.eval(), tok
+
+
 def compose(*overrides: str):
     """The Hydra config exactly as `seal <overrides>` would build it."""
     import seal.cli  # noqa: F401  (registers the run-dir resolver)

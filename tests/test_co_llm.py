@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import distinct_model
 
 from seal.co_llm import (
     CoLLMConfig,
@@ -20,19 +21,10 @@ from seal.co_llm import (
 )
 from seal.generation import HFGenerator, SamplingConfig
 from seal.streams import Stream
-from seal.tiny import tiny_model_and_tokenizer
 
 PROMPTS = ["In 1874 the town", "Write questions and answers about the passage. Q:", "Rewrite", "0123 yes no"]
 EXAMPLES = [("Topic: Velmora\nWho founded it?", "Ansel Quorrin"), ("In 1874 the town", "of Velmora was founded"),
             ("Rewrite the passage", "yes no true false"), ("0123456789", "implications passage")]
-
-
-def distinct_model(seed: int):
-    """A tiny model with an untied random output layer (tied, a random tiny model only repeats)."""
-    model, tok = tiny_model_and_tokenizer(seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=gen))
-    return model.eval(), tok
 
 
 @pytest.fixture(scope="module")

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import distinct_model
 
 from seal.generation import HFGenerator, SamplingConfig
 from seal.multi_lora import MultiLoRA
 from seal.proxy_tuning import ProxyGenerator, proxy_generate
 from seal.streams import Stream, VocabularyError
-from seal.tiny import tiny_model_and_tokenizer, tiny_tokenizer
+from seal.tiny import tiny_tokenizer
 
 PROMPTS = ["In 1874 the town", "Write questions and answers about the passage. Q:", "Rewrite", "0123 yes no"]
 GREEDY = SamplingConfig(max_new_tokens=12, temperature=0.0, batch_size=3)  # 3: batches mix prompt lengths
-
-
-def distinct_model(seed: int):
-    """A tiny model with its own untied output layer: with tied embeddings a random tiny model
-    just repeats its last token, and every model would give the same output."""
-    model, tok = tiny_model_and_tokenizer(seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=gen))
-    return model.eval(), tok
 
 
 @pytest.fixture(scope="module")
