@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -33,10 +34,13 @@ from seal.qa_eval import QAEvalConfig
 from seal.probes import perplexity
 from seal.replay import general_corpus, load_corpus
 from seal.report import md_table, print_table
-from seal.retention import RetentionMatrix
+from seal.retention import RetentionMatrix, held_share
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError
 from seal.tracking import Tracker, WandbConfig
+
+
+SEQUENCE_SOURCES = ("general", "self_edits", "past_documents")
 
 
 @dataclass
@@ -44,7 +48,9 @@ class VariantConfig:
     scheduler: str | None = None  # None: inner_loop.scheduler
     anneal: bool | None = None  # infinite schedule: anneal at the end of each edit (None: inner_loop.anneal)
     replay_fraction: float = 0.0
-    replay_sources: list[str] = field(default_factory=lambda: ["general"])  # general | self_edits | a file path
+    # general | self_edits (earlier self-edits' lines) | past_documents (everything earlier updates trained
+    # on: self-edit lines and their passages) | a .txt/.jsonl file path
+    replay_sources: list[str] = field(default_factory=lambda: ["general"])
 
 
 @dataclass
@@ -52,6 +58,7 @@ class ContinualConfig:
     sequences: int = 3
     length: int = 6
     probe_docs: int = 24  # held-out general-text paragraphs for the perplexity probe
+    reference: str = "plain"  # the variant the others are compared with (held_share); "" for none
     variants: dict[str, VariantConfig] = field(default_factory=lambda: {"plain": VariantConfig()})
 
 
@@ -76,9 +83,16 @@ def validate(cfg: KIContinualConfig) -> None:
     if cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format must be model-written ({', '.join(MODEL_FORMATS)}), got "
                           f"'{cfg.self_edit.format}'")
+    if c.reference and c.reference not in c.variants:
+        raise ConfigError(f"continual.reference '{c.reference}' is not one of continual.variants "
+                          f"({', '.join(c.variants)}); set it to '' to skip the comparison")
     for name, v in c.variants.items():
         if not 0 <= v.replay_fraction < 1:
             raise ConfigError(f"continual.variants.{name}.replay_fraction must be in [0, 1), got {v.replay_fraction}")
+        for src in v.replay_sources if v.replay_fraction > 0 else []:
+            if src not in SEQUENCE_SOURCES and not Path(src).is_file():
+                raise ConfigError(f"continual.variants.{name}.replay_sources: '{src}' is neither one of "
+                                  f"{', '.join(SEQUENCE_SOURCES)} nor an existing .txt/.jsonl file")
 
 
 def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
@@ -102,7 +116,7 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
         rd.put("probe/base", {"perplexity": perplexity(model, tok, probe, device)})
     base_ppl = rd.get("probe/base")["perplexity"]
     fmt = cfg.self_edit.format
-    summary = {}
+    summary, all_matrices = {}, {}
     for name, v in c.variants.items():
         inner_cfg = replace(cfg.inner_loop, scheduler=v.scheduler or cfg.inner_loop.scheduler,
                             anneal=cfg.inner_loop.anneal if v.anneal is None else v.anneal)
@@ -124,6 +138,7 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
             matrices.append(m)
             ppls.append(rec["perplexity"][-1])
             tokens += sum(st["train"]["tokens"] for st in rec["steps"] if "train" in st)
+        all_matrices[name] = matrices
         mean = RetentionMatrix.mean(matrices)
         mean.heatmap(rd.path / f"retention_{name}.png", f"{name}: accuracy after each edit")
         summary[name] = {**mean.summary(), "rows": mean.rows(), "perplexity_after": statistics.fmean(ppls),
@@ -131,6 +146,11 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
                          "per_sequence": [m.summary() for m in matrices]}
         tracker.log({f"{name}/first_retention": summary[name]["first_retention"],
                      f"{name}/off_diagonal": summary[name]["off_diagonal"]})
+    if c.reference and c.length >= 2:
+        for name in c.variants:
+            if name != c.reference:
+                summary[name]["held_vs_reference"] = held_share(all_matrices[c.reference], all_matrices[name],
+                                                                seed=derive_seed(cfg.seed, "bootstrap", name))
     model.load_state_dict(base_state)
     out = {"base_perplexity": base_ppl, "variants": summary}
     rd.write_json("results.json", out)
@@ -142,8 +162,9 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
 def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, replay_general, seed: int,
               desc: str) -> dict:
     """Edit, merge and evaluate along one sequence; returns its rows, perplexities and step records."""
-    rows, ppls, steps, accepted = [], [], [], []
-    files = {src: load_corpus(src) for src in v.replay_sources if src not in ("general", "self_edits")} \
+    rows, ppls, steps = [], [], []
+    past = {"self_edits": [], "past_documents": []}
+    files = {src: load_corpus(src) for src in v.replay_sources if src not in SEQUENCE_SOURCES} \
         if v.replay_fraction > 0 else {}  # read once per sequence, not once per edit
     for i, p in enumerate(tqdm(seq, desc=desc, leave=False)):
         text = task.sample([p], fmt, 1, derive_seed(seed, "sample", i))[0][0]
@@ -155,7 +176,7 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
             docs = task.documents(p, "", "none")
         replay = []
         for src in v.replay_sources if v.replay_fraction > 0 else []:
-            replay += replay_general if src == "general" else accepted if src == "self_edits" else files[src]
+            replay += replay_general if src == "general" else past[src] if src in past else files[src]
         job = TrainJob(docs, derive_seed(seed, "train", i), replay=replay or None,
                        replay_fraction=v.replay_fraction if replay else 0.0)
         stats = task.inner.train_many([job])[0]
@@ -164,7 +185,9 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
         else:
             task.inner.lora.merge(0)
             step["train"] = stats.to_dict()
-            accepted += docs[:-1] or docs
+            passage_doc = f"{p.title}\n{p.context}"  # appended by completion_to_documents when configured
+            past["self_edits"] += [d for d in docs if d != passage_doc] or docs
+            past["past_documents"] += docs
         answers = task._answer(seq[: i + 1], [-1] * (i + 1))
         rows.append([accuracy(qs) for qs in answers])
         ppls.append(perplexity(task.inner.model, task.tok, probe, task.inner.device))
@@ -173,17 +196,30 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
 
 
 def _report(cfg: KIContinualConfig, rd: RunDir, out: dict) -> None:
-    headers = ["variant", "first passage after last edit", "off-diagonal mean", "diagonal mean", "forgetting",
-               "perplexity drift", "train tokens"]
-    rows = [[n, v["first_retention"], v["off_diagonal"], v["diagonal"], v["forgetting"], v["perplexity_drift"],
-             v["train_tokens"]] for n, v in out["variants"].items()]
     c = cfg.continual
+    headers = ["variant", "first passage after last edit", "off-diagonal mean", "diagonal mean", "forgetting",
+               "retained after last edit", f"held of what {c.reference or 'the reference'} loses [95% CI]",
+               "perplexity drift", "train tokens"]
+    rows = [[n, v["first_retention"], v["off_diagonal"], v["diagonal"], v["forgetting"], v["retained"],
+             _held(v.get("held_vs_reference")), v["perplexity_drift"], v["train_tokens"]]
+            for n, v in out["variants"].items()]
     print_table("ki_continual: retention after sequential self-edits", headers, rows)
     lines = [f"# ki_continual: {c.sequences} sequences x {c.length} passages", "",
              (f"Model `{cfg.model.name}`, data `{cfg.data.source}`, format `{cfg.self_edit.format}`; inner loop "
               f"lr {cfg.inner_loop.lr}, {cfg.inner_loop.epochs} epochs; base perplexity on the general-text probe "
-              f"{out['base_perplexity']:.2f}; seed {cfg.seed}."), "", md_table(headers, rows), ""]
+              f"{out['base_perplexity']:.2f}; seed {cfg.seed}."), "", md_table(headers, rows), "",
+             ("\"Retained\" is the mean accuracy on passages 1..n-1 after the last edit. \"Held\" is the variant's "
+              f"retained minus {c.reference}'s, over what {c.reference} loses (its accuracy right after each edit "
+              f"minus its retained), paired by sequence; the interval resamples sequences."
+              if c.reference else ""), ""]
     for n, v in c.variants.items():
         lines += [f"**{n}**: scheduler `{v.scheduler or cfg.inner_loop.scheduler}`, replay {v.replay_fraction} from "
                   f"{', '.join(v.replay_sources) if v.replay_fraction else '—'}", "", f"![{n}](retention_{n}.png)", ""]
     (rd.path / "report.md").write_text("\n".join(lines))
+
+
+def _held(h: dict | None) -> str:
+    if not h or h["held"] is None:
+        return "—"
+    lo, hi = h["ci95"]
+    return f"{h['held']:.0%} [{lo:.0%}, {hi:.0%}]" if lo is not None else f"{h['held']:.0%}"

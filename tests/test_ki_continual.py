@@ -38,6 +38,8 @@ def test_retention_bookkeeping_replay_compute_and_resume(tmp_path):
     assert abs(replay["train_tokens"] - plain["train_tokens"]) <= 0.05 * plain["train_tokens"]
     assert plain["perplexity_drift"] != replay["perplexity_drift"]
     assert (tmp_path / "a" / "retention_replay.png").is_file()
+    assert "held_vs_reference" not in plain and replay["held_vs_reference"]["sequences"] == 2
+    assert "held of what plain loses" in (tmp_path / "a" / "report.md").read_text()
     # cut after the first sequence of the replay variant: only the missing sequence is redone, identically
     lines = (tmp_path / "a" / "records.jsonl").read_text().splitlines()
     keep = [x for x in lines if json.loads(x)["key"] != "sequence/replay/1"]
@@ -56,3 +58,7 @@ def test_impossible_continual_configs_are_refused(tmp_path):
         run(tmp_path / "r", "continual.length=6")
     with pytest.raises(ConfigError, match="replay_fraction"):
         run(tmp_path / "r2", "continual.variants.replay.replay_fraction=1.5")
+    with pytest.raises(ConfigError, match=r"variants.replay.replay_sources: 'no/such.txt' is neither"):
+        run(tmp_path / "r4", "continual.variants.replay.replay_sources=[general,no/such.txt]")
+    with pytest.raises(ConfigError, match="continual.reference 'plan' is not one of"):
+        run(tmp_path / "r3", "continual.reference=plan")
