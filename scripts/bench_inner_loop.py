@@ -43,15 +43,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from seal.backends import BackendConfig  # noqa: E402
-from seal.data import Passage  # noqa: E402
-from seal.fictional import generate_passages  # noqa: E402
-from seal.graders import GraderConfig, MatchGrader  # noqa: E402
-from seal.inner_loop import InnerLoopConfig  # noqa: E402
-from seal.knowledge import KnowledgeTask  # noqa: E402
-from seal.models import ModelConfig, format_prompt, load_model, model_folder, uses_chat  # noqa: E402
-from seal.qa_eval import QAEvalConfig, qa_prompts  # noqa: E402
-from seal.self_edits import SelfEditConfig  # noqa: E402
+from seal.backends import BackendConfig
+from seal.data import Passage
+from seal.fictional import generate_passages
+from seal.graders import GraderConfig, MatchGrader
+from seal.inner_loop import InnerLoopConfig
+from seal.knowledge import KnowledgeTask
+from seal.models import ModelConfig, load_model, model_folder, uses_chat
+from seal.qa_eval import QAEvalConfig, qa_prompts
+from seal.self_edits import SelfEditConfig
 
 ARCHS = {  # configs of real architectures, for randomly initialised models on a machine with no hub
     "Qwen/Qwen2.5-1.5B": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,

@@ -31,13 +31,13 @@ from seal.arc_augment import IDENTITY, TTA, Grid, Transform, augmenters, fits, r
 from seal.arc_data import ARCDataConfig, ARCTask, load_tasks, output_text, task_prompt, text_to_grid
 from seal.arc_self_edit import ARCEdit, EditLimits, EditRejected, check_budget, parse_edit
 from seal.backends import BackendConfig, make_generator
-from seal.runtime import RuntimeConfig
 from seal.config import ConfigError, derive_seed
 from seal.generation import SamplingConfig
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 from seal.models import ModelConfig, format_prompt, load_model, model_folder, uses_chat
 from seal.restem import MStepConfig, OuterLoopConfig, SelectionConfig, outer_loop, validate_outer
 from seal.run_dir import RunDir
+from seal.runtime import RuntimeConfig
 from seal.tracking import WandbConfig
 
 

@@ -30,15 +30,14 @@ from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig, InnerLoopError, TrainJob
 from seal.knowledge import KnowledgeTask, accuracy
 from seal.models import ModelConfig, load_model
-from seal.qa_eval import QAEvalConfig
 from seal.probes import perplexity
+from seal.qa_eval import QAEvalConfig
 from seal.replay import general_corpus, load_corpus
 from seal.report import md_table, print_table
 from seal.retention import RetentionMatrix, held_share
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError
 from seal.tracking import Tracker, WandbConfig
-
 
 SEQUENCE_SOURCES = ("general", "self_edits", "past_documents")
 

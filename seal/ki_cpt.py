@@ -20,7 +20,6 @@ one record, so a resumed run redoes only the conditions that had not finished.
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 
 from seal.config import ConfigError, derive_seed
@@ -35,6 +34,7 @@ from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS
 from seal.tracking import Tracker
+
 
 @dataclass
 class CPTConfig:

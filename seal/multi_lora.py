@@ -192,7 +192,7 @@ class _Route:
     segments: list[tuple[int, int, int]] | None = None
 
     @classmethod
-    def all_rows(cls, slot: int) -> "_Route":
+    def all_rows(cls, slot: int) -> _Route:
         route = cls.__new__(cls)
         route.whole, route.empty = slot, False
         return route

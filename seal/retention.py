@@ -48,7 +48,7 @@ class RetentionMatrix:
                 "retained": statistics.fmean(kept) if kept else None}
 
     @staticmethod
-    def mean(matrices: list["RetentionMatrix"]) -> "RetentionMatrix":
+    def mean(matrices: list[RetentionMatrix]) -> RetentionMatrix:
         """Entry-by-entry mean over sequences of the same length."""
         if not matrices or len({m.n for m in matrices}) != 1:
             raise ValueError("averaging needs one or more matrices of the same size")

@@ -38,8 +38,10 @@ def distinct_model(seed: int):
 
 def compose(*overrides: str):
     """The Hydra config exactly as `seal <overrides>` would build it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
     import seal.cli  # noqa: F401  (registers the run-dir resolver)
-    from hydra import compose as hydra_compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         return hydra_compose(config_name="config", overrides=list(overrides))

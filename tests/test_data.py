@@ -446,7 +446,7 @@ def test_real_squad_val_round_trips_through_the_squad_layouts(squad_val):
         articles.setdefault(p.title.replace(" ", "_"), []).append(
             (p.context, [(q.question, [q.answer, "other"]) for q in p.questions]))
     back = group_squad_official(official(list(articles.items())), "dev")
-    key = lambda d: (d["title"], d["context"])  # noqa: E731
+    key = lambda d: (d["title"], d["context"])
     assert sorted(map(key, (p.to_dict() for p in back))) == sorted(map(key, (p.to_dict() for p in squad_val)))
     assert sum(len(p.questions) for p in back) == 10570
 

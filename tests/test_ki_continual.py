@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import compose
+
 from seal.cli import run_experiment
 from seal.config import ConfigError
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, compose
+
 from seal.cli import run_experiment
 from seal.config import ConfigError
 from seal.data import DataError

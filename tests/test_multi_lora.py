@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import math
 
-import pytest
 import torch
 
 from seal.generation import HFGenerator, SamplingConfig

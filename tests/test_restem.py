@@ -11,8 +11,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, compose
+
 from seal.cli import run_experiment
 from seal.config import ConfigError
 from seal.restem import SelectionConfig, select
