@@ -184,14 +184,20 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
         else:
             task.inner.lora.merge(0)
             step["train"] = stats.to_dict()
-            passage_doc = f"{p.title}\n{p.context}"  # appended by completion_to_documents when configured
-            past["self_edits"] += [d for d in docs if d != passage_doc] or docs
-            past["past_documents"] += docs
+            remember(past, docs, p)
         answers = task._answer(seq[: i + 1], [-1] * (i + 1))
         rows.append([accuracy(qs) for qs in answers])
         ppls.append(perplexity(task.inner.model, task.tok, probe, task.inner.device))
         steps.append(step)
     return {"rows": rows, "perplexity": ppls, "steps": steps}
+
+
+def remember(past: dict[str, list[str]], docs: list[str], p) -> None:
+    """Add an accepted update's documents to the sequence's replay sources: `self_edits` gets the
+    self-edit lines (the passage alone when the self-edit was unusable), `past_documents` all of them."""
+    passage_doc = f"{p.title}\n{p.context}"  # appended by completion_to_documents when configured
+    past["self_edits"] += [d for d in docs if d != passage_doc] or docs
+    past["past_documents"] += docs
 
 
 def _report(cfg: KIContinualConfig, rd: RunDir, out: dict) -> None:

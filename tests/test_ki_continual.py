@@ -62,3 +62,22 @@ def test_impossible_continual_configs_are_refused(tmp_path):
         run(tmp_path / "r4", "continual.variants.replay.replay_sources=[general,no/such.txt]")
     with pytest.raises(ConfigError, match="continual.reference 'plan' is not one of"):
         run(tmp_path / "r3", "continual.reference=plan")
+
+
+def test_replay_sources_remember_lines_or_everything():
+    from seal.data import Passage
+    from seal.ki_continual import remember
+    from seal.self_edits import SelfEditConfig, completion_to_documents
+
+    p = Passage(uid="p0", title="Orla Vent", context="Orla Vent was founded in 1901.", questions=[])
+    past = {"self_edits": [], "past_documents": []}
+    docs = completion_to_documents("It is old.\nIt is a town.", p, "implications", SelfEditConfig())
+    remember(past, docs, p)
+    assert past["self_edits"] == ["Orla Vent\nIt is old.", "Orla Vent\nIt is a town."]
+    assert past["past_documents"] == [*past["self_edits"], "Orla Vent\nOrla Vent was founded in 1901."]
+    remember(past, completion_to_documents("", p, "none", SelfEditConfig()), p)  # an unusable self-edit
+    assert past["self_edits"][-1] == past["past_documents"][-1] == "Orla Vent\nOrla Vent was founded in 1901."
+    lines_only = completion_to_documents("It is old.", p, "implications", SelfEditConfig(append_passage=False))
+    past = {"self_edits": [], "past_documents": []}
+    remember(past, lines_only, p)
+    assert past["self_edits"] == past["past_documents"] == ["Orla Vent\nIt is old."]
