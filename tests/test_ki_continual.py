@@ -15,7 +15,7 @@ FAST = ["experiment=ki_continual", "model=tiny-random", "wandb.mode=disabled", "
         "continual.length=3", "data.num_passages=6", "self_edit.max_new_tokens=12", "inner_loop.lora_r=4",
         "inner_loop.lora_alpha=8", "inner_loop.epochs=2", "qa_eval.max_new_tokens=6", "continual.probe_docs=4",
         "~continual.variants.infinite", "~continual.variants.replay_edits", "~continual.variants.replay_both",
-        "~continual.variants.rewarm_cosine", "~continual.variants.replay_edits_75"]
+        "~continual.variants.rewarm_cosine", "~continual.variants.replay_edits_75", "~continual.variants.replay_past"]
 
 
 def run(path, *overrides, resume=False):
