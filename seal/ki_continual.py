@@ -36,7 +36,7 @@ from seal.replay import general_corpus, load_corpus
 from seal.report import md_table, print_table
 from seal.retention import RetentionMatrix, held_share
 from seal.run_dir import RunDir
-from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError
+from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError, passage_document
 from seal.tracking import Tracker, WandbConfig
 
 SEQUENCE_SOURCES = ("general", "self_edits", "past_documents")
@@ -195,8 +195,7 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
 def remember(past: dict[str, list[str]], docs: list[str], p) -> None:
     """Add an accepted update's documents to the sequence's replay sources: `self_edits` gets the
     self-edit lines (the passage alone when the self-edit was unusable), `past_documents` all of them."""
-    passage_doc = f"{p.title}\n{p.context}"  # appended by completion_to_documents when configured
-    past["self_edits"] += [d for d in docs if d != passage_doc] or docs
+    past["self_edits"] += [d for d in docs if d != passage_document(p)] or docs
     past["past_documents"] += docs
 
 

@@ -32,7 +32,7 @@ from seal.models import load_model
 from seal.qa_eval import mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
-from seal.self_edits import MODEL_FORMATS
+from seal.self_edits import MODEL_FORMATS, passage_document
 from seal.tracking import Tracker
 
 
@@ -110,7 +110,7 @@ def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool) 
     returns the documents and how many empty completions were skipped."""
     docs, skipped = [], 0
     for p in passages:
-        docs.append(f"{p.title}\n{p.context}")
+        docs.append(passage_document(p))
         for text in comps.get(p.uid, []):
             if not text.strip():
                 skipped += 1

@@ -21,7 +21,13 @@ from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 from seal.models import ModelConfig, format_prompt, max_context, model_folder, uses_chat
 from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, per_passage
 from seal.run_dir import RunDir
-from seal.self_edits import SelfEditConfig, SelfEditError, completion_to_documents, self_edit_prompt
+from seal.self_edits import (
+    SelfEditConfig,
+    SelfEditError,
+    completion_to_documents,
+    passage_document,
+    self_edit_prompt,
+)
 
 
 class KnowledgeTask:
@@ -52,7 +58,7 @@ class KnowledgeTask:
         return self.inner.slots
 
     def passage_tokens(self, p: Passage) -> int:
-        return len(self.tok(f"{p.title}\n{p.context}")["input_ids"]) + 1
+        return len(self.tok(passage_document(p))["input_ids"]) + 1
 
     def too_long(self, p: Passage) -> str | None:
         """Why this passage cannot be trained on whole, or None. Never truncated silently."""

@@ -82,6 +82,11 @@ def split_qa(text: str) -> list[str]:
     return [" ".join(s) for s in segments]
 
 
+def passage_document(passage: Passage) -> str:
+    """The passage as one training document: its title, a newline, its text."""
+    return f"{passage.title}\n{passage.context}"
+
+
 def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: SelfEditConfig) -> list[str]:
     """Training documents for one self-edit (the passage document included when configured)."""
     segments: list[str] = []
@@ -104,5 +109,5 @@ def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: Se
             raise SelfEditError("the completion holds only filler, nothing to train on")
     docs = [f"{passage.title}\n{s}" if cfg.title_prefix else s for s in segments]
     if cfg.append_passage or fmt == "none":
-        docs.append(f"{passage.title}\n{passage.context}")
+        docs.append(passage_document(passage))
     return docs
