@@ -34,10 +34,12 @@ from seal.backends import BackendConfig, make_generator
 from seal.config import ConfigError, derive_seed
 from seal.generation import SamplingConfig
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
+from seal.m_step import MStepConfig
 from seal.models import ModelConfig, format_prompt, load_model, model_folder, uses_chat
-from seal.restem import MStepConfig, OuterLoopConfig, SelectionConfig, outer_loop, validate_outer
+from seal.restem import OuterLoopConfig, outer_loop, validate_outer
 from seal.run_dir import RunDir
 from seal.runtime import RuntimeConfig
+from seal.selection import SelectionConfig
 from seal.tracking import WandbConfig
 
 

@@ -1,5 +1,5 @@
 """One M-step in a launched process: `python -m seal.m_step_main <job.json>` under torchrun or
-`accelerate launch` (`m_step.launcher`). The driver (`seal.restem._launch_m_step`) writes the job:
+`accelerate launch` (`m_step.launcher`). The driver (`seal.m_step._launch_m_step`) writes the job:
 the policy by path, the pairs, the model and M-step settings, the seed and where the new policy
 goes. Every process trains its shard; the main process writes the policy folder and `stats.json`.
 """
@@ -15,7 +15,7 @@ from seal.models import ModelConfig
 
 
 def main() -> None:
-    from seal.restem import MStepConfig, m_step
+    from seal.m_step import MStepConfig, m_step
 
     job = json.loads(Path(sys.argv[1]).read_text())
     stats = m_step(job["policy"], to_dataclass(ModelConfig, job["model"], "job.model"), job["pairs"],

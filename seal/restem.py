@@ -29,14 +29,11 @@ resumed run skips all finished work and, with the same seeds, ends with identica
 from __future__ import annotations
 
 import gc
-import os
-import shutil
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
 from tqdm.auto import tqdm
 
 from seal.backends import BackendConfig
@@ -45,45 +42,15 @@ from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig
 from seal.knowledge import KnowledgeTask, chunks
+from seal.m_step import MStepConfig, m_step, validate_m_step
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
+from seal.restem_report import eval_key, summarise, write_report
 from seal.run_dir import RunDir
 from seal.runtime import LocalRunner, RuntimeConfig, make_runner
+from seal.selection import RULES, SelectionConfig, select
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, self_edit_prompt
 from seal.tracking import Tracker, WandbConfig
-
-RULES = ("best_of_k", "improves_baseline", "score_above", "top_fraction")
-
-
-@dataclass
-class SelectionConfig:
-    rule: str = "best_of_k"  # best_of_k | improves_baseline | score_above | top_fraction
-    threshold: float = 0.0  # improves_baseline: keep edits whose gain exceeds this; score_above: whose score does
-    fraction: float = 0.2  # top_fraction: keep this share of the round's edits, by score
-    min_score: float | None = None  # best_of_k / top_fraction: also require score >= this (None: no floor)
-
-
-@dataclass
-class MStepConfig:
-    full_finetune: bool = False
-    lora_r: int = 64
-    lora_alpha: int = 128
-    lora_dropout: float = 0.0
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    )
-    lr: float = 3e-4
-    epochs: int = 2
-    batch_size: int = 1
-    grad_accum: int = 10  # effective batch 10 (REFERENCE 1.1)
-    scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    max_length: int = 2048
-    # where it runs: inline (this process) | torchrun (`nproc` processes on this node, DDP; gloo on CPU) |
-    # accelerate (`accelerate launch` with `accelerate_config`: FSDP or DeepSpeed for 7B policies)
-    launcher: str = "inline"
-    nproc: int = 1
-    accelerate_config: str | None = None
 
 
 @dataclass
@@ -114,21 +81,13 @@ class ReSTEMConfig:
     seed: int = 0
 
 
+
 def validate(cfg: ReSTEMConfig) -> None:
     if cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format: ReST-EM needs a model-written format ({', '.join(MODEL_FORMATS)}), "
                           f"got '{cfg.self_edit.format}'")
     validate_outer(cfg.restem, cfg.selection, cfg.self_edit.k)
 
-
-def validate_m_step(cfg: MStepConfig) -> None:
-    """Checked before the first round, not after hours of E-step."""
-    if cfg.launcher not in ("inline", "torchrun", "accelerate"):
-        raise ConfigError(f"m_step.launcher must be inline, torchrun or accelerate, got '{cfg.launcher}'")
-    if cfg.nproc < 1:
-        raise ConfigError(f"m_step.nproc must be at least 1, got {cfg.nproc}")
-    if cfg.accelerate_config and not Path(cfg.accelerate_config).is_file():
-        raise ConfigError(f"m_step.accelerate_config: no such file '{cfg.accelerate_config}'")
 
 
 def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> None:
@@ -145,155 +104,6 @@ def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> N
         raise ConfigError(f"self_edit.k must be at least 1, got {k}")
     if oc.references not in ("every_round", "first_round"):
         raise ConfigError(f"restem.references must be every_round or first_round, got '{oc.references}'")
-
-
-# --------------------------------------------------------------------------------------------- selection
-
-def select(edits: list[dict], cfg: SelectionConfig) -> list[dict]:
-    """Mark each edit {context, sample, score, gain} with `kept` and `why`; returns the same list."""
-    by_ctx: dict[str, list[dict]] = {}
-    for e in edits:
-        by_ctx.setdefault(e["context"], []).append(e)
-    floor = cfg.min_score
-    if cfg.rule == "best_of_k":
-        for ctx_edits in by_ctx.values():
-            best = max(ctx_edits, key=lambda e: (e["score"], -e["sample"]))  # ties: the earliest sample
-            for e in ctx_edits:
-                if e is not best:
-                    e["kept"], e["why"] = False, f"not the best of {len(ctx_edits)} (best score {best['score']:.3f})"
-                elif floor is not None and e["score"] < floor:
-                    e["kept"], e["why"] = False, f"best of {len(ctx_edits)} but score {e['score']:.3f} < {floor}"
-                else:
-                    e["kept"], e["why"] = True, f"best of {len(ctx_edits)} (score {e['score']:.3f})"
-    elif cfg.rule == "improves_baseline":
-        for e in edits:
-            e["kept"] = e["gain"] > cfg.threshold
-            e["why"] = f"gain {e['gain']:+.3f} {'>' if e['kept'] else '<='} threshold {cfg.threshold}"
-    elif cfg.rule == "score_above":  # ARC: every configuration that solved its task (score 1 > 0)
-        for e in edits:
-            e["kept"] = e["score"] > cfg.threshold
-            e["why"] = f"score {e['score']:.3f} {'>' if e['kept'] else '<='} threshold {cfg.threshold}"
-    elif cfg.rule == "top_fraction":
-        n_keep = max(1, round(cfg.fraction * len(edits)))
-        ranked = sorted(edits, key=lambda e: (-e["score"], e["context"], e["sample"]))
-        cut = ranked[n_keep - 1]["score"]
-        for rank, e in enumerate(ranked):
-            e["kept"] = rank < n_keep and (floor is None or e["score"] >= floor)
-            e["why"] = (f"rank {rank + 1} of {len(edits)}, top {n_keep} kept (cut-off score {cut:.3f})"
-                        + ("" if floor is None or e["score"] >= floor else f", below floor {floor}"))
-    else:
-        raise ConfigError(f"selection.rule: unknown rule '{cfg.rule}'")
-    return edits
-
-
-# ------------------------------------------------------------------------------------------------ M-step
-
-def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int, out: Path,
-           chat: bool) -> dict:
-    """SFT the policy on (prompt, completion) pairs, loss on the completion only; merge; save to `out`.
-    With `cfg.launcher` torchrun or accelerate it runs in worker processes (`seal.m_step_main`)."""
-    if cfg.launcher != "inline":
-        return _launch_m_step(policy_path, model_cfg, pairs, cfg, seed, out, chat)
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
-
-    model, tok = load_model(replace(model_cfg, name=policy_path))
-    if chat:
-        rows = [{"prompt": [{"role": "user", "content": p["prompt"]}],
-                 "completion": [{"role": "assistant", "content": p["completion"]}]} for p in pairs]
-    else:
-        rows = [{"prompt": p["prompt"], "completion": p["completion"]} for p in pairs]
-    work = out.parent / f".{out.name}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    args = SFTConfig(
-        output_dir=str(work / "trainer"), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.warmup_ratio, max_length=cfg.max_length, completion_only_loss=True,
-        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=seed,
-        data_seed=seed, use_cpu=not torch.cuda.is_available(), disable_tqdm=False, dataloader_num_workers=0,
-        # TRL turns bf16 autocast on when it is left unset; on a CPU without bf16 units that made each
-        # step ~30x slower (measured: 110 s for 354 tokens). Follow the model's own dtype instead.
-        bf16=model_cfg.dtype == "bfloat16" and torch.cuda.is_available(), fp16=False,
-    )
-    peft_config = None if cfg.full_finetune else LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-                         peft_config=peft_config)
-    result = trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    acc = trainer.accelerator
-    if acc.num_processes > 1:
-        # sharded (FSDP / DeepSpeed) or replicated (DDP) weights: the Trainer gathers them into one folder,
-        # then the main process alone merges and writes the policy
-        trainer.save_model(str(work / "trained"))
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            _merge_saved(policy_path, model_cfg, work / "trained", cfg.full_finetune, tok, work / "policy")
-    else:
-        trained = trainer.model
-        merged = trained if cfg.full_finetune else trained.merge_and_unload()
-        merged.save_pretrained(work / "policy", safe_serialization=True)
-        tok.save_pretrained(work / "policy")
-    if acc.is_main_process:
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(work / "policy", out)  # the policy folder appears only when complete
-        shutil.rmtree(work, ignore_errors=True)
-    del trainer, model
-    gc.collect()
-    return {"steps": result.global_step, "train_loss": result.training_loss, "losses": losses,
-            "pairs": len(pairs), "processes": acc.num_processes}
-
-
-def _merge_saved(policy_path: str, model_cfg: ModelConfig, trained: Path, full: bool, tok, dest: Path) -> None:
-    """The policy from a Trainer-saved folder: full weights as they are, or LoRA merged into the base."""
-    from peft import PeftModel
-
-    if full:
-        model, _ = load_model(replace(model_cfg, name=str(trained)))
-    else:
-        base, _ = load_model(replace(model_cfg, name=policy_path))
-        model = PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
-    model.save_pretrained(dest, safe_serialization=True)
-    tok.save_pretrained(dest)
-
-
-def _launch_m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int,
-                   out: Path, chat: bool) -> dict:
-    """Run the M-step in `cfg.nproc` torchrun processes or under `accelerate launch`; the job (policy by
-    path, pairs, settings) goes by a JSON file and the new policy comes back as the folder `out`."""
-    import dataclasses
-    import json
-    import subprocess
-    import sys
-
-    job_dir = out.parent / f".{out.name}.job"
-    shutil.rmtree(job_dir, ignore_errors=True)
-    job_dir.mkdir(parents=True)
-    job = {"policy": policy_path, "model": dataclasses.asdict(model_cfg),
-           "m_step": dataclasses.asdict(replace(cfg, launcher="inline")), "pairs": pairs, "seed": seed,
-           "out": str(out.resolve()), "chat": chat, "stats": str((job_dir / "stats.json").resolve())}
-    (job_dir / "job.json").write_text(json.dumps(job))
-    if cfg.launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}"]
-    elif cfg.launcher == "accelerate":
-        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
-        cmd += ["--config_file", cfg.accelerate_config] if cfg.accelerate_config else ["--num_processes", str(cfg.nproc)]
-    else:
-        raise ConfigError(f"m_step.launcher must be inline, torchrun or accelerate, got '{cfg.launcher}'")
-    cmd += ["-m", "seal.m_step_main", str(job_dir / "job.json")]
-    log_path = job_dir / "log.txt"
-    with open(log_path, "w") as log_file:
-        rc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT).returncode
-    if rc != 0 or not out.is_dir():
-        tail = log_path.read_text()[-3000:]
-        raise RuntimeError(f"m_step ({cfg.launcher}, {cfg.nproc} processes) failed with exit code {rc}; "
-                           f"log {log_path}:\n{tail}")
-    stats = json.loads((job_dir / "stats.json").read_text())
-    shutil.rmtree(job_dir, ignore_errors=True)
-    return stats
 
 
 # ---------------------------------------------------------------------------------------------- domains
@@ -473,11 +283,6 @@ def _policy_path(rd: RunDir, policy: str) -> str:
     return str(inside.resolve()) if inside.is_dir() or policy.startswith("policy_round") else policy
 
 
-def eval_key(rd: RunDir, r: int, cond: str, uid: str, i: int = 0) -> str:
-    """Held-out record key; sample 0 keeps the short form, so one-sample runs read (uid) alone."""
-    return rd.key("eval", r, cond, uid, *([i] if i else []))
-
-
 def record_base(session: Session, rd: RunDir, contexts: list, key, head) -> None:
     """The unadapted policy's score per context, in fixed chunks of K, one write per chunk."""
     for group in chunks(contexts, session.adapters_per_batch):
@@ -576,107 +381,3 @@ def e_step(session: Session, rd: RunDir, r: int, contexts: list, k: int, n_seeds
     return edits
 
 
-# ---------------------------------------------------------------------------------------------- reporting
-
-def summarise(rd: RunDir, evals: dict) -> dict:
-    rounds = []
-    for r in sorted(evals):
-        entry = {"round": r, "eval": evals[r]}
-        sel = rd.get(rd.key("select", r))
-        if sel:
-            edits = sel["edits"]
-            entry["e_step"] = {
-                "n_edits": len(edits), "n_kept": sel["n_kept"],
-                "mean_score": statistics.fmean(e["score"] for e in edits),
-                "mean_gain": statistics.fmean(e["gain"] for e in edits),
-                "kept_mean_gain": statistics.fmean(e["gain"] for e in edits if e["kept"]) if sel["n_kept"] else None,
-                "kept_not_beating_base": sum(1 for e in edits if e["kept"] and e["gain"] <= 0),
-                "mean_words": statistics.fmean(len(e["self_edit"].split()) for e in edits),
-                "n_unusable": sum(1 for e in edits if e["skipped"]),
-            }
-        ms = rd.get(rd.key("m_step", r))
-        if ms:
-            entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "processes", "skipped") if k in ms}
-        rounds.append(entry)
-    results = {"rounds": rounds, "final": rounds[-1]["eval"],
-               "conditions": {f"round{e['round']}_{c}": v for e in rounds for c, v in e["eval"].items()}}
-    rd.write_json("results.json", results)
-    return results
-
-
-def write_report(domain: Domain, oc: OuterLoopConfig, selection: SelectionConfig, m_cfg: MStepConfig, k: int,
-                 seed: int, rd: RunDir, results: dict) -> None:
-    from seal.report import line_plot, md_table, print_table
-
-    rounds = results["rounds"]
-    conds = ["self_edit", "base", *domain.references]
-    rows = []
-    for e in rounds:
-        ev = e["eval"]
-        rows.append([e["round"]] + [f"{ev[c]['accuracy']:.3f} ± {ev[c]['stderr']:.3f}" if c in ev else "—" for c in conds]
-                    + [ev["self_edit"]["n_questions"], ev["self_edit"]["n_skipped"]])
-    headers = ["policy (round)", *(domain.labels[c] for c in conds), domain.unit, "unusable self-edits"]
-    print_table("ReST-EM: held-out score per round", headers, rows)
-    xs = [e["round"] for e in rounds]
-    series = {domain.labels[c]: ([e["eval"][c]["accuracy"] for e in rounds if c in e["eval"]],
-                                 [e["eval"][c]["stderr"] for e in rounds if c in e["eval"]]) for c in conds}
-    series = {c: v for c, v in series.items() if v[0]}
-    for c in conds[1:]:  # references computed at round 0 only: draw them flat
-        lab = domain.labels[c]
-        if lab in series and len(series[lab][0]) == 1:
-            series[lab] = (series[lab][0] * len(xs), series[lab][1] * len(xs))
-    line_plot(rd.path / "accuracy_per_round.png", xs, series, title=f"Held-out score ({domain.unit})",
-              xlabel="ReST-EM round (policy)")
-    erows = [[e["round"], x["n_edits"], x["n_kept"], x["mean_score"], x["mean_gain"],
-              x["kept_mean_gain"] if x["kept_mean_gain"] is not None else "—", x["kept_not_beating_base"],
-              x["mean_words"], x["n_unusable"], e.get("m_step", {}).get("train_loss", "—")]
-             for e in rounds if (x := e.get("e_step"))]
-    _reward_histogram(rd)
-    lines = [
-        f"# {domain.title}", "",
-        domain.describe(),
-        (f"{oc.rounds} round(s) x {oc.contexts_per_round} contexts x {k} self-edits x {oc.seeds_per_edit} seeds; "
-         f"{oc.eval_samples} self-edit(s) per held-out context; selection `{selection.rule}`; M-step "
-         f"{'full FT' if m_cfg.full_finetune else f'LoRA r={m_cfg.lora_r}'} lr {m_cfg.lr}, {m_cfg.epochs} epochs; "
-         f"seed {seed}."), "",
-        "## Held-out score per round", "", md_table(headers, rows), "",
-        "![accuracy per round](accuracy_per_round.png)", "",
-        "## E-step and M-step per round", "",
-        md_table(["round", "edits", "kept", "mean score", "mean gain", "kept mean gain", "kept but no gain",
-                  "mean words", "unusable", "M-step loss"], erows), "",
-        "![reward distribution](rewards.png)", "",
-        "## Example self-edits", "",
-    ]
-    for r in range(len(rounds)):
-        comp = rd.get(rd.key("eval", r, "completions"))
-        if not comp:
-            continue
-        uid, texts = next(iter(comp["completions"].items()))
-        text = texts if isinstance(texts, str) else texts[0]
-        rec = rd.get(eval_key(rd, r, "self_edit", uid)) or {}
-        score = f"{rec['accuracy']:.2f}" if "accuracy" in rec else "skipped"
-        if "skipped" in rec:
-            score += f" ({rec['skipped']})"
-        lines += [f"**Policy {r}**, held-out context {uid} (score {score}):", "", "```", text[:1000], "```", ""]
-    lines += domain.report_sections(rd)
-    (rd.path / "report.md").write_text("\n".join(lines))
-
-
-def _reward_histogram(rd: RunDir) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    r = 0
-    while (sel := rd.get(rd.key("select", r))) is not None:
-        ax.hist([e["gain"] for e in sel["edits"]], bins=15, alpha=0.6, label=f"round {r}")
-        r += 1
-    ax.set_xlabel("self-edit reward: adapted accuracy - unadapted accuracy")
-    ax.set_ylabel("self-edits")
-    if r:
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(rd.path / "rewards.png", dpi=120)
-    plt.close(fig)

@@ -15,8 +15,8 @@ from conftest import REPO, compose
 
 from seal.cli import run_experiment
 from seal.config import ConfigError
-from seal.restem import SelectionConfig, select
 from seal.run_dir import ResumeError
+from seal.selection import SelectionConfig, select
 
 FAST = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=4",
         "eval_data.num_passages=2", "restem.rounds=2", "restem.contexts_per_round=2", "self_edit.k=2",

@@ -1,0 +1,161 @@
+"""The M-step: SFT of the policy on the kept (prompt, self-edit) pairs, loss on the completion only,
+LoRA merged (or full fine-tuning), saved as safetensors. Inline with TRL's SFTTrainer, or in worker
+processes under torchrun / accelerate (`seal.m_step_main`).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from seal.config import ConfigError
+from seal.models import ModelConfig, load_model
+
+
+@dataclass
+class MStepConfig:
+    full_finetune: bool = False
+    lora_r: int = 64
+    lora_alpha: int = 128
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    lr: float = 3e-4
+    epochs: int = 2
+    batch_size: int = 1
+    grad_accum: int = 10  # effective batch 10 (REFERENCE 1.1)
+    scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    max_length: int = 2048
+    # where it runs: inline (this process) | torchrun (`nproc` processes on this node, DDP; gloo on CPU) |
+    # accelerate (`accelerate launch` with `accelerate_config`: FSDP or DeepSpeed for 7B policies)
+    launcher: str = "inline"
+    nproc: int = 1
+    accelerate_config: str | None = None
+
+
+
+def validate_m_step(cfg: MStepConfig) -> None:
+    """Checked before the first round, not after hours of E-step."""
+    if cfg.launcher not in ("inline", "torchrun", "accelerate"):
+        raise ConfigError(f"m_step.launcher must be inline, torchrun or accelerate, got '{cfg.launcher}'")
+    if cfg.nproc < 1:
+        raise ConfigError(f"m_step.nproc must be at least 1, got {cfg.nproc}")
+    if cfg.accelerate_config and not Path(cfg.accelerate_config).is_file():
+        raise ConfigError(f"m_step.accelerate_config: no such file '{cfg.accelerate_config}'")
+
+
+def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int, out: Path,
+           chat: bool) -> dict:
+    """SFT the policy on (prompt, completion) pairs, loss on the completion only; merge; save to `out`.
+    With `cfg.launcher` torchrun or accelerate it runs in worker processes (`seal.m_step_main`)."""
+    if cfg.launcher != "inline":
+        return _launch_m_step(policy_path, model_cfg, pairs, cfg, seed, out, chat)
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    model, tok = load_model(replace(model_cfg, name=policy_path))
+    if chat:
+        rows = [{"prompt": [{"role": "user", "content": p["prompt"]}],
+                 "completion": [{"role": "assistant", "content": p["completion"]}]} for p in pairs]
+    else:
+        rows = [{"prompt": p["prompt"], "completion": p["completion"]} for p in pairs]
+    work = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    args = SFTConfig(
+        output_dir=str(work / "trainer"), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
+        warmup_steps=cfg.warmup_ratio, max_length=cfg.max_length, completion_only_loss=True,
+        gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=seed,
+        data_seed=seed, use_cpu=not torch.cuda.is_available(), disable_tqdm=False, dataloader_num_workers=0,
+        # TRL turns bf16 autocast on when it is left unset; on a CPU without bf16 units that made each
+        # step ~30x slower (measured: 110 s for 354 tokens). Follow the model's own dtype instead.
+        bf16=model_cfg.dtype == "bfloat16" and torch.cuda.is_available(), fp16=False,
+    )
+    peft_config = None if cfg.full_finetune else LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         peft_config=peft_config)
+    result = trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    acc = trainer.accelerator
+    if acc.num_processes > 1:
+        # sharded (FSDP / DeepSpeed) or replicated (DDP) weights: the Trainer gathers them into one folder,
+        # then the main process alone merges and writes the policy
+        trainer.save_model(str(work / "trained"))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            _merge_saved(policy_path, model_cfg, work / "trained", cfg.full_finetune, tok, work / "policy")
+    else:
+        trained = trainer.model
+        merged = trained if cfg.full_finetune else trained.merge_and_unload()
+        merged.save_pretrained(work / "policy", safe_serialization=True)
+        tok.save_pretrained(work / "policy")
+    if acc.is_main_process:
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work / "policy", out)  # the policy folder appears only when complete
+        shutil.rmtree(work, ignore_errors=True)
+    del trainer, model
+    gc.collect()
+    return {"steps": result.global_step, "train_loss": result.training_loss, "losses": losses,
+            "pairs": len(pairs), "processes": acc.num_processes}
+
+
+def _merge_saved(policy_path: str, model_cfg: ModelConfig, trained: Path, full: bool, tok, dest: Path) -> None:
+    """The policy from a Trainer-saved folder: full weights as they are, or LoRA merged into the base."""
+    from peft import PeftModel
+
+    if full:
+        model, _ = load_model(replace(model_cfg, name=str(trained)))
+    else:
+        base, _ = load_model(replace(model_cfg, name=policy_path))
+        model = PeftModel.from_pretrained(base, str(trained)).merge_and_unload()
+    model.save_pretrained(dest, safe_serialization=True)
+    tok.save_pretrained(dest)
+
+
+def _launch_m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int,
+                   out: Path, chat: bool) -> dict:
+    """Run the M-step in `cfg.nproc` torchrun processes or under `accelerate launch`; the job (policy by
+    path, pairs, settings) goes by a JSON file and the new policy comes back as the folder `out`."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    job_dir = out.parent / f".{out.name}.job"
+    shutil.rmtree(job_dir, ignore_errors=True)
+    job_dir.mkdir(parents=True)
+    job = {"policy": policy_path, "model": dataclasses.asdict(model_cfg),
+           "m_step": dataclasses.asdict(replace(cfg, launcher="inline")), "pairs": pairs, "seed": seed,
+           "out": str(out.resolve()), "chat": chat, "stats": str((job_dir / "stats.json").resolve())}
+    (job_dir / "job.json").write_text(json.dumps(job))
+    if cfg.launcher == "torchrun":
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.nproc}"]
+    elif cfg.launcher == "accelerate":
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+        cmd += ["--config_file", cfg.accelerate_config] if cfg.accelerate_config else ["--num_processes", str(cfg.nproc)]
+    else:
+        raise ConfigError(f"m_step.launcher must be inline, torchrun or accelerate, got '{cfg.launcher}'")
+    cmd += ["-m", "seal.m_step_main", str(job_dir / "job.json")]
+    log_path = job_dir / "log.txt"
+    with open(log_path, "w") as log_file:
+        rc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT).returncode
+    if rc != 0 or not out.is_dir():
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"m_step ({cfg.launcher}, {cfg.nproc} processes) failed with exit code {rc}; "
+                           f"log {log_path}:\n{tail}")
+    stats = json.loads((job_dir / "stats.json").read_text())
+    shutil.rmtree(job_dir, ignore_errors=True)
+    return stats
+
+
