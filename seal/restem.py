@@ -44,8 +44,8 @@ from seal.inner_loop import InnerLoopConfig
 from seal.knowledge import KnowledgeTask, chunks
 from seal.m_step import MStepConfig, m_step, validate_m_step
 from seal.models import ModelConfig, load_model
-from seal.qa_eval import QAEvalConfig, mean_stderr
-from seal.restem_report import eval_key, summarise, write_report
+from seal.qa_eval import QAEvalConfig
+from seal.restem_report import eval_key, eval_summary, summarise, write_report
 from seal.run_dir import RunDir
 from seal.runtime import LocalRunner, RuntimeConfig, make_runner
 from seal.selection import RULES, SelectionConfig, select
@@ -323,15 +323,7 @@ def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_o
                      for (cond, c, i), text, out in zip(todo[j], texts[j], outs)])
         bar.update(len(todo[j]))
     bar.close()
-    summary = {}
-    for cond in conditions:
-        samples = range(n_samples) if cond == "self_edit" else range(1)
-        recs = [(rd.get(eval_key(rd, r, cond, c.uid, i)), c) for c in held_out for i in samples]
-        vals = [v for x, c in recs for v in domain.outcomes(x, c)]
-        acc, se = mean_stderr(vals)
-        summary[cond] = {"accuracy": acc, "stderr": se, "n_questions": len(vals),
-                         "passage_mean": statistics.fmean(x.get("accuracy", 0.0) for x, _ in recs),
-                         "n_skipped": sum("skipped" in x for x, _ in recs)}
+    summary = eval_summary(domain, rd, r, held_out, n_samples, conditions)
     rd.metric(round=r, **{f"eval_{c}": v["accuracy"] for c, v in summary.items()})
     tracker.log({f"eval/{c}": v["accuracy"] for c, v in summary.items()} | {"round": r})
     return summary

@@ -18,6 +18,22 @@ def eval_key(rd: RunDir, r: int, cond: str, uid: str, i: int = 0) -> str:
     return rd.key("eval", r, cond, uid, *([i] if i else []))
 
 
+def eval_summary(domain: Domain, rd: RunDir, r: int, held_out: list, n_samples: int, conditions: list[str]) -> dict:
+    """Held-out score of policy r per condition, from its records."""
+    from seal.qa_eval import mean_stderr
+
+    summary = {}
+    for cond in conditions:
+        samples = range(n_samples) if cond == "self_edit" else range(1)
+        recs = [(rd.get(eval_key(rd, r, cond, c.uid, i)), c) for c in held_out for i in samples]
+        vals = [v for x, c in recs for v in domain.outcomes(x, c)]
+        acc, se = mean_stderr(vals)
+        summary[cond] = {"accuracy": acc, "stderr": se, "n_questions": len(vals),
+                         "passage_mean": statistics.fmean(x.get("accuracy", 0.0) for x, _ in recs),
+                         "n_skipped": sum("skipped" in x for x, _ in recs)}
+    return summary
+
+
 
 def summarise(rd: RunDir, evals: dict) -> dict:
     rounds = []
