@@ -63,13 +63,14 @@ def _hydra_main(cfg: DictConfig) -> None:
     from seal.arc_self_edit import EditRejected
     from seal.data import DataError
     from seal.engine_worker import BackendError
+    from seal.graders import GraderError
     from seal.run_dir import ResumeError
     from seal.self_edits import SelfEditError
 
     run_path = Path(HydraConfig.get().runtime.output_dir)
     try:
         run_experiment(cfg, run_path)
-    except (ConfigError, DataError, ResumeError, SelfEditError, BackendError, EditRejected) as e:
+    except (ConfigError, DataError, ResumeError, SelfEditError, BackendError, EditRejected, GraderError) as e:
         print(f"seal: error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -13,6 +13,7 @@ from seal.graders import (
     Grade,
     GradeItem,
     GraderConfig,
+    GraderError,
     JudgeGrader,
     MatchGrader,
     OpenAIGrader,
@@ -82,8 +83,12 @@ def test_match_grader():
 def test_make_grader_errors():
     with pytest.raises(ValueError, match="'telepathy'"):
         make_grader(GraderConfig(kind="telepathy"))
-    with pytest.raises(ValueError, match="needs the experiment's model"):
+    with pytest.raises(ValueError, match="can't judge itself"):
         make_grader(GraderConfig(kind="judge", judge_model="policy"))
+    with pytest.raises(ValueError, match="grader.judge_model"):
+        make_grader(GraderConfig(kind="judge"))
+    with pytest.raises(ValueError, match="grader.concurrency"):
+        make_grader(GraderConfig(kind="openai", concurrency=0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +184,8 @@ class FakeEndpoint:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
-                endpoint.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                endpoint.requests.append({"path": self.path, "body": body,
+                                          "headers": {k.lower(): v for k, v in self.headers.items()}})
                 if endpoint.fail_next > 0:
                     endpoint.fail_next -= 1
                     self.send_response(500)
@@ -224,10 +230,11 @@ def endpoint():
 
 
 @pytest.fixture
-def ocfg(endpoint, monkeypatch) -> GraderConfig:
+def ocfg(endpoint, monkeypatch, tmp_path) -> GraderConfig:
     monkeypatch.setenv(ENV, KEY)
     return GraderConfig(kind="openai", base_url=endpoint.url + "/", model="judge-model", api_key_env=ENV,
-                        timeout_s=5.0, max_retries=2)
+                        timeout_s=5.0, max_retries=2, backoff_s=0.001, backoff_max_s=0.01,
+                        cache_dir=str(tmp_path / "judge"))
 
 
 def test_openai_request_carries_key_and_prompt(endpoint, ocfg):
@@ -237,9 +244,9 @@ def test_openai_request_carries_key_and_prompt(endpoint, ocfg):
     assert grader.grade([item]) == [Grade(correct=True, f1=token_f1(item.answer, item.gold))]
     (req,) = endpoint.requests
     assert req["path"] == "/v1/chat/completions"
-    assert req["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert req["headers"]["authorization"] == f"Bearer {KEY}"
     body = req["body"]
-    assert body["model"] == "judge-model" and body["temperature"] == 0
+    assert body["model"] == "judge-model" and body["temperature"] == 0 and body["max_tokens"] == ocfg.max_tokens
     content = body["messages"][-1]["content"]
     assert content == ocfg.prompt.format(question=item.question, gold=item.gold, answer=item.answer)
     assert item.question in content and item.gold in content and item.answer in content
@@ -271,15 +278,15 @@ def test_openai_retries_then_succeeds(endpoint, ocfg):
 
 def test_openai_gives_up_after_max_retries(endpoint, ocfg):
     endpoint.fail_next = 10
-    with pytest.raises(RuntimeError, match=r"failed after 2 tries") as e:
+    with pytest.raises(GraderError, match=r"failed after 3 tries") as e:  # the first try and max_retries=2 more
         OpenAIGrader(ocfg).grade([GradeItem("Q", "gold", "gold")])
-    assert len(endpoint.requests) == 2
+    assert len(endpoint.requests) == 3
     assert endpoint.url in str(e.value) and KEY not in str(e.value)
 
 
 def test_openai_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
-    with pytest.raises(RuntimeError, match=ENV):
+    with pytest.raises(GraderError, match=ENV):
         OpenAIGrader(GraderConfig(kind="openai", api_key_env=ENV))
     monkeypatch.setenv(ENV, "")
     with pytest.raises(RuntimeError, match=ENV):
@@ -292,4 +299,6 @@ def test_openai_key_is_not_written_anywhere(endpoint, ocfg, tmp_path):
     assert KEY not in str(grader.cfg) and KEY not in repr(grader.cfg)
     assert KEY not in json.dumps(asdict(grader.cfg))
     assert KEY not in str(replace(grader.cfg))
-    assert list(tmp_path.iterdir()) == []
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert [p.name for p in files] == ["verdicts.jsonl"]  # the verdict cache, and nothing else
+    assert all(KEY.encode() not in p.read_bytes() for p in files)
