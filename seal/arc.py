@@ -35,7 +35,7 @@ from seal.config import ConfigError, derive_seed
 from seal.generation import SamplingConfig
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 from seal.m_step import MStepConfig
-from seal.models import ModelConfig, format_prompt, load_model, model_folder, uses_chat
+from seal.models import ModelConfig, format_prompt, load_model, model_folder, prompt_ids, uses_chat
 from seal.restem import OuterLoopConfig, outer_loop, validate_outer
 from seal.run_dir import RunDir
 from seal.runtime import RuntimeConfig
@@ -221,9 +221,6 @@ class ARCSession:
         backend = cfg.backend
         self.gen = make_generator(backend, None if backend.name == "hf" else model_folder(model_cfg), model, tok,
                                   self.inner.lora, cfg.inner_loop, self.inner.slots, seed)
-        # raw-text prompts carry the BOS text themselves when the tokenizer would add one in training
-        ids = tok("0", add_special_tokens=True)["input_ids"]
-        self.bos = tok.bos_token if tok.bos_token_id is not None and ids[0] == tok.bos_token_id else ""
         self.oracle = parse_edit(self.arc.oracle, self.arc.limits)
 
     def close(self) -> None:
@@ -241,12 +238,21 @@ class ARCSession:
         check_budget(n, self.inner.cfg.batch_size * self.inner.cfg.grad_accum, edit.epochs, self.arc.ttt.max_steps)
         return edit
 
+    def adapter_info(self) -> dict:
+        return self.inner.adapter_info()
+
+    def sample_prompt(self, task: ARCTask) -> str:
+        """What the policy is given: the chat-formatted request and the reply prefix written for it."""
+        return self._chat(self.edit_prompt(task)) + self.arc.response_prefix
+
     def sample(self, tasks: list[ARCTask], k: int, seed: int, desc: str):
         """k configurations per task; a slot whose sample is invalid is resampled, up to max_attempts
-        samples in all. Returns the texts and, per task, each slot's attempt count and last rejection."""
+        samples in all. Returns the texts (the reply prefix included), the token ids each kept sample
+        drew (after the prefix) and, per task, each slot's attempt count and last rejection."""
         sampling = SamplingConfig(max_new_tokens=self.arc.max_new_tokens, temperature=self.arc.temperature,
                                   top_p=self.arc.top_p, batch_size=self.arc.sample_batch_size)
         texts = [[""] * k for _ in tasks]
+        ids: list[list[list[int]]] = [[[] for _ in range(k)] for _ in tasks]
         tries = [[0] * k for _ in tasks]
         why: list[list[str | None]] = [[None] * k for _ in tasks]
         open_slots = [(t, i) for t in range(len(tasks)) for i in range(k)]
@@ -254,14 +260,14 @@ class ARCSession:
             if not open_slots:
                 break
             pre = self.arc.response_prefix
-            prompts = [self._chat(self.edit_prompt(tasks[t])) + pre for t, _ in open_slots]
+            prompts = [self.sample_prompt(tasks[t]) for t, _ in open_slots]
             with self.inner.base_model():
                 outs = self.gen.generate(prompts, sampling, seed=derive_seed(seed, "attempt", attempt),
-                                         desc=f"{desc} (attempt {attempt + 1})")
-            outs = [pre + o for o in outs]
+                                         desc=f"{desc} (attempt {attempt + 1})", with_ids=True)
             still = []
-            for (t, i), text in zip(open_slots, outs):
-                texts[t][i], tries[t][i] = text, attempt + 1
+            for (t, i), (out, out_ids) in zip(open_slots, outs):
+                text = pre + out
+                texts[t][i], ids[t][i], tries[t][i] = text, out_ids, attempt + 1
                 try:
                     self.check(tasks[t], text)
                     why[t][i] = None
@@ -270,7 +276,7 @@ class ARCSession:
                     still.append((t, i))
             open_slots = still
         info = {task.uid: {"attempts": tries[t], "rejected": why[t]} for t, task in enumerate(tasks)}
-        return texts, info
+        return texts, ids, info
 
     def _chat(self, text: str) -> str:
         return format_prompt(self.tok, text, self.chat, self.system_prompt)
@@ -312,9 +318,11 @@ class ARCSession:
 
     def _documents(self, task: ARCTask, edit: ARCEdit, seed: int) -> list[tuple[str, str]]:
         """Training pairs that fit inner_loop.max_seq_len (longer ones are dropped, like oversized grids)."""
-        limit = self.inner.cfg.max_seq_len
-        pairs = [(self.bos + p, c) for p, c in ttt_examples(task, edit, self.arc.ttt, seed)]
-        return [(p, c) for p, c in pairs if len(self.tok(p + c)["input_ids"]) + 2 <= limit]
+        limit, eos = self.inner.cfg.max_seq_len, int(self.inner.cfg.add_eos)
+        pairs = ttt_examples(task, edit, self.arc.ttt, seed)
+        # the length the inner loop will see: one BOS where the tokenizer uses one (seal.models.prompt_ids)
+        return [(p, c) for p, c in pairs
+                if len(prompt_ids(self.tok, p)) + len(self.tok(c, add_special_tokens=False)["input_ids"]) + eos <= limit]
 
     def _evaluate(self, tasks: list[ARCTask], slots: list[int]) -> list[dict]:
         """pass@attempts of each task read by adapter slots[i] (-1: no adapter), one generate call per
@@ -325,7 +333,7 @@ class ARCSession:
             longest = max(len(output_text(o)) for _, o in task.train)
             max_new = min(ec.max_new_tokens, 2 * longest + 8)
             for xi in range(len(task.test)):
-                rows += [(ti, xi, t, self.bos + p, max_new) for p, t in eval_prompts(task, xi, ec)]
+                rows += [(ti, xi, t, p, max_new) for p, t in eval_prompts(task, xi, ec)]
         answers: list[str | None] = [None] * len(rows)
         for max_new in sorted({r[4] for r in rows}):
             idx = [n for n, r in enumerate(rows) if r[4] == max_new]

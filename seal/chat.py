@@ -42,7 +42,7 @@ from seal.config import derive_seed
 from seal.data import Passage
 from seal.generation import HFGenerator, SamplingConfig
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
-from seal.models import ModelConfig, format_prompt, load_model, uses_chat
+from seal.models import ModelConfig, format_prompt, load_model, prompt_ids, uses_chat
 from seal.multi_lora import target_layers
 from seal.probes import Probe, answer_logprob, perplexity
 from seal.replay import general_corpus, load_corpus
@@ -372,7 +372,8 @@ class Session:
                 if text and stream:
                     stream(text)
 
-        enc = self.tok(prompt, return_tensors="pt", add_special_tokens=False).to(self.device)
+        ids = torch.tensor([prompt_ids(self.tok, prompt)], device=self.device)
+        enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         greedy = self.cfg.chat.temperature <= 0
         kwargs = dict(max_new_tokens=self.cfg.chat.max_new_tokens, do_sample=not greedy,
                       pad_token_id=self.tok.pad_token_id)

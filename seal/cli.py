@@ -41,7 +41,7 @@ def recipe_config(raw: dict):
     if recipe not in table:
         raise ConfigError(f"experiment.recipe: unknown recipe '{recipe}' (choose one of {', '.join(sorted(table))})")
     cls, fn = table[recipe]
-    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume", "hydra")}
+    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume", "hydra", "plan")}
     return to_dataclass(cls, body, "root"), fn
 
 
@@ -51,6 +51,12 @@ def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
     raw = plain(cfg)
     raw.pop("hydra", None)
     typed, fn = recipe_config(raw)
+    if raw.get("plan"):
+        from seal.plan import make_plan
+
+        make_plan(typed, raw["experiment"]["recipe"], run_path)
+        log.info("plan: %s", run_path / "plan.md")
+        return {}
     rd = RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume")))
     log.info("run folder: %s", rd.path)
     results = fn(typed, rd)

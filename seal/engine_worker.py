@@ -110,17 +110,19 @@ class PeftEngine:
         self.generator_cls = HFGenerator
         self.sleeping = False
 
-    def generate(self, prompts: list[str], sampling: dict, seed: int, loras: list | None) -> list[str]:
+    def generate(self, prompts: list[str], sampling: dict, seed: int, loras: list | None, with_ids: bool = False
+                 ) -> list:
         from peft import PeftModel
 
         cfg = SamplingConfig(**sampling)
         groups: dict[tuple | None, list[int]] = {}
         for i in range(len(prompts)):
             groups.setdefault(None if loras is None or loras[i] is None else tuple(loras[i]), []).append(i)
-        out: list[str] = [""] * len(prompts)
+        out: list = [""] * len(prompts)
         for lora, idx in groups.items():
             model = self.base if lora is None else PeftModel.from_pretrained(self.base, lora[2], adapter_name=lora[0])
-            texts = self.generator_cls(model, self.tok).generate([prompts[i] for i in idx], cfg, seed=seed)
+            texts = self.generator_cls(model, self.tok).generate([prompts[i] for i in idx], cfg, seed=seed,
+                                                                 with_ids=with_ids)
             if lora is not None:
                 self.base = model.unload()  # drop the adapter, keep the base weights untouched
             for i, t in zip(idx, texts):
@@ -239,7 +241,7 @@ class WorkerGenerator:
             self.worker.call("sleep")
 
     def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int = 0, desc: str | None = None,
-                 adapters: list[int] | None = None) -> list[str]:
+                 adapters: list[int] | None = None, with_ids: bool = False) -> list:
         if not prompts:
             return []
         if adapters is not None and (self.lora is None or len(adapters) != len(prompts)):
@@ -253,7 +255,8 @@ class WorkerGenerator:
             if self.sleep_between_calls:
                 self.worker.call("wake_up")
             try:
-                return self.worker.call("generate", list(prompts), asdict(sampling), seed, loras)
+                out = self.worker.call("generate", list(prompts), asdict(sampling), seed, loras, with_ids)
+                return [tuple(x) for x in out] if with_ids else out
             finally:
                 if self.sleep_between_calls:
                     self.worker.call("sleep")

@@ -17,6 +17,8 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
+from seal.models import prompt_ids
+
 
 def length_batches(prompts: list[str], size: int) -> list[list[int]]:
     """Indices of prompts in batches of similar length (little padding); results go back by index."""
@@ -37,6 +39,21 @@ class Generator(Protocol):
                  desc: str | None = None, adapters: list[int] | None = None) -> list[str]: ...
 
 
+def completion_ids(new: list[int], eos_ids: set[int]) -> list[int]:
+    """The tokens a sequence really sampled: up to and including its first EOS (generate pads the
+    rest of a finished row, often with the EOS id itself); all of them when it hit the token limit."""
+    for i, t in enumerate(new):
+        if t in eos_ids:
+            return new[: i + 1]
+    return new
+
+
+def eos_set(model, tok) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    eos = eos if isinstance(eos, list) else [eos]
+    return {e for e in eos + [tok.eos_token_id] if e is not None}
+
+
 class HFGenerator:
     """Generation with whatever adapter state the wrapped model currently has."""
 
@@ -47,7 +64,9 @@ class HFGenerator:
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int = 0,
-                 desc: str | None = None, adapters: list[int] | None = None) -> list[str]:
+                 desc: str | None = None, adapters: list[int] | None = None, with_ids: bool = False) -> list:
+        """Texts in prompt order; with `with_ids`, (text, sampled token ids) pairs, the ids ending with
+        the EOS the model sampled (none when it hit max_new_tokens): what an M-step trains on."""
         if not prompts:
             return []
         if adapters is not None and (self.router is None or len(adapters) != len(prompts)):
@@ -65,14 +84,11 @@ class HFGenerator:
         else:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         batches = length_batches(prompts, sampling.batch_size)
+        eos = eos_set(model, tok)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             for batch in tqdm(batches, desc=desc, disable=desc is None, leave=False):
-                old_side = tok.padding_side
-                tok.padding_side = "left"
-                enc = tok([prompts[i] for i in batch], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(device)
-                tok.padding_side = old_side
+                enc = left_padded(tok, [prompt_ids(tok, prompts[i]) for i in batch]).to(device)
                 if adapters is None:
                     gen = model.generate(**enc, **gen_kwargs)
                 else:
@@ -80,10 +96,25 @@ class HFGenerator:
                         gen = model.generate(**enc, **gen_kwargs)
                 new = gen[:, enc["input_ids"].shape[1]:]
                 for j, i in enumerate(batch):
-                    out[i] = tok.decode(new[j], skip_special_tokens=True).strip()
+                    text = tok.decode(new[j], skip_special_tokens=True).strip()
+                    out[i] = (text, completion_ids(new[j].tolist(), eos)) if with_ids else text
         if was_training:
             model.train()
         return out  # type: ignore[return-value]
+
+
+def left_padded(tok, rows: list[list[int]]):
+    """A left-padded batch (input_ids, attention_mask) of token id rows."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for n, r in enumerate(rows):
+        if r:
+            ids[n, width - len(r):] = torch.tensor(r)
+            mask[n, width - len(r):] = 1
+    from transformers import BatchEncoding
+
+    return BatchEncoding({"input_ids": ids, "attention_mask": mask})
 
 
 @torch.inference_mode()
@@ -93,13 +124,13 @@ def generate_shared_prefix(model, tok, prompts: list[str], max_new_tokens: int, 
     examples are read once instead of once per request. `generate` alone recomputes the prefix for
     every prompt. Falls back to a full forward for a prompt whose tokens do not extend the prefix's."""
     device = next(model.parameters()).device
-    prefix_ids = tok(os.path.commonprefix(prompts), add_special_tokens=False)["input_ids"][:-1]  # last may merge
+    prefix_ids = prompt_ids(tok, os.path.commonprefix(prompts))[:-1]  # the last token may merge with what follows
     cache = model(torch.tensor([prefix_ids], device=device), use_cache=True).past_key_values if prefix_ids else None
     kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
                   pad_token_id=tok.pad_token_id)
     out = []
     for p in tqdm(prompts, desc=desc, disable=desc is None, leave=False):
-        ids = tok(p, add_special_tokens=False)["input_ids"]
+        ids = prompt_ids(tok, p)
         reuse = cache is not None and ids[:len(prefix_ids)] == prefix_ids and len(ids) > len(prefix_ids)
         t = torch.tensor([ids], device=device)
         gen = model.generate(input_ids=t, attention_mask=torch.ones_like(t),

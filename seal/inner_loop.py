@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from seal.models import prompt_ids
 from seal.multi_lora import MultiLoRA, target_layers
 from seal.schedules import ScheduleShape, make_scheduler
 
@@ -122,6 +123,13 @@ class InnerLoop:
         self.total_slots = 0
         self.model.eval()
 
+    def adapter_info(self) -> dict:
+        """Which modules each inner-loop adapter trains and its trainable parameter count."""
+        layers = self.lora.layers
+        return {"target_modules": sorted({name.rsplit(".", 1)[-1] for name, _ in layers}), "layers": len(layers),
+                "lora_r": self.cfg.lora_r, "lora_alpha": self.cfg.lora_alpha,
+                "trainable_params": sum(self.cfg.lora_r * (m.in_features + m.out_features) for _, m in layers)}
+
     @property
     def pad_fraction(self) -> float:
         return self.pad_slots / self.total_slots if self.total_slots else 0.0
@@ -156,9 +164,9 @@ class InnerLoop:
         encoded = []
         for i, doc in enumerate(documents):
             if isinstance(doc, str):
-                ids, first = self.tok(doc, add_special_tokens=True)["input_ids"] + eos, 1
+                ids, first = prompt_ids(self.tok, doc) + eos, 1
             else:
-                prompt = self.tok(doc[0], add_special_tokens=True)["input_ids"]
+                prompt = prompt_ids(self.tok, doc[0])
                 ids = prompt + self.tok(doc[1], add_special_tokens=False)["input_ids"] + eos
                 first = max(len(prompt), 1) if completion_only else 1
             if len(ids) > self.cfg.max_seq_len:
@@ -286,7 +294,7 @@ class InnerLoop:
             raise InnerLoopError("replay packs whole texts: it cannot be combined with completion_only")
         eos = self.tok.eos_token_id
         strip = [ids[:-1] if self.cfg.add_eos and ids[-1] == eos else ids for ids, _ in seqs]
-        old = [self.tok(d, add_special_tokens=True)["input_ids"] for d in job.replay]
+        old = [prompt_ids(self.tok, d) for d in job.replay]
         batch_tokens = max(1, round(sum(len(seqs[i][0]) for step in plan for i in step) / len(plan)))
         steps = pack_steps(TokenStream(strip, eos, job.seed), TokenStream(old, eos, job.seed + 1), job.replay_fraction,
                            batch_tokens, len(plan), self.cfg.max_seq_len)

@@ -22,7 +22,7 @@ every condition is one record, so a resumed run redoes only what had not finishe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -52,6 +52,7 @@ from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, mean_std
 from seal.report import md_table, print_table
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig
+from seal.stats import clustered_mean_se
 from seal.streams import Stream
 from seal.tracking import Tracker, WandbConfig
 
@@ -229,7 +230,8 @@ def _adapter(rd: RunDir, task: KnowledgeTask, name: str, docs: list[str], seed: 
 def _answer_with(gen, passages: list[Passage], cfg: KIDecodingConfig, task: KnowledgeTask) -> list[dict]:
     """Graded closed-book answers through a multi-model generator, which formats the raw requests
     (chat=False here) per stream."""
-    return grade_records(answer_questions(passages, gen, cfg.qa_eval, task.tok, chat=False), task.grader)
+    raw = replace(cfg.qa_eval, base_cue="", base_first_line=False)  # the streams' own formatting applies
+    return grade_records(answer_questions(passages, gen, raw, task.tok, chat=False), task.grader)
 
 
 def _qa_examples(passages: list[Passage], cfg: KIDecodingConfig) -> list[tuple[str, str]]:
@@ -277,11 +279,16 @@ def _deferral_head(rd: RunDir, cfg: KIDecodingConfig, m: Stream, s: Stream, spli
 
 
 def _summary(rec: dict, n_a: int) -> dict:
+    """Accuracy on A and on B; `*_stderr` is clustered by passage (its questions share the update),
+    `*_stderr_iid` treats questions as independent."""
     by_passage = rec["questions"]
-    a = [float(q["correct"]) for qs in by_passage[:n_a] for q in qs]
-    b = [float(q["correct"]) for qs in by_passage[n_a:] for q in qs]
+    correct = [[float(q["correct"]) for q in qs] for qs in by_passage]
+    a = [v for qs in correct[:n_a] for v in qs]
+    b = [v for qs in correct[n_a:] for v in qs]
     (ma, sa), (mb, sb) = mean_stderr(a), mean_stderr(b)
-    out = {"A": ma, "A_stderr": sa, "B": mb, "B_stderr": sb, "mean": (ma + mb) / 2, "n_A": len(a), "n_B": len(b)}
+    out = {"A": ma, "A_stderr": clustered_mean_se(correct[:n_a])[1], "A_stderr_iid": sa,
+           "B": mb, "B_stderr": clustered_mean_se(correct[n_a:])[1], "B_stderr_iid": sb,
+           "mean": (ma + mb) / 2, "n_A": len(a), "n_B": len(b)}
     deferred = [q["deferred"] for qs in by_passage for q in qs if "deferred" in q]
     if deferred:
         out["deferred_A"] = sum(q["deferred"] for qs in by_passage[:n_a] for q in qs) / max(len(a), 1)
@@ -294,7 +301,8 @@ def _summary(rec: dict, n_a: int) -> dict:
 
 def _report(cfg: KIDecodingConfig, rd: RunDir, out: dict) -> None:
     conds = out["conditions"]
-    headers = ["condition", "accuracy on A", "accuracy on B", "mean", "tokens deferred to S (A / B)"]
+    headers = ["condition", "accuracy on A (± clustered SE)", "accuracy on B (± clustered SE)", "mean",
+               "tokens deferred to S (A / B)"]
     rows = [[c, f"{v['A']:.3f} ± {v['A_stderr']:.3f}", f"{v['B']:.3f} ± {v['B_stderr']:.3f}", v["mean"],
              f"{v['deferred_A']:.2f} / {v['deferred_B']:.2f}" if "deferred" in v else "—"] for c, v in conds.items()]
     print_table("ki_decoding: closed-book accuracy on held-out questions", headers, rows)
@@ -306,7 +314,9 @@ def _report(cfg: KIDecodingConfig, rd: RunDir, out: dict) -> None:
               f"each one pooled LoRA update on its passages and {cfg.self_edit.k} self-edit(s) per passage "
               f"(r={il.lora_r}, lr {il.lr}, {il.epochs} epochs). Test: {n_a} questions about A and {n_b} about B, "
               f"from passages the deferral head never saw. Seed {cfg.seed}."), "",
-             md_table(headers, rows), "", "![accuracy against deferral](deferral.png)", "",
+             md_table(headers, rows), "",
+             ("Standard errors are clustered by passage: a passage's questions share one update, so they are not "
+              "independent."), "", "![accuracy against deferral](deferral.png)", "",
              (f"Deferral head: {h['tokens']} training tokens ({h['weak_positive']:.2f} weakly labelled for S); "
               f"marginal NLL {h['marginal_nll_before']:.3f} (untrained head: a 50/50 mixture) → "
               f"{h['marginal_nll_after']:.3f} on training tokens. On {h['val_tokens']} validation answer tokens: "

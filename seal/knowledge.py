@@ -44,12 +44,14 @@ class KnowledgeTask:
                                   self.inner.lora, inner_cfg, self.inner.slots, seed)
         self.qa_cfg = qa_cfg
         self.se_cfg = self_edit_cfg
-        self.grader = make_grader(grader_cfg, model, tok, self.chat)  # a local judge sees the base model
+        self.grader = make_grader(grader_cfg, model, tok, self.chat)  # a judge: its own frozen model, not the policy
 
     def close(self) -> None:
         """Stop the generation worker, if the backend has one (its GPU memory goes with it)."""
         if hasattr(self.gen, "close"):
             self.gen.close()
+        if hasattr(self.grader, "close"):
+            self.grader.close()
 
     @property
     def adapters_per_batch(self) -> int:
@@ -83,14 +85,17 @@ class KnowledgeTask:
     def prompt(self, p: Passage, fmt: str) -> str:
         return format_prompt(self.tok, self_edit_prompt(p, fmt, self.se_cfg), self.chat, self.system_prompt)
 
-    def sample(self, passages: list[Passage], fmt: str, k: int, seed: int, desc: str | None = None) -> list[list[str]]:
-        """k self-edits per passage from the unadapted model, as one seeded batch."""
+    def sample(self, passages: list[Passage], fmt: str, k: int, seed: int, desc: str | None = None,
+               with_ids: bool = False) -> list[list]:
+        """k self-edits per passage from the unadapted model, as one seeded batch; with `with_ids`,
+        (text, sampled token ids) pairs (`HFGenerator.generate`)."""
         cfg = self.se_cfg
         sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                                   batch_size=cfg.batch_size)
         prompts = [self.prompt(p, fmt) for p in passages for _ in range(k)]
         with self.inner.base_model():
-            texts = self.gen.generate(prompts, sampling, seed=seed, desc=desc or f"sampling {len(prompts)} self-edits")
+            texts = self.gen.generate(prompts, sampling, seed=seed, desc=desc or f"sampling {len(prompts)} self-edits",
+                                      with_ids=with_ids)
         return [texts[i * k:(i + 1) * k] for i in range(len(passages))]
 
     def documents(self, p: Passage, text: str, fmt: str) -> list[str]:

@@ -19,7 +19,7 @@ def main() -> None:
 
     job = json.loads(Path(sys.argv[1]).read_text())
     stats = m_step(job["policy"], to_dataclass(ModelConfig, job["model"], "job.model"), job["pairs"],
-                   to_dataclass(MStepConfig, job["m_step"], "job.m_step"), job["seed"], Path(job["out"]), job["chat"])
+                   to_dataclass(MStepConfig, job["m_step"], "job.m_step"), job["seed"], Path(job["out"]))
     import torch.distributed as dist
 
     if not dist.is_initialized() or dist.get_rank() == 0:

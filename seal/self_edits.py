@@ -12,8 +12,10 @@ dropped, at most `max_segments` kept, each prefixed with the passage title, and 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from seal.data import Passage
 
@@ -29,6 +31,11 @@ class SelfEditError(ValueError):
 class SelfEditConfig:
     format: str = "implications"
     templates: dict[str, str] = field(default_factory=dict)  # format -> prompt with {title} {context}
+    # config: the prompt is templates[format]; from_file: it is read at run time from the `prompt` field
+    # of the SEAL-format records in template_file (e.g. the reference's released self-edit files), so a
+    # run can use the paper's exact wording without that text living in this repository
+    template: str = "config"
+    template_file: str | None = None
     k: int = 1  # self-edits per passage
     temperature: float = 1.0
     top_p: float = 0.95
@@ -46,7 +53,14 @@ class SelfEditConfig:
 def check_format(fmt: str, cfg: SelfEditConfig) -> None:
     if fmt not in FORMATS:
         raise SelfEditError(f"self_edit.format: unknown format '{fmt}' (choose one of {', '.join(FORMATS)})")
-    if fmt in MODEL_FORMATS and fmt not in cfg.templates:
+    if cfg.template not in ("config", "from_file"):
+        raise SelfEditError(f"self_edit.template must be config or from_file, got '{cfg.template}'")
+    if cfg.template == "from_file":
+        if not cfg.template_file:
+            raise SelfEditError("self_edit.template=from_file needs self_edit.template_file=<SEAL-format file with "
+                                "a `prompt` field>")
+        template_from_file(cfg.template_file)
+    elif fmt in MODEL_FORMATS and fmt not in cfg.templates:
         raise SelfEditError(f"self_edit.templates has no prompt for format '{fmt}'")
 
 
@@ -54,19 +68,80 @@ def self_edit_prompt(passage: Passage, fmt: str, cfg: SelfEditConfig) -> str:
     check_format(fmt, cfg)
     if fmt not in MODEL_FORMATS:
         raise SelfEditError(f"format '{fmt}' is not written by the model, so it has no prompt")
-    return cfg.templates[fmt].format(title=passage.title, context=passage.context)
+    template = template_from_file(cfg.template_file) if cfg.template == "from_file" else cfg.templates[fmt]
+    return template.format(title=passage.title, context=passage.context)
 
 
-_FILLER = re.compile(
-    r"^\W*(sure|certainly|of course|okay|ok|absolutely|here (is|are)|below (is|are)|the following|"
-    r"implications|rewrites?|questions? and answers?)\b", re.IGNORECASE)
+@functools.lru_cache(maxsize=8)
+def template_from_file(path: str) -> str:
+    """The prompt template of a SEAL-format file whose records carry {title, context, prompt}: the first
+    record's prompt with its title and context replaced by placeholders, checked against every record
+    (each prompt must be exactly the template filled with that record's title and context)."""
+    import json
+
+    from seal.data import DataError
+
+    try:
+        records = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"self_edit.template_file={path}: cannot read it as a JSON list ({e})") from None
+    if not isinstance(records, list) or not records:
+        raise DataError(f"self_edit.template_file={path}: expected a non-empty JSON list of records")
+    template = None
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in ("title", "context", "prompt")):
+            raise DataError(f"{path}, record {i}: needs string fields title, context and prompt")
+        if template is None:
+            template = _placeholders(rec, f"{path}, record {i}")
+        if template.format(title=rec["title"], context=rec["context"]) != rec["prompt"]:
+            raise DataError(f"{path}, record {i}: its prompt is not the same template as record 0's with this "
+                            "record's title and context")
+    return template
+
+
+def _data_error(msg: str):
+    from seal.data import DataError
+
+    return DataError(msg)
+
+
+def _placeholders(rec: dict, where: str) -> str:
+    prompt, title, context = rec["prompt"], rec["title"], rec["context"]
+    at = prompt.find(context)
+    if at < 0:
+        raise _data_error(f"{where}: the prompt does not contain the record's context")
+    t = prompt.rfind(title, 0, at)
+    if t < 0:
+        raise _data_error(f"{where}: the prompt does not contain the record's title before its context")
+
+    def esc(s: str) -> str:
+        return s.replace("{", "{{").replace("}", "}}")
+
+    return esc(prompt[:t]) + "{title}" + esc(prompt[t + len(title):at]) + "{context}" + esc(prompt[at + len(context):])
+
+
+_INTERJECTION = re.compile(r"^\W*(sure|certainly|of course|okay|ok|absolutely|alright|great)\s*[!,.:]",
+                           re.IGNORECASE)
+_META = re.compile(r"^\W*(here(?: is|'s| are)|below (?:is|are)|the following|implications|rewrites?|"
+                   r"questions? and answers?)\b", re.IGNORECASE)
+_META_NOUN = re.compile(r"\b(implications?|statements?|rewrites?|questions?|facts?|list|versions?|points?)\b",
+                        re.IGNORECASE)
 _MARKER = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,3}[.)]|#+|\*\*\d+\.\*\*)(?:\s+|$)")
 _QA = re.compile(r"^\s*(?:(?:[-*\u2022]+|\(?\d{1,3}[.)])\s*)?(?:\*\*)?(q(?:uestion)?\s*\d*\s*[:.)])", re.IGNORECASE)
 
 
 def _is_filler(line: str) -> bool:
-    s = line.strip().strip("*#").strip()
-    return bool(_FILLER.match(s)) and (s.endswith(":") or len(s.split()) <= 12)
+    """A leading line that introduces the list instead of stating a fact: "Sure, here are...",
+    "Here are some implications of the passage", "Implications:". A real first fact that merely
+    starts with such words ("The following year, the city grew.") is kept."""
+    raw = line.strip()
+    s = raw.strip("*#").strip()
+    if _INTERJECTION.match(s):
+        return True
+    if not _META.match(s):
+        return False
+    heading = raw.startswith("#") or (raw.startswith("**") and raw.endswith("**"))  # "## Implications"
+    return heading or s.endswith(":") or (s.lower().startswith(("here", "below")) and bool(_META_NOUN.search(s)))
 
 
 def split_qa(text: str) -> list[str]:

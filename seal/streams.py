@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from seal.models import prompt_ids
+
 
 class VocabularyError(ValueError):
     pass
@@ -38,7 +40,7 @@ class Stream:
     context: Callable[[], AbstractContextManager] = field(default=nullcontext)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return [self.tokenizer(self.format(t), add_special_tokens=False)["input_ids"] for t in texts]
+        return [prompt_ids(self.tokenizer, self.format(t)) for t in texts]
 
     @property
     def device(self) -> torch.device:

@@ -3,8 +3,8 @@
 It runs inside `seal.engine_worker`'s worker process (so it can be restarted on a new policy with
 its GPU memory really freed) and is imported only when selected. Adapters arrive as
 `(name, id, path)` triples and become `LoRARequest`s; a whole call, mixing the base model and up to
-`max_loras` adapters, is one `LLM.generate`. Prompts go in as token ids encoded without special
-tokens, exactly as the transformers backend encodes them, so both backends see the same tokens.
+`max_loras` adapters, is one `LLM.generate`. Prompts go in as token ids from `seal.models.prompt_ids`,
+exactly as the transformers backend encodes them, so both backends see the same tokens.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class VLLMEngine:
         self.tok = self.llm.get_tokenizer()
         self.sleep_mode = enable_sleep_mode
 
-    def generate(self, prompts: list[str], sampling: dict, seed: int, loras: list | None) -> list[str]:
+    def generate(self, prompts: list[str], sampling: dict, seed: int, loras: list | None, with_ids: bool = False
+                 ) -> list:
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
 
@@ -59,9 +60,13 @@ class VLLMEngine:
         params = [SamplingParams(max_tokens=sampling["max_new_tokens"], temperature=0.0 if greedy else sampling["temperature"],
                                  top_p=1.0 if greedy else sampling["top_p"], seed=seed + i, skip_special_tokens=True)
                   for i in range(len(prompts))]
-        inputs = [{"prompt_token_ids": self.tok(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+        from seal.models import prompt_ids
+
+        inputs = [{"prompt_token_ids": prompt_ids(self.tok, p)} for p in prompts]
         requests = None if loras is None else [None if x is None else LoRARequest(x[0], x[1], x[2]) for x in loras]
         outs = self.llm.generate(inputs, params, lora_request=requests, use_tqdm=False)
+        if with_ids:  # vLLM's token_ids end with the EOS it sampled, as HFGenerator's do
+            return [(o.outputs[0].text.strip(), list(o.outputs[0].token_ids)) for o in outs]
         return [o.outputs[0].text.strip() for o in outs]
 
     def sleep(self) -> None:

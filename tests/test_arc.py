@@ -173,7 +173,8 @@ def session(tiny):
 
 
 def test_invalid_samples_are_resampled_a_bounded_number_of_times(session):
-    _, info = session.sample([task()], 2, seed=3, desc="test")
+    texts, ids, info = session.sample([task()], 2, seed=3, desc="test")
+    assert len(texts[0]) == len(ids[0]) == 2 and all(ids[0])  # the sampled token ids of each kept text
     assert info["t"]["attempts"] == [2, 2]  # a random model never writes valid JSON: stops at max_attempts
     assert all(info["t"]["rejected"])
 

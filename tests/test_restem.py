@@ -21,7 +21,7 @@ from seal.selection import SelectionConfig, select
 FAST = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=4",
         "eval_data.num_passages=2", "restem.rounds=2", "restem.contexts_per_round=2", "self_edit.k=2",
         "restem.seeds_per_edit=2", "restem.eval_passages=2", "self_edit.max_new_tokens=12", "inner_loop.epochs=2",
-        "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=6", "m_step.grad_accum=1",
+        "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=6", "m_step.effective_batch=1",
         "m_step.epochs=1", "m_step.lora_r=4", "m_step.lora_alpha=8", "selection.rule=top_fraction",
         "selection.fraction=0.5", "inner_loop.adapters_per_batch=3"]
 
