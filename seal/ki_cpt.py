@@ -28,11 +28,12 @@ from seal.inner_loop import InnerLoopError, TrainJob
 from seal.ki_eval import KIEvalConfig, _file_completions
 from seal.ki_eval import validate as validate_conditions
 from seal.knowledge import KnowledgeTask, accuracy
-from seal.models import load_model
+from seal.models import load_model, prompt_ids
 from seal.qa_eval import mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, passage_document
+from seal.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.tracking import Tracker
 
 
@@ -86,20 +87,14 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     for label, path in cfg.from_files.items() if "from_file" in cfg.conditions else ():
         completions[f"from_file:{label}"] = _file_completions(label, path, passages)
 
-    results = {}
-    for cond in (["base"] if "base" in cfg.conditions else []) + (
-            ["passage"] if "passage" in cfg.conditions else []) + list(completions):
+    conds = (["base"] if "base" in cfg.conditions else []) + (
+        ["passage"] if "passage" in cfg.conditions else []) + list(completions)
+    for cond in conds:
         key = rd.key("cpt", cond)
         if not rd.has(key):
             rd.put(key, {"condition": cond, **_update_and_answer(task, passages, cond, completions.get(cond), cfg)})
-        rec = rd.get(key)
-        vals = [float(q["correct"]) for qs in rec["questions"].values() for q in qs]
-        acc, se = mean_stderr(vals)
-        results[cond] = {"accuracy": acc, "stderr": se, "n_questions": len(vals), "n_docs": rec.get("n_docs", 0),
-                         "train": rec.get("train"), "skipped_docs": rec.get("skipped_docs", 0)}
-        tracker.log({f"cpt/{cond}": acc})
-    out = {"n_passages": len(passages), "skipped_passages": too_long, "conditions": results}
-    rd.write_json("results.json", out)
+    out = summarise(cfg, rd, conds, too_long)
+    tracker.log({f"cpt/{cond}": v["accuracy"] for cond, v in out["conditions"].items()})
     _report(cfg, rd, out)
     tracker.finish()
     return out
@@ -157,7 +152,7 @@ def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed:
     eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
     rows = []
     for i, d in enumerate(docs):
-        ids = tok(d, add_special_tokens=True)["input_ids"] + eos
+        ids = prompt_ids(tok, d) + eos
         if len(ids) > max_len:
             raise ConfigError(f"ki_cpt: document {i} has {len(ids)} tokens, more than inner_loop.max_seq_len={max_len}")
         rows.append(ids)
@@ -200,10 +195,35 @@ def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed:
             "final_loss": losses[-1] if losses else None, "update": "full"}
 
 
+def summarise(cfg: KICPTConfig, rd: RunDir, conds: list[str], too_long: dict[str, str]) -> dict:
+    """results.json from the condition records: accuracy over questions, its standard error clustered by
+    passage (`stderr`; `stderr_iid` treats questions as independent), and paired bootstrap comparisons over
+    passages of each condition against base and of self-edit conditions against passage."""
+    results, clusters = {}, {}
+    for cond in conds:
+        rec = rd.get(rd.key("cpt", cond))
+        clusters[cond] = {uid: [float(q["correct"]) for q in qs] for uid, qs in rec["questions"].items()}
+        vals = [v for vs in clusters[cond].values() for v in vs]
+        acc, se_iid = mean_stderr(vals)
+        results[cond] = {"accuracy": acc, "stderr": clustered_mean_se(list(clusters[cond].values()))[1],
+                         "stderr_iid": se_iid, "n_questions": len(vals), "n_clusters": len(clusters[cond]),
+                         "n_docs": rec.get("n_docs", 0), "train": rec.get("train"),
+                         "skipped_docs": rec.get("skipped_docs", 0)}
+    pairs = [(c, "base") for c in conds if c != "base" and "base" in conds]
+    pairs += [(c, "passage") for c in conds if "passage" in conds and c not in ("base", "passage")]
+    n_passages = len(next(iter(clusters.values()))) if clusters else 0
+    out = {"n_passages": n_passages, "skipped_passages": too_long, "conditions": results,
+           "comparisons": [compare(b, a, clusters[a], clusters[b], derive_seed(cfg.seed, "bootstrap", b, a))
+                           for b, a in pairs]}
+    rd.write_json("results.json", out)
+    return out
+
+
 def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
     conds = out["conditions"]
-    headers = ["condition", "accuracy", "questions", "documents", "train tokens", "train seconds"]
-    rows = [[c, f"{v['accuracy']:.3f} ± {v['stderr']:.3f}", v["n_questions"], v["n_docs"],
+    headers = ["condition", "accuracy ± clustered SE", "SE if independent", "questions", "documents",
+               "train tokens", "train seconds"]
+    rows = [[c, f"{v['accuracy']:.3f} ± {v['stderr']:.3f}", f"{v['stderr_iid']:.3f}", v["n_questions"], v["n_docs"],
              (v["train"] or {}).get("tokens", "—"), (v["train"] or {}).get("seconds", "—")] for c, v in conds.items()]
     print_table(f"ki_cpt: one pooled update over {out['n_passages']} passages", headers, rows)
     bar_chart(rd.path / "accuracy.png", list(conds), [v["accuracy"] for v in conds.values()],
@@ -218,7 +238,9 @@ def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
                  f"{cfg.cpt.full_batch_size}, linear with {cfg.cpt.full_warmup_ratio:.0%} warmup)") +
               f"; {cfg.self_edit.k} self-edit(s) per passage, format `{cfg.self_edit.format}`, "
               f"kept whole; seed {cfg.seed}."),
-             "", md_table(headers, rows), "", "![accuracy](accuracy.png)", ""]
+             "", md_table(headers, rows), "", "![accuracy](accuracy.png)", "",
+             "## Paired comparisons", "", comparisons_table(out["comparisons"]), "",
+             method_sentence(out["comparisons"]), ""]
     if out["skipped_passages"]:
         lines += ["Passages skipped (too long): " + ", ".join(out["skipped_passages"]), ""]
     (rd.path / "report.md").write_text("\n".join(lines))

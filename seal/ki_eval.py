@@ -35,6 +35,7 @@ from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
+from seal.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.tracking import Tracker, WandbConfig
 
 CONDITIONS = ("base", "passage", "self_edit", "from_file")
@@ -52,6 +53,9 @@ class KIEvalConfig:
     backend: BackendConfig = field(default_factory=BackendConfig)
     conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
     from_files: dict[str, str] = field(default_factory=dict)
+    # label -> the format its completions were written in (how they split into documents: a self-qa
+    # file splits per question/answer pair); labels not listed are `implications`
+    from_file_formats: dict[str, str] = field(default_factory=dict)
     seed: int = 0
 
 
@@ -63,6 +67,12 @@ def validate(cfg: KIEvalConfig) -> None:
         raise ConfigError(f"conditions: unknown {unknown} (choose from {', '.join(CONDITIONS)})")
     if "from_file" in cfg.conditions and not cfg.from_files:
         raise ConfigError("conditions has from_file but from_files is empty: set from_files.<label>=<path>")
+    for label, fmt in cfg.from_file_formats.items():
+        if label not in cfg.from_files:
+            raise ConfigError(f"from_file_formats.{label}: no file with that label in from_files "
+                              f"({', '.join(cfg.from_files) or 'none'})")
+        if fmt not in MODEL_FORMATS:
+            raise ConfigError(f"from_file_formats.{label}: unknown format '{fmt}' (choose {', '.join(MODEL_FORMATS)})")
     if "self_edit" in cfg.conditions:
         try:
             check_format(cfg.self_edit.format, cfg.self_edit)
@@ -133,8 +143,8 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
                 if texts is None:
                     jobs.append((f"from_file:{label}", p, 0, None, f"passage not in {path}"))
                 else:
-                    jobs += [(f"from_file:{label}", p, s, t, "implications")
-                             for s, t in enumerate(texts[: cfg.self_edit.k])]
+                    fmt = cfg.from_file_formats.get(label, "implications")
+                    jobs += [(f"from_file:{label}", p, s, t, fmt) for s, t in enumerate(texts[: cfg.self_edit.k])]
 
     # 4. the inner loops, K at a time in fixed chunks, each recorded the moment its chunk finishes
     for cond, p, s, text, reason in jobs:
@@ -172,11 +182,14 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
 
 
 def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: list[dict], by_uid) -> dict:
-    """Per condition: accuracy over questions (each question averaged over its samples) and its SE."""
+    """Per condition: accuracy over questions (each question averaged over its samples) and its standard
+    error clustered by passage (`stderr`; `stderr_iid` treats questions as independent); paired bootstrap
+    comparisons over passages of every condition against base, and of self-edit conditions against passage."""
     names = ["base"] + [c for c in cfg.conditions if c not in ("base", "from_file")]
     if "from_file" in cfg.conditions:
         names += [f"from_file:{label}" for label in cfg.from_files]
     out: dict = {"conditions": {}, "skipped": list(skipped), "n_passages": len(usable)}
+    clusters: dict[str, dict[str, list[float]]] = {}
     for cond in names:
         per_q: dict[tuple[str, int], list[float]] = {}
         f1s: list[float] = []
@@ -193,12 +206,22 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
                 per_q.setdefault((q["passage"], q["q"]), []).append(float(q["correct"]))
                 f1s.append(q["f1"])
         values = [sum(v) / len(v) for v in per_q.values()]
-        acc, se = mean_stderr(values)
-        out["conditions"][cond] = {"accuracy": acc, "stderr": se, "n_questions": len(values),
+        clusters[cond] = {p.uid: [] for p in usable}
+        for (uid, _), v in per_q.items():
+            clusters[cond][uid].append(sum(v) / len(v))
+        acc, se_iid = mean_stderr(values)
+        out["conditions"][cond] = {"accuracy": acc, "stderr": clustered_mean_se(list(clusters[cond].values()))[1],
+                                   "stderr_iid": se_iid, "n_questions": len(values),
+                                   "n_clusters": sum(1 for v in clusters[cond].values() if v),
                                    "n_inner_loops": sum(1 for r in rd.records.values() if r.get("condition") == cond
                                                         and "skipped" not in r) if cond != "base" else 0,
                                    "mean_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
                                    "n_skipped": n_skipped}
+    pairs = [(c, "base") for c in names if c != "base"]
+    if "passage" in names:
+        pairs += [(c, "passage") for c in names if c == "self_edit" or c.startswith("from_file:")]
+    out["comparisons"] = [compare(b, a, clusters[a], clusters[b], derive_seed(cfg.seed, "bootstrap", b, a))
+                          for b, a in pairs]
     per_passage: dict[str, dict] = {}
     for p in usable:
         row: dict = {"title": p.title, "n_questions": len(p.questions)}
@@ -215,9 +238,10 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
 def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
     conds = results["conditions"]
     base = conds["base"]["accuracy"]
-    rows = [[c, v["accuracy"], v["stderr"], v["accuracy"] - base, v["mean_f1"], v["n_questions"], v["n_inner_loops"],
-             v["n_skipped"]] for c, v in conds.items()]
-    headers = ["condition", "accuracy", "stderr", "gain vs base", "token F1", "questions", "inner loops", "skipped"]
+    rows = [[c, v["accuracy"], v["stderr"], v["stderr_iid"], v["accuracy"] - base, v["mean_f1"], v["n_questions"],
+             v["n_clusters"], v["n_inner_loops"], v["n_skipped"]] for c, v in conds.items()]
+    headers = ["condition", "accuracy", "± clustered SE", "SE if independent", "gain vs base", "token F1",
+               "questions", "passages", "inner loops", "skipped"]
     print_table("ki_eval", headers, rows)
     bar_chart(rd.path / "accuracy.png", list(conds), [v["accuracy"] for v in conds.values()],
               [v["stderr"] for v in conds.values()], title=f"Closed-book accuracy ({cfg.model.name})")
@@ -229,8 +253,11 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
         "Inner loop: " + ", ".join(f"{k}={getattr(cfg.inner_loop, k)}" for k in
                                    ("lora_r", "lora_alpha", "lr", "epochs", "batch_size", "target_modules")) + ".", "",
         md_table(headers, rows), "", "![accuracy](accuracy.png)", "",
-        "Accuracy: each question's correctness averaged over its samples, then over questions; stderr is the "
-        "standard error of that mean over questions.", "",
+        ("Accuracy: each question's correctness averaged over its samples, then over questions. The standard "
+         "error is clustered by passage (a passage's questions share one adapter); the SE that treats questions "
+         "as independent is shown beside it."), "",
+        "## Paired comparisons", "", comparisons_table(results["comparisons"]), "",
+        method_sentence(results["comparisons"]), "",
     ]
     names = list(conds)
     prow = [[uid, row["title"], row["n_questions"]] + ["—" if row[c] is None else row[c] for c in names]

@@ -73,8 +73,17 @@ def bos_id(tok) -> int | None:
     """The BOS id the tokenizer adds to a text by itself (Llama 3 does; Qwen2.5 and SmolLM2 do not)."""
     if tok.bos_token_id is None:
         return None
+    key = (tok.bos_token_id, tok.name_or_path)
+    cached = getattr(tok, "_seal_bos", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     ids = tok("x", add_special_tokens=True)["input_ids"]
-    return tok.bos_token_id if ids and ids[0] == tok.bos_token_id else None
+    found = tok.bos_token_id if ids and ids[0] == tok.bos_token_id else None
+    try:
+        tok._seal_bos = (key, found)  # asked once per prompt otherwise
+    except AttributeError:
+        pass
+    return found
 
 
 def prompt_ids(tok, text: str) -> list[int]:

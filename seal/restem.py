@@ -50,7 +50,7 @@ from seal.restem_report import eval_key, eval_summary, summarise, write_report
 from seal.run_dir import RunDir
 from seal.runtime import LocalRunner, RuntimeConfig, make_runner
 from seal.selection import RULES, SelectionConfig, select
-from seal.self_edits import MODEL_FORMATS, SelfEditConfig
+from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
 from seal.tracking import Tracker, WandbConfig
 
 
@@ -84,9 +84,18 @@ class ReSTEMConfig:
 
 
 def validate(cfg: ReSTEMConfig) -> None:
+    import os
+
+    if cfg.grader.kind == "openai" and not os.environ.get(cfg.grader.api_key_env):
+        raise ConfigError(f"grader=openai needs an API key in the environment variable {cfg.grader.api_key_env} "
+                          "(grader.api_key_env); it is checked before any model is loaded")
     if cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format: ReST-EM needs a model-written format ({', '.join(MODEL_FORMATS)}), "
                           f"got '{cfg.self_edit.format}'")
+    try:
+        check_format(cfg.self_edit.format, cfg.self_edit)  # a from_file template is read and checked here
+    except SelfEditError as e:
+        raise ConfigError(str(e)) from None
     validate_outer(cfg.restem, cfg.selection, cfg.self_edit.k)
 
 
@@ -303,7 +312,7 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
                 tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r})
     finally:
         runner.close()
-    results = summarise(rd, evals)
+    results = summarise(rd, evals, seed=seed)
     write_report(domain, oc, selection, m_cfg, k, seed, rd, results)
     tracker.finish()
     return results

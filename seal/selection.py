@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from seal.config import ConfigError
 
+
 @dataclass
 class SelectionConfig:
     rule: str = "best_of_k"  # a name in RULES
