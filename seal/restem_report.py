@@ -20,6 +20,15 @@ def eval_key(rd: RunDir, r: int, cond: str, uid: str, i: int = 0) -> str:
     return rd.key("eval", r, cond, uid, *([i] if i else []))
 
 
+def _adapter_note(rd: RunDir) -> list[str]:
+    """Which modules each inner-loop adapter trained and how many parameters it had (`adapter/<r>`)."""
+    a = rd.get(rd.key("adapter", 0))
+    if not a:
+        return []
+    return [f"Inner-loop adapters: LoRA r={a['lora_r']}, alpha={a['lora_alpha']} on {', '.join(a['target_modules'])} "
+            f"({a['layers']} layers): {a['trainable_params']:,} trainable parameters each.", ""]
+
+
 def eval_conditions(domain: Domain, oc: OuterLoopConfig, r: int) -> list[str]:
     """The conditions policy r is evaluated under: self_edit, and base + references when they are
     measured for this round (`restem.references`: every round, or round 0 only)."""
@@ -143,6 +152,7 @@ def write_report(domain: Domain, oc: OuterLoopConfig, selection: SelectionConfig
          f"{oc.eval_samples} self-edit(s) per held-out context; selection `{selection.rule}`; M-step "
          f"{'full FT' if m_cfg.full_finetune else f'LoRA r={m_cfg.lora_r}'} lr {m_cfg.lr}, {m_cfg.epochs} epochs; "
          f"seed {seed}."), "",
+        *_adapter_note(rd),
         "## Held-out score per round", "", md_table(headers, rows), "",
         *_reference_note(results, conds, domain.labels),
         "![accuracy per round](accuracy_per_round.png)", "",

@@ -12,11 +12,12 @@ from safetensors.torch import load_file
 
 from seal.cli import run_experiment
 from seal.config import ConfigError
+from seal.m_step import MStepConfig, optimizer_steps
 
 FAST = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=2",
         "eval_data.num_passages=1", "restem.rounds=1", "restem.contexts_per_round=2", "self_edit.k=2",
         "restem.seeds_per_edit=1", "restem.eval_passages=1", "self_edit.max_new_tokens=12", "inner_loop.epochs=1",
-        "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=6", "m_step.grad_accum=1",
+        "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=6", "m_step.effective_batch=1",
         "m_step.epochs=2", "m_step.lora_r=4", "m_step.lora_alpha=8", "m_step.lr=0.05", "selection.rule=top_fraction",
         "selection.fraction=1.0"]
 
@@ -28,7 +29,12 @@ def test_two_process_m_step_writes_a_merged_policy(tmp_path):
     results = run_experiment(compose(*FAST, "m_step.launcher=torchrun", "m_step.nproc=2"), path)
     m = results["rounds"][0]["m_step"]
     assert m["processes"] == 2 and m["pairs"] == 4
-    assert m["steps"] == 2 * 4 // 2  # 2 epochs of 4 pairs, one pair per process per step
+    # 2 epochs of 4 pairs at effective batch 1 whatever the process count: one real pair and one empty
+    # (no-loss) padding slot per step over the two processes
+    assert m["steps"] == optimizer_steps(4, MStepConfig(effective_batch=1, epochs=2)) == 8
+    recorded = next(json.loads(x) for x in (path / "records.jsonl").read_text().splitlines()
+                    if json.loads(x)["key"] == "m_step/0")
+    assert (recorded["effective_batch"], recorded["grad_accum"], recorded["padding_slots"]) == (1, 1, 1)
     policy = path / "policy_round1"
     weights = load_file(str(policy / "model.safetensors"))
     base, _ = tiny_model_and_tokenizer()
