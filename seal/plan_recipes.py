@@ -34,9 +34,9 @@ def _example(tok, prompt: str, completion: str | None, n: int, stand_in: str) ->
 
 
 def restem(cfg, pc: PlanConfig) -> dict:
+    from seal.contexts import round_contexts
     from seal.data import load_passages
     from seal.models import format_prompt, uses_chat
-    from seal.restem import round_contexts
     from seal.self_edits import completion_to_documents, self_edit_prompt
 
     oc, se = cfg.restem, cfg.self_edit
@@ -118,8 +118,8 @@ def arc_restem(cfg, pc: PlanConfig) -> dict:
     from seal.arc import eval_prompts, policy_prompt, ttt_examples
     from seal.arc_data import load_tasks
     from seal.arc_self_edit import parse_edit
+    from seal.contexts import round_contexts
     from seal.models import format_prompt, uses_chat
-    from seal.restem import round_contexts
 
     oc, arc = cfg.restem, cfg.arc
     plan = {"model": model_section(cfg.model, cfg.inner_loop), "grader": grader_section(None), "seed": cfg.seed,

@@ -29,7 +29,6 @@ resumed run skips all finished work and, with the same seeds, ends with identica
 from __future__ import annotations
 
 import gc
-import random
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +38,7 @@ from tqdm.auto import tqdm
 
 from seal.backends import BackendConfig
 from seal.config import ConfigError, derive_seed
+from seal.contexts import record_contexts, round_contexts
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig
@@ -240,44 +240,6 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
                           "use a different eval_data seed/offset/split")
     return outer_loop(KnowledgeDomain(cfg), train, held_out, cfg.model, oc, cfg.selection, cfg.m_step, cfg.wandb,
                       cfg.seed, rd, k=cfg.self_edit.k, runtime=cfg.runtime)
-
-
-def round_contexts(train: list, oc: OuterLoopConfig, seed: int) -> list[list]:
-    """The training contexts of every round: one seeded shuffle of the pool, cut into consecutive
-    rounds, so no context is used twice and each round draws across the whole pool (in SQuAD order
-    the first 50 paragraphs are one or two articles). Contexts need a `uid`."""
-    order = random.Random(derive_seed(seed, "round_contexts")).sample(range(len(train)), len(train))
-    n = oc.contexts_per_round
-    return [[train[i] for i in order[r * n:(r + 1) * n]] for r in range(oc.rounds)]
-
-
-def context_digest(context) -> str:
-    """A short hash of what a context holds (a passage's title, text and questions; an ARC task's grids),
-    not its uid: file uids are record positions, so an edited file keeps them."""
-    import dataclasses
-    import hashlib
-    import json
-
-    content = dataclasses.asdict(context) if dataclasses.is_dataclass(context) else {"repr": repr(context)}
-    content = {k: v for k, v in content.items() if k not in ("uid", "completions")}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def record_contexts(rd: RunDir, rounds: list[list]) -> None:
-    """Record each round's contexts (uid, title, content digest) once; a resumed run whose data now
-    gives other contexts, or the same uids with other content, is refused instead of silently
-    training on a different set."""
-    for r, contexts in enumerate(rounds):
-        got = [c.uid for c in contexts]
-        digests = [context_digest(c) for c in contexts]
-        rec = rd.get(rd.key("contexts", r))
-        if rec is None:
-            rd.put(rd.key("contexts", r), {"round": r, "uids": got,
-                                           "titles": [getattr(c, "title", c.uid) for c in contexts],
-                                           "digests": digests})
-        elif rec["uids"] != got or rec.get("digests", digests) != digests:
-            raise ConfigError(f"restem: round {r}'s recorded training contexts differ from what the data and "
-                              "seed give now (was the data file changed?); resume with the original data")
 
 
 def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConfig, oc: OuterLoopConfig,

@@ -85,7 +85,7 @@ def squad_like(titles: int = 20, per_title: int = 5) -> list[Passage]:
 
 def test_round_contexts_draw_across_the_whole_pool():
     """Old: round r took train[r*50:(r+1)*50] in file order, i.e. 10 articles of SQuAD-like data."""
-    from seal.restem import round_contexts
+    from seal.contexts import round_contexts
 
     train = squad_like()
     oc = OuterLoopConfig(rounds=2, contexts_per_round=50)
@@ -100,8 +100,8 @@ def test_round_contexts_draw_across_the_whole_pool():
 
 @pytest.mark.skipif(not SQUAD_VAL.is_file(), reason=f"{SQUAD_VAL} is absent (released SEAL data not available)")
 def test_round_contexts_on_real_squad_order():
+    from seal.contexts import round_contexts
     from seal.data import load_seal_file
-    from seal.restem import round_contexts
 
     train = load_seal_file(SQUAD_VAL)
     assert len({p.title for p in train[:50]}) <= 3  # why file order is wrong: a round would be 1-3 articles
@@ -118,7 +118,7 @@ def test_contexts_and_adapter_recorded_and_changed_data_refused(tmp_path, monkey
     resuming it after the data file changed is refused. Old: neither was recorded, a changed file
     silently gave other contexts. The run is killed when the first policy starts sampling."""
     from seal import restem
-    from seal.restem import round_contexts
+    from seal.contexts import round_contexts
 
     def kill(*a, **kw):
         raise Killed
