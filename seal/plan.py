@@ -66,9 +66,13 @@ def _tokens_view(tok, prompt: str, completion: str | None, n: int) -> dict:
             (max(n_prompt, len(ids) - n), len(ids))]
     show = sorted({i for a, b in ends for i in range(a, b)})
     table = [[i, ids[i], repr(tok.decode([ids[i]])), "yes" if mask[i] else "no"] for i in show]
+    from seal.models import bos_id
+
     bos = getattr(tok, "bos_token_id", None)
+    leading = next((i for i, t in enumerate(ids) if t != bos), len(ids)) if bos is not None else 0
     return {"prompt_tokens": n_prompt, "completion_tokens": len(ids) - n_prompt, "rows": table,
-            "bos_count": sum(1 for t in ids if bos is not None and t == bos), "eos_last": ids[-1] == tok.eos_token_id}
+            "tokenizer_adds_bos": bos_id(tok) is not None, "leading_bos": leading,
+            "eos_last": ids[-1] == tok.eos_token_id}
 
 
 def model_section(model_cfg, inner_cfg) -> dict:
@@ -101,7 +105,7 @@ def m_step_section(m_cfg, n_pairs: int) -> dict:
 
 def grader_section(g) -> dict:
     if g is None:
-        return {"kind": "task-defined (ARC: pass@2 against the solutions)"}
+        return {"kind": "defined by the recipe's own task (no QA grader)"}
     out = {"kind": g.kind}
     if g.kind == "openai":
         import os

@@ -122,8 +122,8 @@ def arc_restem(cfg, pc: PlanConfig) -> dict:
     from seal.models import format_prompt, uses_chat
 
     oc, arc = cfg.restem, cfg.arc
-    plan = {"model": model_section(cfg.model, cfg.inner_loop), "grader": grader_section(None), "seed": cfg.seed,
-            "warnings": []}
+    plan = {"model": model_section(cfg.model, cfg.inner_loop), "seed": cfg.seed, "warnings": [],
+            "grader": {"kind": f"pass@{arc.eval.attempts} against the task's solutions (reward 1 if solved, else 0)"}}
     train, err = _load("training tasks", lambda: load_tasks(cfg.arc_data))
     held, err2 = _load("held-out tasks", lambda: load_tasks(cfg.arc_eval_data)[: oc.eval_passages])
     plan["warnings"] += [e for e in (err, err2) if e]

@@ -83,7 +83,8 @@ def render(plan: dict) -> str:
                       "Completion (loss):", "", "```text", ex["completion_text"] or "…", "```", ""]
         else:
             lines += [f"{t['prompt_tokens']} prompt tokens (no loss), {t['completion_tokens']} completion tokens "
-                      f"(loss); BOS tokens in the row: {t['bos_count']}; ends with EOS: {t['eos_last']}.", "",
+                      f"(loss); the tokenizer adds a BOS itself: {t['tokenizer_adds_bos']}; BOS tokens at the start "
+                      f"of the row: {t['leading_bos']}; ends with EOS: {t['eos_last']}.", "",
                       md_table(["position", "id", "token", "loss"], t["rows"]), ""]
     if "m_step" in plan:
         s = plan["m_step"]
