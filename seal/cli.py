@@ -54,7 +54,7 @@ def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
     if raw.get("plan"):
         from seal.plan import make_plan
 
-        make_plan(typed, raw["experiment"]["recipe"], run_path)
+        make_plan(typed, raw["experiment"]["recipe"], run_path, raw=raw)
         log.info("plan: %s", run_path / "plan.md")
         return {}
     rd = RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume")))

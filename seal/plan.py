@@ -173,14 +173,20 @@ def write(out: Path, plan: dict) -> None:
     (out / "plan.md").write_text(render(plan))
 
 
-def make_plan(typed, recipe: str, out: Path, plan_cfg: PlanConfig | None = None) -> dict:
-    """Build and write the plan of a recipe's typed config; returns it."""
+def make_plan(typed, recipe: str, out: Path, plan_cfg: PlanConfig | None = None, raw: dict | None = None) -> dict:
+    """Build and write the plan of a recipe's typed config (and the resolved config it came from,
+    `plan_config.yaml`, when given); returns it."""
     from seal import plan_recipes
 
     plan_cfg = plan_cfg or PlanConfig()
     builder = plan_recipes.BUILDERS.get(recipe, plan_recipes.generic)
     plan = {"recipe": recipe, **builder(typed, plan_cfg)}
     write(out, plan)
+    if raw is not None:
+        import yaml
+
+        (out / "plan_config.yaml").write_text(yaml.safe_dump({k: v for k, v in raw.items() if k != "hydra"},
+                                                             sort_keys=False))
     return plan
 
 
