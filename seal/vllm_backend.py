@@ -65,9 +65,19 @@ class VLLMEngine:
         inputs = [{"prompt_token_ids": prompt_ids(self.tok, p)} for p in prompts]
         requests = None if loras is None else [None if x is None else LoRARequest(x[0], x[1], x[2]) for x in loras]
         outs = self.llm.generate(inputs, params, lora_request=requests, use_tqdm=False)
-        if with_ids:  # vLLM's token_ids end with the EOS it sampled, as HFGenerator's do
-            return [(o.outputs[0].text.strip(), list(o.outputs[0].token_ids)) for o in outs]
+        if with_ids:
+            return [(o.outputs[0].text.strip(), self._sampled_ids(o.outputs[0])) for o in outs]
         return [o.outputs[0].text.strip() for o in outs]
+
+    def _sampled_ids(self, out) -> list[int]:
+        """The ids a sequence drew, ending with its EOS when it stopped on one, as HFGenerator's do
+        (`finish_reason == "stop"` with no `stop_reason` is the EOS case; versions differ on whether
+        `token_ids` already holds it)."""
+        ids = list(out.token_ids)
+        eos = self.tok.eos_token_id
+        if out.finish_reason == "stop" and getattr(out, "stop_reason", None) is None and (not ids or ids[-1] != eos):
+            ids.append(eos)
+        return ids
 
     def sleep(self) -> None:
         if self.sleep_mode:
