@@ -111,7 +111,8 @@ def summarise(rd: RunDir, evals: dict, seed: int | None = None) -> dict:
             }
         ms = rd.get(rd.key("m_step", r))
         if ms:
-            entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "processes", "skipped") if k in ms}
+            entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "trained_pairs", "processes",
+                                                 "effective_batch", "grad_accum", "padding_slots", "skipped") if k in ms}
         rounds.append(entry)
     brief = {r: {c: {k: v for k, v in s.items() if k != "outcomes"} for c, s in ev.items()} for r, ev in evals.items()}
     results = {"rounds": rounds, "final": brief[max(evals)],
