@@ -18,6 +18,12 @@ exactly the results of an uninterrupted run. This script tests that promise with
    fields aside) and `results.json` must equal the reference's (nothing lost or changed).
 
 It prints a table of kills by phase and the checks, and writes the counts as JSON to `--out`.
+
+`--adversarial N` adds N trials of each case of `scripts/fault_cases.py`: two processes started at
+once on one run folder (fresh and resumed), records forged on disk, an input file edited between a
+run and its resumption, and impossible configs. Each counts what a user could lose or be misled by.
+
+    python scripts/faults.py --kills 10 --adversarial 3 --out experiments/reliability_faults.json
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ def whole_records(path: Path) -> list[dict]:
 
 def clean(obj):
     if isinstance(obj, dict):
-        return {k: clean(v) for k, v in obj.items() if k not in TIMING and k != "_sum"}
+        return {k: clean(v) for k, v in obj.items() if k not in TIMING and k not in ("_sum", "_cfg")}
     if isinstance(obj, list):
         return [clean(v) for v in obj]
     return obj
@@ -158,12 +164,43 @@ def one_run(path: Path, kills: int, rng: random.Random, ref_keys: list[str], dur
     return out
 
 
+def run_adversarial(root: Path, trials: int, rng: random.Random, ref_results: dict, problems: list[str]) -> dict:
+    """The cases of `scripts/fault_cases.py`; a non-zero count of harm is a problem."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fault_cases as fc
+
+    finished = root / "reference"
+    out = {
+        "races": fc.races(root, CONFIG, trials, clean, ref_results, print),
+        "forged_records": fc.forged(root, CONFIG, finished, trials, rng, print),
+        "edited_inputs": fc.edited_inputs(root, CONFIG, trials, print),
+        "bad_configs": fc.bad_configs(root, CONFIG, trials, rng, print),
+    }
+    harm = {"races": ("duplicated", "both_ran", "failed_otherwise"),
+            "forged_records": ("trusted", "file_changed"), "edited_inputs": ("silently_reused",),
+            "bad_configs": ("folders_left", "ran_anyway")}
+    for case, keys in harm.items():
+        for k in keys:
+            if out[case].get(k):
+                problems.append(f"{case}: {k} = {out[case][k]}")
+    expected = {"races": ("refused_with_one_line", "races"), "forged_records": ("refused_with_one_line", "forgeries"),
+                "edited_inputs": ("refused_naming_the_file", "edits"), "bad_configs": ("refused_with_one_line", "configs")}
+    for case, (ok, total) in expected.items():
+        print(f"{case}: {out[case]}")
+        if case != "races" and out[case].get(ok, 0) != out[case].get(total, 0):
+            problems.append(f"{case}: {out[case].get(ok, 0)} of {out[case].get(total, 0)} refused as promised")
+    if out["edited_inputs"].get("redo_equals_fresh", 0) != out["edited_inputs"].get("edits", 0):
+        problems.append("edited_inputs: resume_inputs=redo did not give the fresh run's results")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=30)
     ap.add_argument("--kills-per-run", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--adversarial", type=int, default=0, help="trials of each case in scripts/fault_cases.py")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="seal_faults_"))
@@ -208,11 +245,13 @@ def main() -> None:
     print(f"\nkills {totals['kills']}, runs {totals['runs']} ({totals['processes']} processes), records checked "
           f"{totals['records_checked']}, lost {totals['lost']}, duplicated {totals['duplicated']}, changed "
           f"{totals['changed']}, results identical {totals['results_identical']}/{totals['runs']}")
+    adversarial = run_adversarial(root, args.adversarial, rng, ref_results, problems) if args.adversarial else {}
     for p in problems:
         print("PROBLEM", p)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**totals, "phases": dict(totals["phases"]), "problems": problems,
+        args.out.write_text(json.dumps({**totals, "phases": dict(totals["phases"]), "adversarial": adversarial,
+                                        "problems": problems,
                                         "reference_records": len(ref_recs), "seed": args.seed,
                                         "command": " ".join(sys.argv)}, indent=2) + "\n")
     shutil.rmtree(root, ignore_errors=True)

@@ -92,9 +92,10 @@ def _known_keys(cls, body: dict, where: str = "") -> tuple[dict, list[str]]:
 
 def _restem(cfg, rd: RunDir, domain, held_out: list, k: int) -> dict:
     from seal.restem_report import eval_conditions, eval_summary, summarise, write_report
+    from seal.sample_records import read_samples
 
     oc = cfg.restem
-    rounds = [r for r in range(oc.rounds + 1) if rd.has(rd.key("eval", r, "completions"))]
+    rounds = [r for r in range(oc.rounds + 1) if read_samples(rd, rd.key("eval", r, "completions"))]
     evals = {r: eval_summary(domain, rd, r, held_out, oc.eval_samples, eval_conditions(domain, oc, r))
              for r in rounds}
     results = summarise(rd, evals, seed=cfg.seed)

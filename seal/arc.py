@@ -69,6 +69,8 @@ class ARCConfig:
     eval: ARCEvalConfig = field(default_factory=ARCEvalConfig)
     limits: EditLimits = field(default_factory=EditLimits)
     k: int = 15  # configurations sampled per training task (REFERENCE 1.2)
+    max_k: int = 64  # a larger k is refused as a likely typo (raise this if you mean it)
+    sample_chunk: int = 0  # tasks sampled and recorded together (resume redoes at most one chunk); 0: 64 prompts' worth
     temperature: float = 0.8
     top_p: float = 1.0
     max_new_tokens: int = 128
@@ -392,11 +394,13 @@ class ARCDomain:
         sampled: dict[str, list[int]] = {}
         for key, rec in rd.records.items():
             parts = key.split("/")
-            if parts[0] in ("eval", "estep") and parts[2] == "completions":
+            if parts[0] in ("eval", "estep") and parts[2] == "completions":  # one record per sampling chunk
                 name = f"round {parts[1]} {'held-out' if parts[0] == 'eval' else 'E-step'}"
                 info = rec.get("sampling", {})
                 slots = [(a, why) for v in info.values() for a, why in zip(v["attempts"], v["rejected"])]
-                sampled[name] = [len(slots), sum(why is None for _, why in slots), sum(a for a, _ in slots)]
+                n, ok, tries = sampled.get(name, [0, 0, 0])
+                sampled[name] = [n + len(slots), ok + sum(why is None for _, why in slots),
+                                 tries + sum(a for a, _ in slots)]
             elif "train" in rec:
                 cond = rec.get("condition", "self_edit")
                 groups.setdefault(f"round {parts[1]} {'E-step' if parts[0] == 'estep' else 'held-out'} {cond}",
@@ -452,5 +456,5 @@ def run(cfg: ARCReSTEMConfig, rd: RunDir) -> dict:
             raise ConfigError(f"{name}: no solutions for task(s) {', '.join(unscored)}, so no reward "
                               f"(set {name}.solutions)")
     return outer_loop(ARCDomain(cfg), train, held_out, cfg.model, oc, cfg.selection, cfg.m_step, cfg.wandb, cfg.seed,
-                      rd, k=cfg.arc.k, runtime=cfg.runtime)
+                      rd, k=cfg.arc.k, runtime=cfg.runtime, sample_chunk=cfg.arc.sample_chunk)
 

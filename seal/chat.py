@@ -18,6 +18,10 @@ the chat stays usable meanwhile (`chat.background`):
    `gate.max_retention_drop`, general-text perplexity may rise at most `gate.max_ppl_increase`;
 6. commit a new version to the `AdapterStore` (atomic, with source, time, gain, retention), or
    reject with the measured reason. The chat model picks up a commit before its next reply.
+
+A committed version keeps the learned text in full, as plain text, in its `meta.json` (content,
+training documents, probes): later updates rehearse it and check they keep it. Version folders
+are readable only by their owner; `seal-chat` says so the first time it learns a file.
 """
 
 from __future__ import annotations
@@ -25,20 +29,23 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import random
 import re
+import stat
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol
 
 import torch
 
-from seal.adapter_store import AdapterStore, StoreError, apply_adapter
-from seal.config import derive_seed
+from seal.adapter_store import BASE, MAX_SCALE, AdapterStore, StoreError, apply_adapter
+from seal.config import ConfigError, derive_seed
 from seal.data import Passage
 from seal.generation import HFGenerator, SamplingConfig
 from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
@@ -82,6 +89,62 @@ class DefaultModerator:
         if control > self.cfg.max_control_fraction * len(text):
             return f"the content looks binary ({control} control characters in {len(text)})"
         return None
+
+
+def read_text_file(path: str | Path, max_chars: int) -> str:
+    """The text of a file to learn (`/learn-file`), read only as far as moderation could accept it:
+    anything but a regular file (a device such as /dev/zero, a FIFO, a folder) is refused before a
+    byte is read, and so is a file larger than `max_chars` characters can be in UTF-8."""
+    path = Path(path).expanduser()
+    limit = 4 * max_chars  # UTF-8 takes at most 4 bytes a character
+    try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise LearnRefused(f"cannot read {path}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LearnRefused(f"{path} is {_file_kind(st.st_mode)}, not a regular file: only text files can be "
+                               f"learned")
+        data = _read_at_most(fd, limit + 1) if st.st_size <= limit else b""
+    finally:
+        os.close(fd)
+    if st.st_size > limit or len(data) > limit:
+        raise LearnRefused(f"{path} is larger than {limit:,} bytes, more than moderation.max_chars={max_chars:,} "
+                           f"characters can take; not read")
+    return data.decode("utf-8", errors="replace")
+
+
+def _read_at_most(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def stored_text_notice(store_root: Path) -> str:
+    """What happens to learned text, said once before the first file is learned."""
+    return (f"[notice] learned text is kept in full, as plain text, in {store_root}/versions/<version>/meta.json "
+            f"(content, training documents, probes), so later updates can rehearse it; version folders are "
+            f"readable only by you, and /undo keeps them: delete a version's folder to remove its text")
+
+
+def adapter_scale(cfg: InnerLoopConfig) -> float:
+    """The LoRA scale chat adapters are stored with; `ConfigError` outside what the store accepts on load."""
+    if cfg.lora_r < 1 or not 0 < cfg.lora_alpha / cfg.lora_r <= MAX_SCALE:
+        raise ConfigError(f"inner_loop.lora_alpha / inner_loop.lora_r = {cfg.lora_alpha} / {cfg.lora_r}: seal-chat "
+                          f"stores adapters with a scale in (0, {MAX_SCALE:g}]")
+    return cfg.lora_alpha / cfg.lora_r
 
 
 @dataclass
@@ -235,12 +298,13 @@ class Session:
         self.cfg = cfg
         self.moderator = moderator or DefaultModerator(cfg.chat.moderation)
         self.on_event = on_event or (lambda stage, message: None)
+        self.scale = adapter_scale(cfg.inner_loop)
         self.model, self.tok = load_model(cfg.model)
         self.chat = uses_chat(cfg.model, self.tok)
         self.device = next(self.model.parameters()).device
         self.store = AdapterStore(cfg.chat.store, cfg.model.name)
-        self.scale = cfg.inner_loop.lora_alpha / cfg.inner_loop.lora_r
         self.base = {n: m.weight.detach().clone() for n, m in target_layers(self.model, cfg.inner_loop.target_modules)}
+        self.shapes = {n: tuple(w.shape) for n, w in self.base.items()}  # what a stored adapter must fit
         if cfg.chat.background:  # the learner trains its own copy; the chat model only receives commits
             self.learner_model, self.learner_tok = copy.deepcopy(self.model), copy.deepcopy(self.tok)
         else:
@@ -265,18 +329,24 @@ class Session:
         self._queued = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal-learn")
         if cfg.chat.version:
-            self.store.set_head(cfg.chat.version)
-        self.version = self.store.head()
-        self._load(self.version)
+            pinned = None if cfg.chat.version == BASE else cfg.chat.version
+            chain = self._read_chain(pinned)  # checked before HEAD moves
+            self.store.set_head(pinned)
+            self._apply_chain(chain, pinned)
+        else:
+            self._load(self.store.head())
 
     def _everyday_replies(self) -> list[tuple[str, str]]:
         """(prompt, base reply) for EVERYDAY, generated once per store and kept in it."""
         path = self.store.root / "everyday.json"
         prompts = [format_prompt(self.tok, q, self.chat) for q in EVERYDAY]  # the model's own default behaviour
         if path.is_file():
-            cached = json.loads(path.read_text())
-            if [c[0] for c in cached] == prompts:
-                return [tuple(c) for c in cached]
+            try:
+                cached = json.loads(path.read_text())
+                if [c[0] for c in cached] == prompts and all(isinstance(c[1], str) for c in cached):
+                    return [(c[0], c[1]) for c in cached]
+            except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+                pass  # a cache: a corrupt copy is written again below
         replies = self.gen.generate(prompts, SamplingConfig(max_new_tokens=48))
         pairs = [(p, r if r.strip() else ".") for p, r in zip(prompts, replies)]
         self.store.write_text(path, json.dumps(pairs, indent=1))
@@ -284,19 +354,26 @@ class Session:
 
     # ------------------------------------------------------------------ versions
 
-    def _load(self, version: str | None) -> None:
-        """Both models to base + the chain of `version`."""
+    def _read_chain(self, version: str | None) -> list[tuple[dict, float]]:
+        """(tensors, scale) of every version on the chain of `version`, each checked against the model:
+        a tampered or corrupt version is refused here, before any weight changes."""
+        return [self.store.adapter(v, self.shapes, self.scale) for v in self.store.chain(version)]
+
+    def _apply_chain(self, chain: list[tuple[dict, float]], version: str | None) -> None:
+        """Both models to base + the adapters of `chain` (from `_read_chain(version)`)."""
         models = [self.model] if self.learner_model is self.model else [self.model, self.learner_model]
-        chain = [(v, self.store.tensors(v), self.store.meta(v)) for v in self.store.chain(version)]
         for model in models:
             modules = dict(model.named_modules())
             with torch.no_grad():
                 for name, w in self.base.items():
                     modules[name].weight.copy_(w)
-            for v, tensors, meta in chain:
-                apply_adapter(model, tensors, meta.get("scale", self.scale))
+            for tensors, scale in chain:
+                apply_adapter(model, tensors, scale)
         self.version = version
         self.messages = []  # an answer given under other weights is no longer this model's
+
+    def _load(self, version: str | None) -> None:
+        self._apply_chain(self._read_chain(version), version)
 
     def _sync(self) -> None:
         """Merge commits the learner made since the last reply into the chat model."""
@@ -304,7 +381,7 @@ class Session:
             pending, self._pending = self._pending, []
         for v in pending:
             if self.learner_model is not self.model:
-                apply_adapter(self.model, self.store.tensors(v), self.store.meta(v).get("scale", self.scale))
+                apply_adapter(self.model, *self.store.adapter(v, self.shapes, self.scale))
             self.version = v
 
     def busy(self) -> bool:
@@ -319,16 +396,20 @@ class Session:
         """Roll back the last commit; returns (undone version, version now active)."""
         self._require_idle("undo")
         self._sync()
+        head = self.store.head()
+        parent = self.store.meta(head).get("parent") if head else None
+        chain = self._read_chain(parent)  # checked before HEAD moves
         undone, now = self.store.undo()
-        self._load(now)
+        self._apply_chain(chain, now)
         return undone, now
 
     def checkout(self, version: str | None) -> None:
         """Pin `version` (None: the base model) as the active and HEAD version."""
         self._require_idle("switch versions")
         self._sync()
+        chain = self._read_chain(version)  # checked before HEAD moves
         self.store.set_head(version)
-        self._load(version)
+        self._apply_chain(chain, version)
 
     def history(self) -> list[dict]:
         """Committed versions, oldest first, each with `active` and `in_chain` (part of the active state)."""
@@ -375,10 +456,10 @@ class Session:
         ids = torch.tensor([prompt_ids(self.tok, prompt)], device=self.device)
         enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         greedy = self.cfg.chat.temperature <= 0
-        kwargs = dict(max_new_tokens=self.cfg.chat.max_new_tokens, do_sample=not greedy,
-                      pad_token_id=self.tok.pad_token_id)
-        kwargs.update(dict(temperature=None, top_p=None, top_k=None) if greedy
-                      else dict(temperature=self.cfg.chat.temperature, top_p=0.95, top_k=0))
+        kwargs = {"max_new_tokens": self.cfg.chat.max_new_tokens, "do_sample": not greedy,
+                  "pad_token_id": self.tok.pad_token_id}
+        kwargs.update({"temperature": None, "top_p": None, "top_k": None} if greedy
+                      else {"temperature": self.cfg.chat.temperature, "top_p": 0.95, "top_k": 0})
         streamer = _Callback(self.tok, skip_prompt=True, skip_special_tokens=True) if stream else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.cfg.seed, "reply", len(self.messages)))
@@ -577,7 +658,8 @@ class Session:
                     "retention_probes": [p.to_dict() for p in (retention or probes)], "chat_drop": chat_drop,
                     "documents": [d if isinstance(d, str) else list(d) for d in job.documents],
                     "gain": gain, "retention_drop": drop, "ppl_before": before[3], "ppl_after": after[3],
-                    "scale": self.scale, "train": stats.to_dict(), **extra}
+                    "scale": self.scale, "lora_r": self.cfg.inner_loop.lora_r,
+                    "lora_alpha": self.cfg.inner_loop.lora_alpha, "train": stats.to_dict(), **extra}
             version = self.store.commit(self.inner.lora.slot_state(0), meta)
             self.inner.lora.merge(0)
             with self._lock:

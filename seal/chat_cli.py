@@ -84,6 +84,40 @@ def _learn(session, content: str, source: str, probes: list) -> None:
                              _say(f"[error] learning failed: {f.exception()}"))
 
 
+def _learn_file(session, arg: str, probes: list, noticed: list) -> None:
+    """`/learn-file`: read the file (bounded, regular files only), say once where learned text is kept, learn."""
+    from seal.chat import LearnRefused, read_text_file, stored_text_notice
+
+    if not arg:
+        _say("usage: /learn-file <path>")
+        return
+    path = Path(arg).expanduser()
+    try:
+        text = read_text_file(path, session.cfg.chat.moderation.max_chars)
+    except LearnRefused as e:
+        _say(f"[refused] not learned: {e}")
+        return
+    reason = session.moderator.check(text)
+    if reason:
+        _say(f"[refused] not learned (file {path}): {reason}")
+        return
+    if not noticed:
+        _say(stored_text_notice(session.store.root))
+        noticed.append(True)
+    _learn(session, text, f"file {path}", probes)
+
+
+def _number(value, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
+def _history_line(r: dict) -> str:
+    mark = "*" if r["active"] else ("+" if r["in_chain"] else " ")
+    return (f"{mark} {r.get('version')}  {r.get('time', '?')}  {r.get('source', '?')!s:<14.14}  "
+            f"gain {_number(r.get('gain'), '+.2f')}  retention {_number(r.get('retention_drop'), '+.2f')}  "
+            f"{str(r.get('content', ''))[:50]!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")  # stage lines instead of bars that would garble the prompt
     from seal.adapter_store import StoreError
@@ -103,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     st = session.status()
     _say(f"seal-chat · {st['model']} · store {st['store']} · version {st['version']} · /help for commands")
     probes: list[tuple[str, str]] = []
+    noticed: list[bool] = []  # the stored-text notice is said once a session
     while True:
         try:
             line = input(PROMPT).strip()
@@ -124,13 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "/learn":
                 _learn(session, arg, "/learn", probes)
             elif cmd == "/learn-file":
-                path = Path(arg).expanduser()
-                try:
-                    data = path.read_bytes()
-                except OSError as e:
-                    _say(f"[refused] cannot read {path}: {e.strerror}")
-                    continue
-                _learn(session, data.decode("utf-8", errors="replace"), f"file {path}", probes)
+                _learn_file(session, arg, probes, noticed)
             elif cmd == "/probe":
                 probe = parse_probe(arg)
                 if probe is None:
@@ -143,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not rows:
                     _say("no committed versions (the base model is active)")
                 for r in rows:
-                    mark = "*" if r["active"] else ("+" if r["in_chain"] else " ")
-                    drop = "—" if r.get("retention_drop") is None else f"{r['retention_drop']:+.2f}"
-                    _say(f"{mark} {r['version']}  {r['time']}  {r['source']:<14.14}  gain {r['gain']:+.2f}  "
-                         f"retention {drop}  {r['content'][:50]!r}")
+                    _say(_history_line(r))
             elif cmd == "/undo":
                 undone, now = session.undo()
                 _say(f"[undo] rolled back {undone}; active: {now or 'base'}")

@@ -1,21 +1,26 @@
 """The `seal` command: `seal experiment=<name> [overrides]` runs one experiment into a run folder.
 
-Hydra composes `configs/`; this module turns the result into the recipe's typed config, opens the
-run folder (new, or the one named by `resume=`), and calls the recipe. Errors in configs or data are
-printed as one clear line, not a traceback.
+Hydra composes `configs/`; this module turns the result into the recipe's typed config, checks every
+value's range (`seal.config_checks`), opens the run folder (new, or the one named by `resume=`), and
+calls the recipe. Errors in configs or data, Hydra's own included, are printed as one clear line, not
+a traceback, and a refused run leaves no run folder behind.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from seal.config import ConfigError, plain, to_dataclass
+from seal.config_checks import check_ranges
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 log = logging.getLogger("seal")
@@ -41,48 +46,158 @@ def recipe_config(raw: dict):
     if recipe not in table:
         raise ConfigError(f"experiment.recipe: unknown recipe '{recipe}' (choose one of {', '.join(sorted(table))})")
     cls, fn = table[recipe]
-    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume", "hydra", "plan")}
+    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume", "resume_inputs", "hydra",
+                                                      "plan")}
     return to_dataclass(cls, body, "root"), fn
 
 
-def run_experiment(cfg: DictConfig, run_path: Path) -> dict:
+def resolved(cfg: DictConfig) -> dict:
+    """The composed config as plain Python; a broken interpolation (`lr=${oops}`) is a ConfigError naming the key."""
+    try:
+        return plain(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        raise ConfigError((f"{key}: " if key else "") + str(e).splitlines()[0]) from None
+
+
+def run_experiment(cfg: DictConfig, run_path: Path, discard_refused: bool = False) -> dict:
+    """Run the experiment `cfg` into `run_path`. With `discard_refused` (the folder is this process's
+    new one), a user error before the first record removes what the run wrote there."""
     from seal.run_dir import RunDir
 
-    raw = plain(cfg)
+    raw = resolved(cfg)
     raw.pop("hydra", None)
     typed, fn = recipe_config(raw)
+    check_ranges(typed)  # before anything is written: a refused config leaves no trace
     if raw.get("plan"):
         from seal.plan import make_plan
 
         make_plan(typed, raw["experiment"]["recipe"], run_path, raw=raw)
         log.info("plan: %s", run_path / "plan.md")
         return {}
-    rd = RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume")))
-    log.info("run folder: %s", rd.path)
-    results = fn(typed, rd)
+    with RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume"))) as rd:
+        log.info("run folder: %s", rd.path)
+        try:
+            results = fn(typed, rd)
+        except user_errors():
+            if discard_refused:
+                rd.discard()
+            raise
     log.info("done: %s", rd.path / "report.md")
     return results
 
 
-@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean "the config, data or folder is wrong": one line and exit 2, never a traceback."""
     from seal.arc_self_edit import EditRejected
     from seal.data import DataError
     from seal.engine_worker import BackendError
     from seal.graders import GraderError
+    from seal.inner_loop import InnerLoopError
     from seal.run_dir import ResumeError
     from seal.self_edits import SelfEditError
 
-    run_path = Path(HydraConfig.get().runtime.output_dir)
+    return ConfigError, DataError, ResumeError, SelfEditError, BackendError, EditRejected, GraderError, InnerLoopError
+
+
+# What Hydra puts in a new run folder before seal's code runs: a refused run whose folder holds nothing
+# else removes it again.
+HYDRA_FILES = {".hydra": {"config.yaml", "hydra.yaml", "overrides.yaml"}, "cli.log": None}
+
+# Hydra prints its own errors (override syntax, unknown keys, missing config groups) over several lines
+# and exits 1; with this variable set to 1 it raises them instead, and `main` prints them as one line.
+HYDRA_RAISES = "HYDRA_FULL_ERROR"
+_hydra_raises_set_here = False
+
+
+def only_hydra_files(path: Path, also: frozenset[str] = frozenset()) -> bool:
+    """Whether `path` is a folder holding nothing but what Hydra writes there (and files named in `also`)."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    return all(_hydra_file(entry) or entry.name in also and _plain_file(entry) for entry in path.iterdir())
+
+
+def _hydra_file(entry: Path) -> bool:
+    if entry.name not in HYDRA_FILES or entry.is_symlink():
+        return False
+    inside = HYDRA_FILES[entry.name]
+    if inside is None:
+        return entry.is_file()
+    return entry.is_dir() and all(f.name in inside and _plain_file(f) for f in entry.iterdir())
+
+
+def _plain_file(entry: Path) -> bool:
+    return entry.is_file() and not entry.is_symlink()
+
+
+def new_run_folder(path: Path, resume) -> bool:
+    """The folder is this process's own: Hydra has just made it (it holds only Hydra's files, an empty
+    log) and it is not a run being resumed."""
+    return not resume and only_hydra_files(path) and (path / "cli.log").stat().st_size == 0
+
+
+def remove_stub(path: Path) -> None:
+    """Remove a refused run's folder, if it still holds nothing but Hydra's files. Only those names are
+    removed, and a folder is removed only once empty. A folder with seal's marker or lock is never
+    touched here: another process may hold it (a refused run of this process removes its own files
+    first, through `RunDir.discard`, while it still holds the lock)."""
+    if not only_hydra_files(path):
+        return
     try:
-        run_experiment(cfg, run_path)
-    except (ConfigError, DataError, ResumeError, SelfEditError, BackendError, EditRejected, GraderError) as e:
-        print(f"seal: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        if (path / ".hydra").is_dir():
+            for name in HYDRA_FILES[".hydra"]:
+                (path / ".hydra" / name).unlink(missing_ok=True)
+            (path / ".hydra").rmdir()
+        (path / "cli.log").unlink(missing_ok=True)
+        path.rmdir()
+    except OSError:  # best effort: a stub left behind is untidy, not wrong
+        pass
+
+
+def fail(message: str) -> None:
+    print(f"seal: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def one_line(e: Exception) -> str:
+    """Hydra's multi-line message (with the override it could not parse, and the OmegaConf error behind
+    it) as one line; the config search path it lists after a missing config group is left out."""
+    lines = [line.strip() for line in str(e).split("Config search path:")[0].splitlines() if line.strip()]
+    if isinstance(e.__cause__, OmegaConfBaseException):
+        lines[1:1] = [str(e.__cause__).splitlines()[0].strip().rstrip(".") + "."]
+    if isinstance(e, OverrideParseException) and e.override not in str(e):
+        lines.insert(0, f"cannot parse the override '{e.override}':")
+    return " ".join(lines)
+
+
+@hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    if _hydra_raises_set_here:  # composed: from here on Hydra reports errors as it always does
+        os.environ.pop(HYDRA_RAISES, None)
+    run_path = Path(HydraConfig.get().runtime.output_dir)
+    fresh = new_run_folder(run_path, cfg.get("resume"))
+    try:
+        run_experiment(cfg, run_path, discard_refused=fresh)
+    except user_errors() as e:
+        if fresh:
+            remove_stub(run_path)
+        fail(str(e))
 
 
 def main() -> None:
-    _hydra_main()
+    global _hydra_raises_set_here
+    if os.environ.get(HYDRA_RAISES) == "1":  # the user asked for Hydra's full traces
+        _hydra_main()
+        return
+    os.environ[HYDRA_RAISES] = "1"
+    _hydra_raises_set_here = True
+    try:
+        _hydra_main()
+    except (HydraException, OmegaConfBaseException) as e:
+        fail(one_line(e))
+    finally:
+        os.environ.pop(HYDRA_RAISES, None)
+        _hydra_raises_set_here = False
 
 
 if __name__ == "__main__":

@@ -3,13 +3,19 @@
 A *passage* is the unit of knowledge incorporation: a title, a context and the closed-book questions
 about it. Every data source (SEAL-format JSON/JSONL files, SQuAD from the hub or a local file, the
 embedded fictional benchmark) ends up as a list of `Passage`. Loading problems raise `DataError`
-naming the file, the record and the field, so a broken file never fails silently.
+naming the file, the record and the field, so a broken file never fails silently: malformed or
+absurdly nested JSON, a missing or empty field, text that is not valid Unicode (an unpaired
+`\\ud800` escape), and a selected passage with no questions (it would score nothing). A passage
+repeated in a file (same title and context) is dropped with a warning naming both records, so it
+never counts twice.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import unicodedata
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -59,6 +65,39 @@ class DataConfig:
     seed: int = 0  # fictional only: generator seed
 
 
+def is_blank(text: str) -> bool:
+    """True when `text` shows nothing: only whitespace, control or format (zero-width) characters."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Index of the first unpaired UTF-16 surrogate in `text` (a broken `\\ud800` JSON escape), else None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
+def check_text(text: str, where: str, name: str) -> str:
+    """`text`, or a `DataError` naming the field when it is not valid Unicode."""
+    i = lone_surrogate(text)
+    if i is not None:
+        raise DataError(f"{where}: field '{name}' holds an unpaired UTF-16 surrogate (U+{ord(text[i]):04X}) at "
+                        f"character {i}: not valid Unicode text (a broken \\u escape in the file?)")
+    return text
+
+
+def parse_json(text: str, where: str):
+    """`json.loads`, with malformed or absurdly nested JSON as a `DataError` naming `where`."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise DataError(f"{where}: malformed JSON (nested too deeply to be a data file)") from None
+
+
 def _req(rec: dict, key: str, kind: type, where: str):
     if not isinstance(rec, dict):
         raise DataError(f"{where}: expected an object with fields title/context/questions, got {type(rec).__name__}")
@@ -72,15 +111,17 @@ def _req(rec: dict, key: str, kind: type, where: str):
 
 def passage_from_record(rec: dict, where: str) -> Passage:
     """Validate one SEAL-format record ({title, context, questions, [completions]})."""
-    title = _req(rec, "title", str, where)
-    context = _req(rec, "context", str, where)
-    if not context.strip():
+    title = check_text(_req(rec, "title", str, where), where, "title")
+    context = check_text(_req(rec, "context", str, where), where, "context")
+    if is_blank(context):
         raise DataError(f"{where}: field 'context' is empty")
     qs = _req(rec, "questions", list, where)
     questions = []
     for j, q in enumerate(qs):
         qwhere = f"{where}, questions[{j}]"
-        question = _req(q, "question", str, qwhere)
+        question = check_text(_req(q, "question", str, qwhere), qwhere, "question")
+        if is_blank(question):
+            raise DataError(f"{qwhere}: field 'question' is empty")
         if "answer" in q:
             answer = q["answer"]
         elif "answers" in q and isinstance(q["answers"], list) and q["answers"]:
@@ -88,13 +129,34 @@ def passage_from_record(rec: dict, where: str) -> Passage:
             answer = answer.get("text", answer) if isinstance(answer, dict) else answer
         else:
             raise DataError(f"{qwhere}: missing field 'answer'")
-        if not isinstance(answer, str) or not answer.strip():
+        if not isinstance(answer, str) or is_blank(answer):
             raise DataError(f"{qwhere}: field 'answer' must be a non-empty string")
-        questions.append(Question(question=question, answer=answer))
+        questions.append(Question(question=question, answer=check_text(answer, qwhere, "answer")))
     completions = rec.get("completions", [])
     if not isinstance(completions, list) or not all(isinstance(c, str) for c in completions):
         raise DataError(f"{where}: field 'completions' must be a list of strings")
+    for k, c in enumerate(completions):
+        check_text(c, where, f"completions[{k}]")
     return Passage(title=title, context=context, questions=questions, completions=completions)
+
+
+def drop_duplicates(passages: list[Passage], labels: list[str], source: str) -> list[Passage]:
+    """The passages without repeats: a later passage with the same title and context as an earlier one
+    is dropped (it would count twice), with one warning that names both records."""
+    first: dict[tuple[str, str], str] = {}
+    kept, repeats = [], []
+    for p, label in zip(passages, labels):
+        key = (p.title.strip(), p.context.strip())
+        if key in first:
+            repeats.append(f"{label} repeats {first[key]}")
+        else:
+            first[key] = label
+            kept.append(p)
+    if repeats:
+        more = f" (and {len(repeats) - 5} more)" if len(repeats) > 5 else ""
+        warnings.warn(f"{source}: {len(repeats)} duplicate passage(s) (same title and context) dropped, the first "
+                      f"occurrence kept: {'; '.join(repeats[:5])}{more}", stacklevel=3)
+    return kept
 
 
 def load_seal_file(path: str | Path) -> list[Passage]:
@@ -106,7 +168,7 @@ def load_seal_file(path: str | Path) -> list[Passage]:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it the right file?") from None
-    records: list[tuple[str, object]] = []
+    records: list[tuple[str, str, object]] = []  # (label, where, record)
     stripped = text.lstrip()
     if not stripped:
         raise DataError(f"{path}: file is empty")
@@ -115,14 +177,13 @@ def load_seal_file(path: str | Path) -> list[Passage]:
             if not line.strip():
                 continue
             try:
-                records.append((f"{path}:{i}", json.loads(line)))
+                records.append((f"line {i}", f"{path}:{i}", json.loads(line)))
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{i}: malformed JSON line ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{i}: malformed JSON line (nested too deeply to be a data file)") from None
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: malformed JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        data = parse_json(text, str(path))
         if isinstance(data, dict) and "data" in data:  # official SQuAD layout
             passages = group_squad_official(data, str(path))
             if not passages:
@@ -130,20 +191,20 @@ def load_seal_file(path: str | Path) -> list[Passage]:
             return passages
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of passage records, got {type(data).__name__}")
-        records = [(f"{path}, record {i}", r) for i, r in enumerate(data)]
+        records = [(f"record {i}", f"{path}, record {i}", r) for i, r in enumerate(data)]
     if not records:
         raise DataError(f"{path}: file holds no records")
     passages = []
-    for i, (where, rec) in enumerate(records):
+    for i, (_, where, rec) in enumerate(records):
         p = passage_from_record(rec, where)
         p.uid = f"{path.name}#{i}"
         passages.append(p)
-    return passages
+    return drop_duplicates(passages, [label for label, _, _ in records], str(path))
 
 
 def group_squad_official(data: dict, source: str) -> list[Passage]:
     """Group the official SQuAD v1.1 JSON ({data: [{title, paragraphs}]}) by paragraph."""
-    passages = []
+    passages, labels = [], []
     if not isinstance(data["data"], list):
         raise DataError(f"{source}: field 'data' must be a list of articles, got {type(data['data']).__name__}")
     for a, article in enumerate(data["data"]):
@@ -162,7 +223,8 @@ def group_squad_official(data: dict, source: str) -> list[Passage]:
             p = passage_from_record(rec, where)
             p.uid = f"squad#{len(passages)}"
             passages.append(p)
-    return passages
+            labels.append(f"data[{a}].paragraphs[{b}]")
+    return drop_duplicates(passages, labels, source)
 
 
 def group_squad_rows(rows, source: str = "squad") -> list[Passage]:
@@ -230,4 +292,16 @@ def load_passages(cfg: DataConfig) -> list[Passage]:
         passages = passages[: cfg.limit]
     if not passages:
         raise DataError("data: no passages selected (check data.offset / data.limit)")
+    _require_questions(passages, cfg.path or cfg.source)
     return passages
+
+
+def _require_questions(passages: list[Passage], source: str) -> None:
+    """Every selected passage is scored on its questions: one without any would score nothing (an
+    empty mean), so it is refused here, by name, before any work is done."""
+    empty = [p for p in passages if not p.questions]
+    if empty:
+        p = empty[0]
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise DataError(f"{source}: passage {p.uid} ({p.title[:40]!r}) has no questions: nothing to score{more}; "
+                        f"add questions to the record or leave it out of the selection")

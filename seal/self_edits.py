@@ -37,6 +37,9 @@ class SelfEditConfig:
     template: str = "config"
     template_file: str | None = None
     k: int = 1  # self-edits per passage
+    max_k: int = 64  # a larger k is refused as a likely typo (raise this if you mean it)
+    # passages sampled and recorded together (a resumed run redoes at most one such chunk); 0: 64 prompts' worth
+    sample_chunk: int = 0
     temperature: float = 1.0
     top_p: float = 0.95
     max_new_tokens: int = 256

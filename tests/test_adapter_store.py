@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seal.adapter_store import AdapterStore, StoreError, apply_adapter
-from seal.multi_lora import MultiLoRA
+from seal.multi_lora import MultiLoRA, target_layers
 
 
 def _delta(seed: int) -> dict[str, torch.Tensor]:
@@ -87,3 +87,16 @@ def test_apply_adapter_equals_multilora_merge(tiny):
     apply_adapter(model, state, scale=2.0, sign=-1.0)
     for n, p in model.named_parameters():
         torch.testing.assert_close(p, before[n], atol=1e-5, rtol=0)
+
+
+def test_the_load_check_accepts_what_seal_writes(tiny, tmp_path):
+    model, _ = tiny
+    shapes = {n: tuple(m.weight.shape) for n, m in target_layers(model, ["q_proj", "v_proj"])}
+    lora = MultiLoRA(model, ["q_proj", "v_proj"], r=4, alpha=8, slots=1)
+    lora.reset(0, seed=1)
+    store = AdapterStore(tmp_path / "s", "m")
+    v = store.commit(lora.slot_state(0), {"scale": lora.scale, "lora_r": 4, "lora_alpha": 8})
+    tensors, scale = store.adapter(v, shapes, default_scale=1.0)
+    assert scale == 2.0 and tensors.keys() == lora.slot_state(0).keys()
+    with pytest.raises(StoreError, match="not one of the model's target layers"):
+        store.adapter(v, {n: s for n, s in shapes.items() if "v_proj" not in n}, default_scale=1.0)

@@ -223,7 +223,7 @@ def test_arc_round_end_to_end_and_resume_is_identical(tmp_path):
     assert "oracle configuration" in report and "ICL, no TTT" in report
     lines = (tmp_path / "a" / "records.jsonl").read_text().splitlines()
     keys = [json.loads(x)["key"] for x in lines]
-    assert any(k.startswith("estep/0/") for k in keys) and "eval/1/completions" in keys
+    assert any(k.startswith("estep/0/") for k in keys) and "eval/1/completions/0" in keys
 
     (tmp_path / "b").mkdir()
     cut = keys.index("select/0")  # killed after the E-step's inner loops, before selection

@@ -54,6 +54,9 @@ def test_learn_commits_persists_and_undoes(tmp_path):
 
     pinned = session(tmp_path, "chat.version=v0002")  # pinning loads a version and makes it HEAD
     assert pinned.version == "v0002" and pinned.store.head() == "v0002"
+    assert pinned.store.meta("v0002")["lora_r"] == pinned.cfg.inner_loop.lora_r  # checked against the tensors on load
+    to_base = session(tmp_path, "chat.version=base")  # `base` pins the base model
+    assert to_base.version is None and to_base.store.head() is None
 
 
 def test_gate_rejection_is_explained_and_changes_nothing(tmp_path):

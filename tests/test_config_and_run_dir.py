@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from seal.config import ConfigError, derive_seed, plain, to_dataclass
-from seal.run_dir import RESUME_NEUTRAL, ResumeError, RunDir, checksum, fingerprint
+from seal.run_dir import MARKER, RESUME_NEUTRAL, ResumeError, RunDir, checksum, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,7 +192,8 @@ def test_put_has_get_round_trip(tmp_path):
     rec = rd.put(key, {"accuracy": 0.5, "questions": [{"q": "a", "correct": True}]})
     assert rec == {"key": key, "accuracy": 0.5, "questions": [{"q": "a", "correct": True}]}
     assert rd.has(key) and rd.get(key) == rec
-    assert [json.loads(x) for x in lines(rd.path)] == [{**rec, "_sum": checksum(rec)}]  # on disk with its checksum
+    tagged = {**rec, "_cfg": fingerprint(CONFIG)}  # on disk with the config that made it, and its checksum
+    assert [json.loads(x) for x in lines(rd.path)] == [{**tagged, "_sum": checksum(tagged)}]
     rd.metric(condition="base", accuracy=0.25)
     (m,) = [json.loads(x) for x in (rd.path / "metrics.jsonl").read_text().splitlines()]
     assert m["condition"] == "base" and m["accuracy"] == 0.25 and "time" in m
@@ -205,58 +206,60 @@ def test_records_survive_reopening(tmp_path):
     for i in range(3):
         rd.put(RunDir.key("base", i), {"i": i})
     rd.put(RunDir.key("base", 1), {"i": 10})  # a later record for the same key wins
-    again = RunDir(tmp_path / "run", CONFIG, resume=True)
-    assert set(again.records) == {"base/0", "base/1", "base/2"}
-    assert again.get("base/1")["i"] == 10 and again.get("base/2")["i"] == 2
-    again.put("base/3", {"i": 3})
+    rd.close()
+    with RunDir(tmp_path / "run", CONFIG, resume=True) as again:
+        assert set(again.records) == {"base/0", "base/1", "base/2"}
+        assert again.get("base/1")["i"] == 10 and again.get("base/2")["i"] == 2
+        again.put("base/3", {"i": 3})
     third = RunDir(tmp_path / "run", CONFIG, resume=True)
     assert set(third.records) == {"base/0", "base/1", "base/2", "base/3"}
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert len(meta["resumed_at"]) == 2
 
 
-def test_torn_last_line_dropped_and_file_rewritten(tmp_path):
-    rd = RunDir(tmp_path / "run", CONFIG)
-    rd.put("a", {"v": 1})
-    rd.put("b", {"v": 2})
+def test_torn_last_line_dropped_and_file_cut(tmp_path):
+    with RunDir(tmp_path / "run", CONFIG) as rd:
+        rd.put("a", {"v": 1})
+        rd.put("b", {"v": 2})
+    before = (rd.path / "records.jsonl").read_text()
     with open(rd.path / "records.jsonl", "a") as f:
         f.write('{"key": "c", "v": 3, "questi')  # killed mid-write, no newline
     with pytest.warns(UserWarning, match="torn"):
         again = RunDir(rd.path, CONFIG, resume=True)
     assert set(again.records) == {"a", "b"}
-    assert [json.loads(x)["key"] for x in lines(rd.path)] == ["a", "b"]
-    assert (rd.path / "records.jsonl").read_text().endswith("}\n")
+    assert (rd.path / "records.jsonl").read_text() == before  # the whole records exactly as they were
     assert not (rd.path / "records.jsonl.tmp").exists()
     again.put("c", {"v": 3})
+    again.close()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clean file: no warning the next time
         third = RunDir(rd.path, CONFIG, resume=True)
     assert third.get("c") == {"key": "c", "v": 3} and set(third.records) == {"a", "b", "c"}
 
 
-def test_a_failed_rewrite_loses_no_records(tmp_path, monkeypatch):
-    rd = RunDir(tmp_path / "run", CONFIG)
-    rd.put("a", {"v": 1})
-    rd.put("b", {"v": 2})
+def test_a_failed_cut_of_a_torn_line_loses_no_records(tmp_path, monkeypatch):
+    with RunDir(tmp_path / "run", CONFIG) as rd:
+        rd.put("a", {"v": 1})
+        rd.put("b", {"v": 2})
+    with open(rd.path / "records.jsonl", "a") as f:
+        f.write('{"key": "c", "v": 3, "questi')
     before = (rd.path / "records.jsonl").read_text()
-    dumps = json.dumps
 
-    def disk_full_at_b(obj, *args, **kwargs):  # the rewrite fails half-way (disk full, killed, ...)
-        if isinstance(obj, dict) and obj.get("key") == "b":
-            raise OSError("No space left on device")
-        return dumps(obj, *args, **kwargs)
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(json, "dumps", disk_full_at_b)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(os, "truncate", read_only)
+    with pytest.warns(UserWarning, match="torn"), pytest.raises(ResumeError, match="torn last line.*untouched"):
         RunDir(rd.path, CONFIG, resume=True)
-    monkeypatch.setattr(json, "dumps", dumps)
+    monkeypatch.undo()
     assert (rd.path / "records.jsonl").read_text() == before
-    assert set(RunDir(rd.path, CONFIG, resume=True).records) == {"a", "b"}
+    with pytest.warns(UserWarning, match="torn"):
+        assert set(RunDir(rd.path, CONFIG, resume=True).records) == {"a", "b"}
 
 
 def test_corrupt_middle_line_refuses(tmp_path):
-    rd = RunDir(tmp_path / "run", CONFIG)
-    rd.put("a", {"v": 1})
+    with RunDir(tmp_path / "run", CONFIG) as rd:
+        rd.put("a", {"v": 1})
     path = rd.path / "records.jsonl"
     path.write_text(path.read_text() + '{"key": "b", "v": \n' + json.dumps({"key": "c", "v": 3}) + "\n")
     before = path.read_text()
@@ -283,8 +286,8 @@ def test_resume_with_changed_config_names_the_key(tmp_path):
 
 def test_force_allows_a_changed_config(tmp_path):
     RunDir(tmp_path / "run", CONFIG).put("a", {"v": 1})
-    rd = RunDir(tmp_path / "run", cfg(inner_loop__lr=5e-4), resume=True, force=True)
-    assert rd.has("a")
+    with RunDir(tmp_path / "run", cfg(inner_loop__lr=5e-4), resume=True, force=True) as rd:
+        assert rd.has("a")
     # the folder now describes the new config; the old one is kept beside it and the next resume needs no force
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["inner_loop"]["lr"] == 5e-4
     kept = list((tmp_path / "run").glob("config.*.yaml"))
@@ -295,15 +298,15 @@ def test_force_allows_a_changed_config(tmp_path):
 @pytest.mark.parametrize("key", RESUME_NEUTRAL)
 def test_resume_neutral_keys_may_change(tmp_path, key):
     RunDir(tmp_path / "run", CONFIG).put("a", {"v": 1})
-    changed = cfg(**{key: {"mode": "online", "project": "other"}})
+    changed = cfg(**{key: "keep" if key == "resume_inputs" else {"mode": "online", "project": "other"}})
     assert fingerprint(changed) == fingerprint(CONFIG)
     rd = RunDir(tmp_path / "run", changed, resume=True)
     assert rd.has("a")
 
 
 def test_new_run_in_a_folder_with_records_refuses(tmp_path):
-    rd = RunDir(tmp_path / "run", CONFIG)
-    rd.put("a", {"v": 1})
+    with RunDir(tmp_path / "run", CONFIG) as rd:
+        rd.put("a", {"v": 1})
     before = (rd.path / "records.jsonl").read_text()
     with pytest.raises(ResumeError, match="already holds a run"):
         RunDir(tmp_path / "run", CONFIG)
@@ -311,14 +314,22 @@ def test_new_run_in_a_folder_with_records_refuses(tmp_path):
 
 
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(ResumeError, match="not a run folder"):
+    with pytest.raises(ResumeError, match="not a run folder.*no such folder"):
+        RunDir(tmp_path / "missing", CONFIG, resume=True)
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResumeError, match="not a run folder.*it is empty"):
         RunDir(tmp_path / "empty", CONFIG, resume=True)
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_resume_of_a_run_killed_at_start_up_starts_it(tmp_path):
-    """Killed after Hydra made the folder but before run.json: resume starts the run instead of failing."""
+    """Killed after seal made the folder (its marker) but before run.json: resume starts the run instead of
+    failing. A folder with only Hydra's files is not a run: seal never started there."""
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
-    with pytest.warns(UserWarning, match="never started"):
-        rd = RunDir(tmp_path / "run", CONFIG, resume=True)
-    rd.put("a", {"v": 1})
+    with pytest.raises(ResumeError, match="only Hydra's start-up files"):
+        RunDir(tmp_path / "run", CONFIG, resume=True)
+    (tmp_path / "run" / MARKER).write_text("{}")
+    with pytest.warns(UserWarning, match="never started"), RunDir(tmp_path / "run", CONFIG, resume=True) as rd:
+        rd.put("a", {"v": 1})
     assert RunDir(tmp_path / "run", CONFIG, resume=True).has("a")

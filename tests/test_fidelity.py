@@ -16,6 +16,7 @@ from seal.cli import run_experiment
 from seal.config import ConfigError
 from seal.data import Passage, Question
 from seal.restem import OuterLoopConfig
+from seal.run_dir import ResumeError
 
 SQUAD_VAL = SHARED / "general-knowledge" / "data" / "squad_val.json"
 
@@ -149,16 +150,22 @@ def test_contexts_and_adapter_recorded_and_changed_data_refused(tmp_path, monkey
     j = int(expected[0].uid.split("#")[1])
     changed[j] = Passage(changed[j].title, "Where did Nobody go? Answer: nowhere", [Question("Where?", "nowhere")])
     learning.write_file(data, changed)
-    with pytest.raises(ConfigError, match="training contexts differ"):
+    with pytest.raises(ResumeError, match="data.path"):  # the run folder's input fingerprint sees it first
         run_experiment(learning.learning_cfg(compose, "restem", *overrides, f"resume={path}"), path)
+    with pytest.raises(ConfigError, match="training contexts differ"):  # and, told to keep the records, the recipe
+        run_experiment(learning.learning_cfg(compose, "restem", *overrides, f"resume={path}", "resume_inputs=keep"),
+                       path)
     # one more passage: the shuffle gives other contexts
     learning.write_file(data, learning.passages(6) + learning.passages(1, start=8))
     with pytest.raises(ConfigError, match="training contexts differ"):
-        run_experiment(learning.learning_cfg(compose, "restem", *overrides, f"resume={path}"), path)
-    # the original file resumes (and is killed again at the same place)
+        run_experiment(learning.learning_cfg(compose, "restem", *overrides, f"resume={path}", "resume_inputs=keep"),
+                       path)
+    # the original file resumes (and is killed again at the same place); `keep` above recorded the edited
+    # file as the run's input, so going back to the original is a change the user confirms too
     learning.write_file(data, learning.passages(6))
     with pytest.raises(Killed):
-        run_experiment(learning.learning_cfg(compose, "restem", *overrides, f"resume={path}"), path)
+        run_experiment(learning.learning_cfg(compose, "restem", *overrides, f"resume={path}", "resume_inputs=keep"),
+                       path)
 
 
 # --------------------------------------------------------------------------- 3. off-policy M-step text
@@ -206,7 +213,7 @@ def test_m_step_trains_on_exactly_the_sampled_tokens(tmp_path, monkeypatch, chat
     assert kept and len(rows) == len(kept)
     estep_calls = [c for c in spy.calls if c["sample"]]
     drawn = [(inp, sampled(new, eos)) for c in estep_calls for inp, new in c["rows"]]
-    recorded = recs["estep/0/completions"]["completion_ids"]
+    recorded = recs["estep/0/completions/0"]["completion_ids"]
     ended = []
     for e, row in zip(kept, rows):
         ids = row["input_ids"]

@@ -15,9 +15,10 @@ from seal.run_dir import RunDir, RunFolderError
 
 
 def make(tmp_path, n=3):
-    rd = RunDir(tmp_path / "run", {"seed": 0})
-    for i in range(n):
-        rd.put(f"r{i}", {"accuracy": i / 10, "answers": ["x"] * i})
+    """A run folder with n records, closed (released for the next RunDir)."""
+    with RunDir(tmp_path / "run", {"seed": 0}) as rd:
+        for i in range(n):
+            rd.put(f"r{i}", {"accuracy": i / 10, "answers": ["x"] * i})
     return rd
 
 
@@ -68,7 +69,8 @@ def test_a_full_disk_rolls_back_to_the_last_whole_record(tmp_path):
             print(n)
             print(e)
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.returncode == 0, out.stderr
     n, message = out.stdout.splitlines()[0], "\n".join(out.stdout.splitlines()[1:])
     assert int(n) > 0 and "rolled back to its last whole record" in message and "resume=" in message
@@ -92,6 +94,6 @@ def test_the_cli_reports_a_corrupt_run_folder_in_one_line(tmp_path):
     (rd.path / "config.yaml").write_text("seed: 0\n")
     out = subprocess.run([sys.executable, "-m", "seal.cli", "experiment=ki_eval", "model=tiny-random",
                           f"hydra.run.dir={rd.path}", f"resume={rd.path}", "force_resume=true",
-                          "wandb.mode=disabled"], capture_output=True, text=True, timeout=300)
+                          "wandb.mode=disabled"], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 2
     assert "fails its checksum" in out.stderr and "Traceback" not in out.stderr

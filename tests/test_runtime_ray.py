@@ -37,7 +37,8 @@ def records(path: Path) -> list[dict]:
 def without_timing(obj):
     """Records with wall-clock fields dropped (everything else must match exactly)."""
     if isinstance(obj, dict):
-        return {k: without_timing(v) for k, v in obj.items() if k not in ("seconds", "tokens_per_second", "_sum")}
+        return {k: without_timing(v) for k, v in obj.items()
+                if k not in ("seconds", "tokens_per_second", "_sum", "_cfg")}
     if isinstance(obj, list):
         return [without_timing(v) for v in obj]
     return obj
