@@ -32,13 +32,22 @@ HELP = """commands:
 def load_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from seal.chat import SessionConfig
-    from seal.cli import CONFIG_DIR
-    from seal.config import to_dataclass
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        cfg = compose(config_name="seal_chat", overrides=overrides)
-    return to_dataclass(SessionConfig, cfg, "chat")
+    from seal.chat import SessionConfig
+    from seal.cli import CONFIG_DIR, one_line
+    from seal.config import ConfigError, to_dataclass
+    from seal.config_checks import check_ranges
+
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+            cfg = compose(config_name="seal_chat", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:  # a bad override: one line, not Hydra's trace
+        raise ConfigError(one_line(e)) from None
+    typed = to_dataclass(SessionConfig, cfg, "chat")
+    check_ranges(typed)  # the same ranges as `seal`: a nonsense value is refused before the model loads
+    return typed
 
 
 def parse_command(line: str) -> tuple[str, str]:

@@ -441,3 +441,15 @@ def test_seal_chat_names_a_corrupt_store_file(tmp_path):
     res = seal_chat(tmp_path / "store", ["/quit"])
     assert res.returncode == 2 and "Traceback" not in res.stdout + res.stderr, res.stderr[-3000:]
     assert f"seal-chat: error: adapter store {store.root}: versions/v0001/meta.json is corrupt" in res.stderr
+
+
+@pytest.mark.parametrize("override,key", [("inner_loop.epochs=-1", "inner_loop.epochs"),
+                                          ("chat.max_new_tokens=0", "chat.max_new_tokens"),
+                                          ("inner_loop.lr=nan", "inner_loop.lr"), ("chat.nope=1", "nope")])
+def test_seal_chat_refuses_out_of_range_or_unknown_settings_in_one_line(tmp_path, capsys, override, key):
+    from seal.chat_cli import main
+
+    code = main(["model=tiny-random", f"chat.store={tmp_path / 'store'}", override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("seal-chat: error:") and key in err[0]
+    assert not (tmp_path / "store").exists()
