@@ -31,7 +31,6 @@ HELP = """commands:
 
 def load_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
-
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
