@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from seal.config import ConfigError, derive_seed
-from seal.data import load_passages
+from seal.data import Passage, load_passages
 from seal.inner_loop import InnerLoopError, TrainJob
 from seal.ki_eval import KIEvalConfig, _file_completions
 from seal.ki_eval import validate as validate_conditions
@@ -32,7 +32,8 @@ from seal.models import load_model, prompt_ids
 from seal.qa_eval import mean_stderr
 from seal.report import bar_chart, md_table, print_table
 from seal.run_dir import RunDir
-from seal.self_edits import MODEL_FORMATS, passage_document
+from seal.sample_records import chunk_seed, contexts_per_chunk, sample_chunked
+from seal.self_edits import MODEL_FORMATS, SelfEditConfig, passage_document
 from seal.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.tracking import Tracker
 
@@ -62,6 +63,20 @@ def validate(cfg: KICPTConfig) -> None:
                           f"self_edit condition, got '{cfg.self_edit.format}'")
 
 
+def sample_in_chunks(task: KnowledgeTask, rd: RunDir, prefix: str, passages: list[Passage], se: SelfEditConfig,
+                     names: tuple, seed: int) -> dict[str, list[str]]:
+    """k self-edits per passage, drawn and recorded in chunks (`seal.sample_records`): a kill while
+    sampling loses at most one chunk. uid -> texts."""
+    size = contexts_per_chunk(se.k, se.sample_chunk)
+
+    def draw(j: int, group: list[Passage]) -> dict:
+        s = chunk_seed(seed, names, j)
+        texts = task.sample(group, se.format, se.k, s, desc=f"sampling self-edits ({j + 1})")
+        return {"chunk": j, "seed": s, "completions": {p.uid: t for p, t in zip(group, texts)}}
+
+    return sample_chunked(rd, prefix, passages, size, draw)["completions"]
+
+
 def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     validate(cfg)
     passages = load_passages(cfg.data)
@@ -78,12 +93,9 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     # the documents of each condition: passage text always, plus whole completions
     completions: dict[str, dict[str, list[str]]] = {}
     if "self_edit" in cfg.conditions:
-        key = rd.key("completions", cfg.self_edit.format)
-        if not rd.has(key):
-            seed = derive_seed(cfg.seed, "self_edit_sampling", cfg.self_edit.format)
-            texts = task.sample(passages, cfg.self_edit.format, cfg.self_edit.k, seed, desc="sampling self-edits")
-            rd.put(key, {"seed": seed, "completions": {p.uid: t for p, t in zip(passages, texts)}})
-        completions["self_edit"] = rd.get(key)["completions"]
+        completions["self_edit"] = sample_in_chunks(task, rd, rd.key("completions", cfg.self_edit.format), passages,
+                                                    cfg.self_edit, ("self_edit_sampling", cfg.self_edit.format),
+                                                    cfg.seed)
     for label, path in cfg.from_files.items() if "from_file" in cfg.conditions else ():
         completions[f"from_file:{label}"] = _file_completions(label, path, passages)
 

@@ -44,13 +44,14 @@ from seal.config import ConfigError, derive_seed
 from seal.data import DataConfig, Passage, load_passages
 from seal.graders import GraderConfig
 from seal.inner_loop import InnerLoopConfig, InnerLoopError, TrainJob
-from seal.ki_cpt import pooled_documents
+from seal.ki_cpt import pooled_documents, sample_in_chunks
 from seal.knowledge import KnowledgeTask
 from seal.models import ModelConfig, format_prompt, load_model
 from seal.proxy_tuning import ProxyGenerator
 from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, mean_stderr, per_passage
 from seal.report import md_table, print_table
 from seal.run_dir import RunDir
+from seal.sample_records import read_samples
 from seal.self_edits import MODEL_FORMATS, SelfEditConfig
 from seal.stats import clustered_mean_se
 from seal.streams import Stream
@@ -133,12 +134,8 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
                 raise ConfigError(f"ki_decoding: passage {p.uid}: {why}")
 
     # 1. self-edits from the base model, and each set's pooled documents
-    if not rd.has("completions"):
-        seed = derive_seed(cfg.seed, "self_edit_sampling")
-        both = sets["A"] + sets["B"]
-        texts = task.sample(both, cfg.self_edit.format, cfg.self_edit.k, seed, desc="sampling self-edits")
-        rd.put("completions", {"seed": seed, "completions": {p.uid: t for p, t in zip(both, texts)}})
-    comps = rd.get("completions")["completions"]
+    comps = sample_in_chunks(task, rd, "completions", sets["A"] + sets["B"], cfg.self_edit, ("self_edit_sampling",),
+                             cfg.seed)
     docs = {name: pooled_documents(ps, comps, cfg.self_edit.title_prefix)[0] for name, ps in sets.items()}
 
     # 2. M = base + A's update merged (its own copy); S = base + B's update in slot 0; M+B on M's copy
@@ -251,7 +248,7 @@ def _deferral_head(rd: RunDir, cfg: KIDecodingConfig, m: Stream, s: Stream, spli
     head_ps = splits["A"].head + splits["B"].head
     examples = _qa_examples(head_ps, cfg)
     if cfg.decoding.head_documents:  # the documents both updates trained on, read with no prompt
-        comps = rd.get("completions")["completions"]
+        comps = read_samples(rd, "completions")["completions"]
         examples += [("", doc) for doc in pooled_documents(head_ps, comps, cfg.self_edit.title_prefix)[0]]
     train = token_features(m, s, examples, desc="head features")
     val_a = token_features(m, s, _qa_examples(splits["A"].val, cfg), desc="validation features A")
