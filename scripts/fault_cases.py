@@ -46,17 +46,22 @@ def one_line_error(rc: int, err: str) -> bool:
     return rc == 2 and "Traceback" not in err and len(lines) >= 1 and lines[-1].startswith("seal: error:")
 
 
-def record_keys(path: Path) -> list[str]:
+def whole_records(path: Path) -> list[dict]:
+    """The records on disk that are whole JSON lines (a kill may have torn the last one)."""
     f = path / "records.jsonl"
     if not f.exists():
         return []
     out = []
     for line in f.read_text().splitlines():
         try:
-            out.append(json.loads(line)["key"])
-        except (json.JSONDecodeError, KeyError):
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
             pass
     return out
+
+
+def record_keys(path: Path) -> list[str]:
+    return [r["key"] for r in whole_records(path) if isinstance(r, dict) and "key" in r]
 
 
 def races(root: Path, config: list[str], trials: int, clean, ref_results: dict, log) -> dict:

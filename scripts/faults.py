@@ -41,6 +41,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from fault_cases import whole_records  # scripts/ is on the path when this script runs
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=4",
           "eval_data.num_passages=2", "restem.rounds=1", "restem.contexts_per_round=4", "self_edit.k=2",
@@ -56,19 +58,6 @@ def start(path: Path, resume: bool) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "disabled", "TQDM_DISABLE": "1"}
     return subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env=env)
-
-
-def whole_records(path: Path) -> list[dict]:
-    f = path / "records.jsonl"
-    if not f.exists():
-        return []
-    out = []
-    for line in f.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass  # a torn last line: the kill landed mid-write
-    return out
 
 
 def clean(obj):
@@ -166,7 +155,6 @@ def one_run(path: Path, kills: int, rng: random.Random, ref_keys: list[str], dur
 
 def run_adversarial(root: Path, trials: int, rng: random.Random, ref_results: dict, problems: list[str]) -> dict:
     """The cases of `scripts/fault_cases.py`; a non-zero count of harm is a problem."""
-    sys.path.insert(0, str(Path(__file__).parent))
     import fault_cases as fc
 
     finished = root / "reference"
