@@ -319,9 +319,9 @@ def main():
 
     model, tok, model_cfg = build(args)
     chat = uses_chat(model_cfg, tok)
-    cfg = InnerLoopConfig(**yaml.safe_load((REPO / "configs/inner_loop/default.yaml").read_text()))
-    qa = QAEvalConfig(**{**yaml.safe_load((REPO / "configs/qa_eval/default.yaml").read_text()), "max_new_tokens": 32})
-    se = SelfEditConfig(**{**yaml.safe_load((REPO / "configs/self_edit/default.yaml").read_text()),
+    cfg = InnerLoopConfig(**yaml.safe_load((REPO / "seal/configs/inner_loop/default.yaml").read_text()))
+    qa = QAEvalConfig(**{**yaml.safe_load((REPO / "seal/configs/qa_eval/default.yaml").read_text()), "max_new_tokens": 32})
+    se = SelfEditConfig(**{**yaml.safe_load((REPO / "seal/configs/self_edit/default.yaml").read_text()),
                            "max_new_tokens": 128, "batch_size": 16})
     passages = generate_passages(args.passages, seed=args.seed + 1000)
 

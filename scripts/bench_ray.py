@@ -30,7 +30,7 @@ def config(model: str, loops: int, k: int):
     from seal.cli import recipe_config  # importing seal.cli also registers the run-dir resolver
     from seal.config import plain
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+    with initialize_config_dir(config_dir=str(REPO / "seal" / "configs"), version_base=None):
         raw = plain(compose(config_name="config", overrides=[
             "experiment=ki_demo", f"model={'tiny-random' if model == 'tiny-random' else 'smollm2-135m'}",
             f"data.num_passages={loops}", f"inner_loop.adapters_per_batch={k}", "wandb.mode=disabled"]))

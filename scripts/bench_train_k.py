@@ -40,7 +40,7 @@ def make_jobs(n: int, seed: int) -> list[TrainJob]:
 
 
 def run(model, tok, jobs, k: int, budget: int, epochs: int, profile: bool) -> dict:
-    defaults = yaml.safe_load((REPO / "configs/inner_loop/default.yaml").read_text())  # batch 4, lr 2e-3, r 32
+    defaults = yaml.safe_load((REPO / "seal/configs/inner_loop/default.yaml").read_text())  # batch 4, lr 2e-3, r 32
     inner = InnerLoop(model, tok, InnerLoopConfig(**{**defaults, "epochs": epochs, "adapters_per_batch": k,
                                                      "token_budget": budget}))
     r0, t0, tokens = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), 0

@@ -58,7 +58,7 @@ def typed_config(raw: dict):
     their experiment, whose config names the recipe."""
     raw = {**raw, "experiment": dict(raw["experiment"])}
     if not raw["experiment"].get("recipe"):
-        exp = yaml.safe_load((REPO / "configs" / "experiment" / f"{raw['experiment']['name']}.yaml").read_text())
+        exp = yaml.safe_load((REPO / "seal" / "configs" / "experiment" / f"{raw['experiment']['name']}.yaml").read_text())
         raw["experiment"]["recipe"] = exp["experiment"]["recipe"]
     if raw["experiment"]["recipe"] not in RENDERERS:
         raise ValueError(f"recipe '{raw['experiment']['recipe']}' has no re-render (supported: {', '.join(RENDERERS)})")

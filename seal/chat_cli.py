@@ -7,7 +7,7 @@ Learning: `/learn <text>`, `/learn-file <path>`, or plain requests ("remember th
 <question> => <answer>` adds a gate probe for the next learning request. Versions: `/history`,
 `/undo`, `/pin <vNNNN|base>`, `/status`. Learning runs in the background (stage lines show its
 progress) and the chat answers meanwhile with the last committed weights.
-Config: configs/seal_chat.yaml and configs/chat/default.yaml.
+Config: seal/configs/seal_chat.yaml and seal/configs/chat/default.yaml.
 """
 
 from __future__ import annotations

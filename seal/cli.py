@@ -1,6 +1,6 @@
 """The `seal` command: `seal experiment=<name> [overrides]` runs one experiment into a run folder.
 
-Hydra composes `configs/`; this module turns the result into the recipe's typed config, checks every
+Hydra composes `seal/configs/` (shipped in the package); this module turns the result into the recipe's typed config, checks every
 value's range (`seal.config_checks`), opens the run folder (new, or the one named by `resume=`), and
 calls the recipe. Errors in configs or data, Hydra's own included, are printed as one clear line, not
 a traceback, and a refused run leaves no run folder behind.
@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from seal.config import ConfigError, plain, to_dataclass
 from seal.config_checks import check_ranges
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")  # shipped inside the package
 log = logging.getLogger("seal")
 
 OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume or default, replace=True)

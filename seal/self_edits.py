@@ -1,6 +1,6 @@
 """Self-edits: the prompt that asks the model for one, and the training documents made from it.
 
-Formats (prompt templates live in `configs/self_edit/*.yaml`, in this project's own wording):
+Formats (prompt templates live in `seal/configs/self_edit/*.yaml`, in this project's own wording):
 `implications`, `implications-long`, `rewrite`, `self-qa` (model-written), `none` (the passage
 alone) and `from_file` (completions read from a SEAL-format self-edit file).
 

@@ -43,5 +43,5 @@ def compose(*overrides: str):
 
     import seal.cli  # noqa: F401  (registers the run-dir resolver)
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+    with initialize_config_dir(config_dir=str(REPO / "seal" / "configs"), version_base=None):
         return hydra_compose(config_name="config", overrides=list(overrides))

@@ -98,10 +98,10 @@ def test_real_sections_validate():
     from seal.data import DataConfig
     from seal.self_edits import SelfEditConfig
 
-    se = to_dataclass(SelfEditConfig, yaml.safe_load((ROOT / "configs/self_edit/default.yaml").read_text()),
+    se = to_dataclass(SelfEditConfig, yaml.safe_load((ROOT / "seal/configs/self_edit/default.yaml").read_text()),
                       "self_edit")
     assert se.format == "implications" and "self-qa" in se.templates
-    data = to_dataclass(DataConfig, yaml.safe_load((ROOT / "configs/data/squad.yaml").read_text()), "data")
+    data = to_dataclass(DataConfig, yaml.safe_load((ROOT / "seal/configs/data/squad.yaml").read_text()), "data")
     assert data.source == "squad" and data.limit is None
     with pytest.raises(ConfigError, match="key 'limt'"):
         to_dataclass(DataConfig, {"limt": 3}, "data")

@@ -33,7 +33,7 @@ def test_inner_loop_raises_closed_book_accuracy(smollm2):
     from seal.qa_eval import QAEvalConfig, answer_and_grade, answer_questions, grade_records
 
     model, tok = smollm2
-    cfg = InnerLoopConfig(**yaml.safe_load((REPO / "configs/inner_loop/default.yaml").read_text()))
+    cfg = InnerLoopConfig(**yaml.safe_load((REPO / "seal/configs/inner_loop/default.yaml").read_text()))
     inner = InnerLoop(model, tok, cfg)
     gen = HFGenerator(model, tok, router=inner.lora)
     passages = generate_passages(4, seed=0)

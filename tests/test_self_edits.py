@@ -18,7 +18,7 @@ from seal.self_edits import (
     split_qa,
 )
 
-DEFAULT_YAML = Path(__file__).resolve().parents[1] / "configs" / "self_edit" / "default.yaml"
+DEFAULT_YAML = Path(__file__).resolve().parents[1] / "seal" / "configs" / "self_edit" / "default.yaml"
 
 P = Passage(title="Velmora", context="Velmora was founded in 1874 by Ansel Quorrin on the Tarvik.",
             questions=[Question("Who founded Velmora?", "Ansel Quorrin")], uid="t#0")
