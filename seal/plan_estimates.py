@@ -111,6 +111,10 @@ class GPU:
     hbm_tbps: float = 3.35
 
 
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def train_seconds(n_params: int, tokens: float, gpu: GPU, frozen_base: bool, steps: float = 0,
                   bytes_per_param: int = 2) -> float:
     """Training over `tokens` tokens in `steps` optimizer steps: the larger of the FLOP time (4 N per
@@ -124,7 +128,7 @@ def train_seconds(n_params: int, tokens: float, gpu: GPU, frozen_base: bool, ste
 def generate_seconds(n_params: int, prompts: int, new_tokens: int, batch: int, gpu: GPU, bytes_per_param: int = 2
                      ) -> float:
     """Batched decoding, memory-bound: every step of a batch reads all weights once."""
-    batches = -(-prompts // max(batch, 1))
+    batches = ceil_div(prompts, max(batch, 1))
     return batches * new_tokens * n_params * bytes_per_param / (gpu.hbm_tbps * 1e12)
 
 

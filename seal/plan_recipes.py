@@ -6,7 +6,6 @@ from __future__ import annotations
 from seal.plan import (
     PlanConfig,
     _tokens_view,
-    ceil_div,
     estimates,
     grader_section,
     inner_loop_steps,
@@ -14,6 +13,7 @@ from seal.plan import (
     model_section,
     tokenizer_for,
 )
+from seal.plan_estimates import ceil_div
 
 
 def _load(what: str, fn):
@@ -37,7 +37,7 @@ def restem(cfg, pc: PlanConfig) -> dict:
     from seal.contexts import round_contexts
     from seal.data import load_passages
     from seal.models import format_prompt, uses_chat
-    from seal.self_edits import completion_to_documents, self_edit_prompt
+    from seal.self_edits import completion_to_documents, passage_document, self_edit_prompt
 
     oc, se = cfg.restem, cfg.self_edit
     plan = {"model": model_section(cfg.model, cfg.inner_loop), "grader": grader_section(cfg.grader),
@@ -78,9 +78,9 @@ def restem(cfg, pc: PlanConfig) -> dict:
         for c in [c for ctx in rounds for c in ctx]:
             for comp in c.completions[: se.k] or [""]:
                 try:
-                    d = completion_to_documents(comp, c, se.format, se) if comp else [f"{c.title}\n{c.context}"]
+                    d = completion_to_documents(comp, c, se.format, se) if comp else [passage_document(c)]
                 except Exception:  # noqa: BLE001 - an unusable shipped completion counts as the passage alone
-                    d = [f"{c.title}\n{c.context}"]
+                    d = [passage_document(c)]
                 docs.append(len(d))
                 doc_tokens.append(sum(n_tokens(x) + 1 for x in d))
         plan["inner_loop"] = inner_loop_steps(cfg, docs)

@@ -46,7 +46,7 @@ from seal.knowledge import KnowledgeTask, chunks
 from seal.m_step import MStepConfig, m_step, validate_m_step
 from seal.models import ModelConfig, load_model
 from seal.qa_eval import QAEvalConfig
-from seal.restem_report import eval_key, eval_summary, summarise, write_report
+from seal.restem_report import eval_conditions, eval_key, eval_summary, summarise, write_report
 from seal.run_dir import RunDir
 from seal.runtime import LocalRunner, RuntimeConfig, make_runner
 from seal.sample_records import chunk_seed, contexts_per_chunk, read_samples, sample_chunked
@@ -262,9 +262,8 @@ def outer_loop(domain: Domain, train: list, held_out: list, model_cfg: ModelConf
             session = domain.open(policy, r)
             if not rd.has(rd.key("adapter", r)):
                 rd.put(rd.key("adapter", r), {"round": r, **session.adapter_info()})
-            refs = oc.references == "every_round" or r == 0
-            evals[r] = evaluate_policy(domain, session, rd, r, held_out, oc.eval_samples, seed, refs, tracker, runner,
-                                       policy, sample_chunk)
+            evals[r] = evaluate_policy(domain, session, rd, r, held_out, oc.eval_samples, seed,
+                                       eval_conditions(domain, oc, r), tracker, runner, policy, sample_chunk)
             if r == oc.rounds:
                 session.close()
                 break
@@ -327,16 +326,17 @@ def record_base(session: Session, rd: RunDir, contexts: list, key, head) -> None
 
 
 def evaluate_policy(domain: Domain, session: Session, rd: RunDir, r: int, held_out: list, n_samples: int, seed: int,
-                    refs: bool, tracker: Tracker, runner=None, policy: str = "", sample_chunk: int = 0) -> dict:
-    """Held-out score of policy r: n_samples self-edits per context, one inner loop each; plus the
-    unadapted policy (`base`) and the domain's references, once per context. The inner loops run on
-    `runner` (`seal.runtime`; default: this session, in order)."""
+                    conditions: list[str], tracker: Tracker, runner=None, policy: str = "",
+                    sample_chunk: int = 0) -> dict:
+    """Held-out score of policy r under `conditions` (`restem_report.eval_conditions`): n_samples
+    self-edits per context, one inner loop each; and, when listed, the unadapted policy (`base`) and the
+    domain's references, once per context. The inner loops run on `runner` (`seal.runtime`; default:
+    this session, in order)."""
     runner = runner or LocalRunner()
     sampled = sample_in_chunks(session, rd, "eval", r, held_out, n_samples, seed, sample_chunk)
     comps = {uid: [t] if isinstance(t, str) else t for uid, t in sampled["completions"].items()}
-    references = list(domain.references) if refs else []
-    conditions = ["self_edit", "base"] + references if refs else ["self_edit"]
-    if refs:
+    references = [c for c in conditions if c in domain.references]
+    if "base" in conditions:
         record_base(session, rd, held_out, key=lambda c: eval_key(rd, r, "base", c.uid),
                     head=lambda c: {"round": r, "condition": "base", "passage": c.uid})
     jobs = [("self_edit", c, i) for c in held_out for i in range(n_samples)]

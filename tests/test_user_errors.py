@@ -9,14 +9,13 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import REPO, compose
+from fake_judge import FakeJudge
 
 from seal.adapter_store import AdapterStore, StoreError, check_adapter
 from seal.arc_data import ARCDataConfig, load_tasks
@@ -224,51 +223,16 @@ def test_judge_grader_zero_width_answer_is_wrong_without_running_the_judge(tiny)
     assert not any(g.correct for g in grades) and calls == []
 
 
-class YesEndpoint:
-    """A local chat-completions endpoint that answers "yes" to everything and counts requests."""
-
-    def __init__(self):
-        self.requests = 0
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                endpoint.requests += 1
-                out = json.dumps({"choices": [{"message": {"role": "assistant", "content": "yes"}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_openai_grader_zero_width_answer_is_wrong_without_a_request(tmp_path, monkeypatch):
     monkeypatch.setenv("SEAL_TEST_ZW_KEY", "sk-test-zero-width")
-    endpoint = YesEndpoint()
-    try:
+    with FakeJudge() as endpoint:
         cfg = GraderConfig(kind="openai", base_url=endpoint.url, model="judge", api_key_env="SEAL_TEST_ZW_KEY",
                            timeout_s=5.0, max_retries=0, cache_dir=str(tmp_path / "judge"))
         grader = OpenAIGrader(cfg)
         grades = grader.grade([GradeItem("Q", "gold", t) for t in ZERO_WIDTH] + [GradeItem("Q", "gold", "gold")])
         grader.close()
-    finally:
-        endpoint.close()
     assert [g.correct for g in grades] == [False] * len(ZERO_WIDTH) + [True]
-    assert endpoint.requests == 1
+    assert sum(endpoint.asked.values()) == 1
 
 
 # --------------------------------------------------------------------------------------------- seal-chat files
