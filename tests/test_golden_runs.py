@@ -9,6 +9,7 @@ Re-record (only when a behaviour change is intended, and say so in the commit):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import compose
 
-from seal.cli import run_experiment
+from seal.cli import recipe_config, resolved, run_experiment
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TINY = ["model=tiny-random", "wandb.mode=disabled", "inner_loop.lora_r=4", "inner_loop.lora_alpha=8"]
@@ -55,7 +56,8 @@ RUNS = {
 
 # Fields that measure the machine, not the method: wall-clock durations and rates, and the
 # per-record checksums that cover them.
-CLOCK = re.compile(r"(seconds|_s$|^time|_time|elapsed|wall|per_hour|per_second|_sum$|throughput|tokens_per)")
+# `_cfg` is a hash of the composed config's text; the typed config it stands for is compared whole.
+CLOCK = re.compile(r"(seconds|_s$|^time|_time|elapsed|wall|per_hour|per_second|_sum$|_cfg$|throughput|tokens_per)")
 
 
 def is_clock(key: str) -> bool:
@@ -74,10 +76,11 @@ def normalise(value):
     return value
 
 
-def outputs(path: Path) -> dict:
+def outputs(path: Path, typed) -> dict:
+    config = json.loads(json.dumps(dataclasses.asdict(typed), default=str))
     results = json.loads((path / "results.json").read_text())
     records = [json.loads(line) for line in (path / "records.jsonl").read_text().splitlines()]
-    return {"results": normalise(results), "records": normalise(records)}
+    return {"config": normalise(config), "results": normalise(results), "records": normalise(records)}
 
 
 def differences(want, got, where="") -> list[str]:
@@ -100,8 +103,10 @@ def differences(want, got, where="") -> list[str]:
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_recipe_output_matches_its_golden_copy(name, tmp_path):
     path = tmp_path / name
-    run_experiment(compose(*TINY, *RUNS[name]), path)
-    got = outputs(path)
+    cfg = compose(*TINY, *RUNS[name])
+    typed, _ = recipe_config(resolved(cfg))  # every value that takes effect, defaults included
+    run_experiment(cfg, path)
+    got = outputs(path, typed)
     golden = GOLDEN / f"{name}.json"
     if os.environ.get("SEAL_GOLDEN_WRITE"):
         golden.parent.mkdir(exist_ok=True)
