@@ -43,15 +43,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from seal.backends import BackendConfig
-from seal.data import Passage
-from seal.fictional import generate_passages
-from seal.graders import GraderConfig, MatchGrader
-from seal.inner_loop import InnerLoopConfig
-from seal.knowledge import KnowledgeTask
-from seal.models import ModelConfig, load_model, model_folder, uses_chat
-from seal.qa_eval import QAEvalConfig, qa_prompts
-from seal.self_edits import SelfEditConfig
+from seal.generation.backends import BackendConfig
+from seal.data.sources import Passage
+from seal.data.fictional import generate_passages
+from seal.eval.graders import GraderConfig, MatchGrader
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.domains.knowledge.task import KnowledgeTask
+from seal.models.loading import ModelConfig, load_model, model_folder, uses_chat
+from seal.eval.qa import QAEvalConfig, qa_prompts
+from seal.self_edit.formats import SelfEditConfig
 
 ARCHS = {  # configs of real architectures, for randomly initialised models on a machine with no hub
     "Qwen/Qwen2.5-1.5B": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -171,7 +171,7 @@ def answer_one_by_one(model, tok, prompts: list[str], max_new_tokens: int, devic
 
 
 def grade(p: Passage, answers: list[str]) -> float:
-    from seal.graders import GradeItem
+    from seal.eval.graders import GradeItem
 
     g = MatchGrader().grade([GradeItem(question=q.question, gold=q.answer, answer=a) for q, a in zip(p.questions, answers)])
     return sum(x.correct for x in g) / len(g)
@@ -280,7 +280,7 @@ def build(args):
     if args.arch:
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        from seal.tiny import tiny_tokenizer
+        from seal.models.tiny import tiny_tokenizer
 
         spec = dict(ARCHS[args.arch])
         mcfg = AutoConfig.for_model(spec.pop("model_type"), **spec)

@@ -3,7 +3,7 @@
     python scripts/bench_ray.py --out experiments/bench_ray_cpu            # SmolLM2, 8 inner loops, CPU
     python scripts/bench_ray.py --model tiny-random --loops 16             # a quick check of the plumbing
 
-Why: `runtime=ray` (seal/runtime.py) should turn more workers into more inner loops per hour. The
+Why: `runtime=ray` (seal/infra/runtime.py) should turn more workers into more inner loops per hour. The
 same chunks of inner loops (fictional passages, the `passage` condition, fixed seeds; chunks of K
 as the outer loop cuts them) run on (a) one worker that has every CPU (`--cpus` threads) and
 (b) two workers with half the CPUs each. Each pool first opens the model on every worker (not
@@ -28,7 +28,7 @@ def config(model: str, loops: int, k: int):
     from hydra import compose, initialize_config_dir
 
     from seal.cli import recipe_config  # importing seal.cli also registers the run-dir resolver
-    from seal.config import plain
+    from seal.infra.config import plain
 
     with initialize_config_dir(config_dir=str(REPO / "seal" / "configs"), version_base=None):
         raw = plain(compose(config_name="config", overrides=[
@@ -40,7 +40,7 @@ def config(model: str, loops: int, k: int):
 def timed_pool(cfg, domain, chunks, workers: int, cpus: float) -> dict:
     import ray
 
-    from seal.runtime import RayRunner, RuntimeConfig
+    from seal.infra.runtime import RayRunner, RuntimeConfig
 
     ray.init(num_cpus=int(workers * cpus), include_dashboard=False, log_to_driver=False)
     try:
@@ -71,10 +71,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from seal.config import derive_seed
-    from seal.data import load_passages
-    from seal.knowledge import chunks as cut
-    from seal.restem import KnowledgeDomain
+    from seal.infra.config import derive_seed
+    from seal.data.sources import load_passages
+    from seal.domains.knowledge.task import chunks as cut
+    from seal.rl.outer_loop import KnowledgeDomain
 
     cfg = config(args.model, args.loops, args.k)
     passages = load_passages(cfg.data)[:args.loops]

@@ -22,9 +22,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from seal.fictional import generate_passages
-from seal.inner_loop import InnerLoop, InnerLoopConfig, TrainJob
-from seal.models import ModelConfig, load_model
+from seal.data.fictional import generate_passages
+from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, TrainJob
+from seal.models.loading import ModelConfig, load_model
 
 
 def make_jobs(n: int, seed: int) -> list[TrainJob]:

@@ -142,7 +142,7 @@ def forged(root: Path, config: list[str], finished: Path, trials: int, rng: rand
 def edited_inputs(root: Path, config: list[str], trials: int, log) -> dict:
     """A run on a data file, the file edited in place, then resumed: refused naming `data.path`; with
     `resume_inputs=redo` the old records are set aside and the results equal a fresh run on the new file."""
-    from seal.fictional import generate_passages
+    from seal.data.fictional import generate_passages
 
     out = Counter()
     for t in range(trials):

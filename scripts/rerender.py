@@ -33,13 +33,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from seal.cli import recipe_config, recipes
-from seal.run_dir import RunDir, read_records
+from seal.infra.run_dir import RunDir, read_records
 
 
 def read_run(folder: Path, out: Path | None = None) -> RunDir:
     """A read-only view of a run folder's records (RunDir would rewrite records.jsonl and run.json);
     what the summary writes goes to `out` (default: the folder itself). The records are verified as a
-    resume verifies them (`seal.run_dir.read_records`)."""
+    resume verifies them (`seal.infra.run_dir.read_records`)."""
     records, _, _ = read_records(folder / "records.jsonl")
     rd = RunDir.__new__(RunDir)
     rd.path, rd.records = Path(out or folder), records
@@ -86,8 +86,8 @@ def _known_keys(cls, body: dict, where: str = "") -> tuple[dict, list[str]]:
 # ------------------------------------------------------------------------------------------ recipes
 
 def _restem(cfg, rd: RunDir, domain, held_out: list, k: int) -> dict:
-    from seal.restem_report import eval_conditions, eval_summary, summarise, write_report
-    from seal.sample_records import read_samples
+    from seal.rl.report import eval_conditions, eval_summary, summarise, write_report
+    from seal.self_edit.sampling import read_samples
 
     oc = cfg.restem
     rounds = [r for r in range(oc.rounds + 1) if read_samples(rd, rd.key("eval", r, "completions"))]
@@ -99,16 +99,16 @@ def _restem(cfg, rd: RunDir, domain, held_out: list, k: int) -> dict:
 
 
 def render_restem(cfg, rd: RunDir, old: dict) -> dict:
-    from seal.data import load_passages
-    from seal.restem import KnowledgeDomain
+    from seal.data.sources import load_passages
+    from seal.rl.outer_loop import KnowledgeDomain
 
     held_out = load_passages(cfg.eval_data)[: cfg.restem.eval_passages]
     return _restem(cfg, rd, KnowledgeDomain(cfg), held_out, cfg.self_edit.k)
 
 
 def render_arc(cfg, rd: RunDir, old: dict) -> dict:
-    from seal.arc import ARCDomain
-    from seal.arc_data import load_tasks
+    from seal.domains.arc.domain import ARCDomain
+    from seal.domains.arc.data import load_tasks
 
     held_out = load_tasks(cfg.arc_eval_data)[: cfg.restem.eval_passages]
     return _restem(cfg, rd, ARCDomain(cfg), held_out, cfg.arc.k)
@@ -117,8 +117,8 @@ def render_arc(cfg, rd: RunDir, old: dict) -> dict:
 def render_ki_eval(cfg, rd: RunDir, old: dict) -> dict:
     """Usable passages are those with a base record; the reasons others were skipped (too long for the
     model's tokenizer, which is not loaded here) are carried over from the previous results.json."""
-    from seal import ki_eval
-    from seal.data import load_passages
+    from seal.recipes import ki_eval
+    from seal.data.sources import load_passages
 
     passages = load_passages(cfg.data)
     usable = [p for p in passages if rd.has(rd.key("base", p.uid))]
@@ -133,7 +133,7 @@ def render_ki_eval(cfg, rd: RunDir, old: dict) -> dict:
 def render_ki_cpt(cfg, rd: RunDir, old: dict) -> dict:
     """Conditions in the order the run did them; passages too long to train on are carried over from
     the previous results.json (finding them needs the tokenizer)."""
-    from seal import ki_cpt
+    from seal.recipes import ki_cpt
 
     done = [key.split("/", 1)[1] for key in rd.records if key.startswith("cpt/")]
     order = ["base", "passage"] + [c for c in done if c not in ("base", "passage")]

@@ -1,7 +1,7 @@
 """The `seal` command: `seal experiment=<name> [overrides]` runs one experiment into a run folder.
 
 Hydra composes `seal/configs/` (shipped in the package); this module turns the result into the recipe's typed config, checks every
-value's range (`seal.config_checks`), opens the run folder (new, or the one named by `resume=`), and
+value's range (`seal.infra.config_checks`), opens the run folder (new, or the one named by `resume=`), and
 calls the recipe. Errors in configs or data, Hydra's own included, are printed as one clear line, not
 a traceback, and a refused run leaves no run folder behind.
 """
@@ -19,8 +19,8 @@ from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seal.config import ConfigError, plain, to_dataclass
-from seal.config_checks import check_ranges
+from seal.infra.config import ConfigError, plain, to_dataclass
+from seal.infra.config_checks import check_ranges
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")  # shipped inside the package
 log = logging.getLogger("seal")
@@ -30,7 +30,13 @@ OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume o
 
 def recipes():
     """recipe name -> (config dataclass, run function); imported lazily to keep start-up fast."""
-    from seal import arc, ki_continual, ki_cpt, ki_decoding, ki_eval, restem, tool_use
+    from seal.domains.arc import domain as arc
+    from seal.recipes import ki_continual
+    from seal.recipes import ki_cpt
+    from seal.recipes import ki_decoding
+    from seal.recipes import ki_eval
+    from seal.rl import outer_loop as restem
+    from seal.recipes import tool_use
 
     return {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run), "restem": (restem.ReSTEMConfig, restem.run),
             "ki_cpt": (ki_cpt.KICPTConfig, ki_cpt.run),
@@ -63,14 +69,14 @@ def resolved(cfg: DictConfig) -> dict:
 def run_experiment(cfg: DictConfig, run_path: Path, discard_refused: bool = False) -> dict:
     """Run the experiment `cfg` into `run_path`. With `discard_refused` (the folder is this process's
     new one), a user error before the first record removes what the run wrote there."""
-    from seal.run_dir import RunDir
+    from seal.infra.run_dir import RunDir
 
     raw = resolved(cfg)
     raw.pop("hydra", None)
     typed, fn = recipe_config(raw)
     check_ranges(typed)  # before anything is written: a refused config leaves no trace
     if raw.get("plan"):
-        from seal.plan import make_plan
+        from seal.plan.builder import make_plan
 
         make_plan(typed, raw["experiment"]["recipe"], run_path, raw=raw)
         log.info("plan: %s", run_path / "plan.md")
@@ -89,13 +95,13 @@ def run_experiment(cfg: DictConfig, run_path: Path, discard_refused: bool = Fals
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The errors that mean "the config, data or folder is wrong": one line and exit 2, never a traceback."""
-    from seal.arc_self_edit import EditRejected
-    from seal.data import DataError
-    from seal.engine_worker import BackendError
-    from seal.graders import GraderError
-    from seal.inner_loop import InnerLoopError
-    from seal.run_dir import ResumeError
-    from seal.self_edits import SelfEditError
+    from seal.domains.arc.self_edit import EditRejected
+    from seal.data.sources import DataError
+    from seal.generation.engine_worker import BackendError
+    from seal.eval.graders import GraderError
+    from seal.inner_loop.trainer import InnerLoopError
+    from seal.infra.run_dir import ResumeError
+    from seal.self_edit.formats import SelfEditError
 
     return ConfigError, DataError, ResumeError, SelfEditError, BackendError, EditRejected, GraderError, InnerLoopError
 

@@ -17,7 +17,7 @@ SHARED = REPO.parent / "shared" / "data" / "seal"
 
 @pytest.fixture
 def tiny():
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     model, tok = tiny_model_and_tokenizer()
     model.eval()
@@ -28,7 +28,7 @@ def distinct_model(seed: int):
     """A tiny model with its own untied random output layer. With tied embeddings a random tiny
     model only repeats its last token, so every such model gives the same output and multi-model
     decoding tests could not fail."""
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     model, tok = tiny_model_and_tokenizer(seed=seed)
     gen = torch.Generator().manual_seed(seed)

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from seal.adapter_store import AdapterStore, StoreError, apply_adapter
-from seal.multi_lora import MultiLoRA, target_layers
+from seal.chat.adapter_store import AdapterStore, StoreError, apply_adapter
+from seal.inner_loop.multi_lora import MultiLoRA, target_layers
 
 
 def _delta(seed: int) -> dict[str, torch.Tensor]:

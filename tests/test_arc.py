@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import SHARED, compose
 
-from seal.arc import (
+from seal.domains.arc.domain import (
     ARCConfig,
     ARCEvalConfig,
     ARCReSTEMConfig,
@@ -20,14 +20,14 @@ from seal.arc import (
     ttt_examples,
     vote,
 )
-from seal.arc_augment import rot90
-from seal.arc_data import ARCDataConfig, ARCTask, grid_to_text, load_tasks, text_to_grid
-from seal.arc_self_edit import ARCEdit, parse_edit
+from seal.domains.arc.augment import rot90
+from seal.domains.arc.data import ARCDataConfig, ARCTask, grid_to_text, load_tasks, text_to_grid
+from seal.domains.arc.self_edit import ARCEdit, parse_edit
 from seal.cli import run_experiment
-from seal.config import ConfigError
-from seal.data import DataError
-from seal.inner_loop import InnerLoopConfig
-from seal.models import ModelConfig
+from seal.infra.config import ConfigError
+from seal.data.sources import DataError
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.models.loading import ModelConfig
 
 PINNED_TRAIN = ["44f52bb0", "4be741c5", "5582e5ca", "5614dbcf", "5bd6f4ac", "6150a2bd", "67e8384a", "6d0aefbc",
                 "6e02f1e3", "8be77c9e", "8d5021e8"]

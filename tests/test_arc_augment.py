@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seal.arc_augment import (
+from seal.domains.arc.augment import (
     FAMILIES,
     IDENTITY,
     TTA,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from seal.arc_self_edit import (
+from seal.domains.arc.self_edit import (
     KEYS,
     ARCEdit,
     EditLimits,

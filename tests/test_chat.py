@@ -1,4 +1,4 @@
-"""Learning while chatting (seal.chat) on a tiny random model: gate, commit, persistence, undo,
+"""Learning while chatting (seal.chat.session) on a tiny random model: gate, commit, persistence, undo,
 background learning, moderation, and the probe helpers."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seal.chat import LearnRefused, Session, cloze_probes, parse_probe_pairs, remember_request
-from seal.chat_cli import load_config
+from seal.chat.session import LearnRefused, Session, cloze_probes, parse_probe_pairs, remember_request
+from seal.chat.cli import load_config
 
 FACT = "The lighthouse keeper of Vesk Harbour is named Orrin Tallow and he paints the tower green."
 PROBE = [("Who keeps the Vesk Harbour lighthouse?", "Orrin Tallow")]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from seal.models import ModelConfig, model_folder
+from seal.models.loading import ModelConfig, model_folder
 
 FACT = "The capital of the island nation of Zorblatia is the city of Quenmoor."
 QUESTION = "What is the capital of Zorblatia?"
@@ -34,7 +34,7 @@ class Terminal:
     def __init__(self, *args: str):
         master, slave = pty.openpty()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "seal.chat_cli", *args], stdin=slave, stdout=slave,
+        self.proc = subprocess.Popen([sys.executable, "-m", "seal.chat.cli", *args], stdin=slave, stdout=slave,
                                      stderr=slave, env=env, close_fds=True)
         os.close(slave)
         self.fd, self.buf, self.pos = master, "", 0

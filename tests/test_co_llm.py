@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import distinct_model
 
-from seal.co_llm import (
+from seal.decoding.co_llm import (
     CoLLMConfig,
     CoLLMGenerator,
     DeferralHead,
@@ -19,8 +19,8 @@ from seal.co_llm import (
     token_features,
     train_head,
 )
-from seal.generation import HFGenerator, SamplingConfig
-from seal.streams import Stream
+from seal.generation.hf import HFGenerator, SamplingConfig
+from seal.decoding.streams import Stream
 
 PROMPTS = ["In 1874 the town", "Write questions and answers about the passage. Q:", "Rewrite", "0123 yes no"]
 EXAMPLES = [("Topic: Velmora\nWho founded it?", "Ansel Quorrin"), ("In 1874 the town", "of Velmora was founded"),

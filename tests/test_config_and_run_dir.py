@@ -12,8 +12,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from seal.config import ConfigError, derive_seed, plain, to_dataclass
-from seal.run_dir import MARKER, RESUME_NEUTRAL, ResumeError, RunDir, checksum, fingerprint
+from seal.infra.config import ConfigError, derive_seed, plain, to_dataclass
+from seal.infra.run_dir import MARKER, RESUME_NEUTRAL, ResumeError, RunDir, checksum, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,8 +95,8 @@ def test_wrong_type_is_named(node, key):
 
 
 def test_real_sections_validate():
-    from seal.data import DataConfig
-    from seal.self_edits import SelfEditConfig
+    from seal.data.sources import DataConfig
+    from seal.self_edit.formats import SelfEditConfig
 
     se = to_dataclass(SelfEditConfig, yaml.safe_load((ROOT / "seal/configs/self_edit/default.yaml").read_text()),
                       "self_edit")
@@ -143,7 +143,7 @@ def test_derive_seed_sensitive_to_every_name():
 def test_derive_seed_stable_across_processes():
     """No dependence on Python's per-process string hashing (PYTHONHASHSEED)."""
     args = (7, "self_edit_sampling", "implications", "a#1", "b#2")
-    code = f"from seal.config import derive_seed; print(derive_seed(*{args!r}))"
+    code = f"from seal.infra.config import derive_seed; print(derive_seed(*{args!r}))"
     outs = set()
     for hashseed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hashseed}

@@ -1,6 +1,6 @@
-"""Range checks of every numeric config value before a run folder is written (seal/config_checks.py), the
+"""Range checks of every numeric config value before a run folder is written (seal/infra/config_checks.py), the
 `seal` command's one-line errors and stub-folder clean-up (seal/cli.py), and self-edits sampled and
-recorded in fixed chunks so a killed run redoes at most one chunk (seal/sample_records.py)."""
+recorded in fixed chunks so a killed run redoes at most one chunk (seal/self_edit/sampling.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 
 from seal import cli
 from seal.cli import recipe_config, recipes, resolved, run_experiment
-from seal.config import ConfigError
-from seal.config_checks import CONSTRAINTS, check_ranges, parse_rule, problems
-from seal.run_dir import RunDir
-from seal.sample_records import contexts_per_chunk, read_samples, sample_chunked
+from seal.infra.config import ConfigError
+from seal.infra.config_checks import CONSTRAINTS, check_ranges, parse_rule, problems
+from seal.infra.run_dir import RunDir
+from seal.self_edit.sampling import contexts_per_chunk, read_samples, sample_chunked
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_ONLY = ["experiment=ki_eval", "model=tiny-random", "data.limit=1", "conditions=[base]", "wandb.mode=disabled"]
@@ -158,7 +158,7 @@ def field_paths(cls: type, prefix: str = "") -> set[str]:
 
 def test_every_table_key_is_a_real_config_key_and_every_rule_reads():
     known = set().union(*(field_paths(cls) for cls, _ in recipes().values()))
-    from seal.chat import SessionConfig
+    from seal.chat.session import SessionConfig
 
     known |= field_paths(SessionConfig)
     assert not [k for k in CONSTRAINTS if k not in known]  # a typo in the table would silently check nothing

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from seal.data import (
+from seal.data.sources import (
     DataConfig,
     DataError,
     Passage,
@@ -363,7 +363,7 @@ def test_load_passages_subset_then_offset_and_limit(file_250):
 
 def test_load_passages_fictional():
     got = load_passages(DataConfig(source="fictional", num_passages=6, seed=1, offset=2, limit=3))
-    from seal.fictional import generate_passages
+    from seal.data.fictional import generate_passages
 
     assert got == generate_passages(6, seed=1)[2:5]
 

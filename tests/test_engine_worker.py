@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from seal.backends import BackendConfig, make_generator, validate
-from seal.config import ConfigError
-from seal.engine_worker import AdapterStore, BackendError, EngineWorker, WorkerGenerator
-from seal.generation import HFGenerator, SamplingConfig
-from seal.inner_loop import InnerLoopConfig
-from seal.multi_lora import MultiLoRA
-from seal.tiny import tiny_model_and_tokenizer
-from seal.vllm_backend import VLLM_RANKS, max_lora_rank, require_vllm
+from seal.generation.backends import BackendConfig, make_generator, validate
+from seal.infra.config import ConfigError
+from seal.generation.engine_worker import AdapterStore, BackendError, EngineWorker, WorkerGenerator
+from seal.generation.hf import HFGenerator, SamplingConfig
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.inner_loop.multi_lora import MultiLoRA
+from seal.models.tiny import tiny_model_and_tokenizer
+from seal.generation.vllm import VLLM_RANKS, max_lora_rank, require_vllm
 
 TARGETS = ["q_proj", "v_proj", "down_proj"]
 PROMPTS = ["The quick brown fox", "Velmora was founded", "Answer the question", "In 1874 the town",
@@ -162,12 +162,12 @@ def test_missing_vllm_is_a_clear_error_naming_the_fix(folder):
 
 def test_knowledge_task_scores_the_same_through_the_worker(folder):
     """The whole adapt-and-evaluate path: backend=peft (worker, adapter files) == backend=hf."""
-    from seal.data import Passage, Question
-    from seal.graders import GraderConfig
-    from seal.knowledge import KnowledgeTask
-    from seal.models import ModelConfig, load_model
-    from seal.qa_eval import QAEvalConfig
-    from seal.self_edits import SelfEditConfig
+    from seal.data.sources import Passage, Question
+    from seal.eval.graders import GraderConfig
+    from seal.domains.knowledge.task import KnowledgeTask
+    from seal.models.loading import ModelConfig, load_model
+    from seal.eval.qa import QAEvalConfig
+    from seal.self_edit.formats import SelfEditConfig
 
     passages = [Passage(title=t, context=c, questions=[Question(question=q, answer=a)], uid=t) for t, c, q, a in [
         ("Velmora", "Velmora was founded in 1874 by Ansel Quorrin.", "Who founded Velmora?", "Ansel Quorrin"),

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from seal.data import Passage
-from seal.fictional import KINDS, generate_passages, kind_for, passage_kind
+from seal.data.sources import Passage
+from seal.data.fictional import KINDS, generate_passages, kind_for, passage_kind
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import torch
 from conftest import SHARED, compose
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
-from seal.data import Passage, Question
-from seal.restem import OuterLoopConfig
-from seal.run_dir import ResumeError
+from seal.infra.config import ConfigError
+from seal.data.sources import Passage, Question
+from seal.rl.outer_loop import OuterLoopConfig
+from seal.infra.run_dir import ResumeError
 
 SQUAD_VAL = SHARED / "general-knowledge" / "data" / "squad_val.json"
 
@@ -86,7 +86,7 @@ def squad_like(titles: int = 20, per_title: int = 5) -> list[Passage]:
 
 def test_round_contexts_draw_across_the_whole_pool():
     """Old: round r took train[r*50:(r+1)*50] in file order, i.e. 10 articles of SQuAD-like data."""
-    from seal.contexts import round_contexts
+    from seal.rl.contexts import round_contexts
 
     train = squad_like()
     oc = OuterLoopConfig(rounds=2, contexts_per_round=50)
@@ -101,8 +101,8 @@ def test_round_contexts_draw_across_the_whole_pool():
 
 @pytest.mark.skipif(not SQUAD_VAL.is_file(), reason=f"{SQUAD_VAL} is absent (released SEAL data not available)")
 def test_round_contexts_on_real_squad_order():
-    from seal.contexts import round_contexts
-    from seal.data import load_seal_file
+    from seal.rl.contexts import round_contexts
+    from seal.data.sources import load_seal_file
 
     train = load_seal_file(SQUAD_VAL)
     assert len({p.title for p in train[:50]}) <= 3  # why file order is wrong: a round would be 1-3 articles
@@ -118,8 +118,8 @@ def test_contexts_and_adapter_recorded_and_changed_data_refused(tmp_path, monkey
     """A run records contexts/0 (the shuffled round) and adapter/0 (the inner loop's targets and size);
     resuming it after the data file changed is refused. Old: neither was recorded, a changed file
     silently gave other contexts. The run is killed when the first policy starts sampling."""
-    from seal import restem
-    from seal.contexts import round_contexts
+    from seal.rl import outer_loop as restem
+    from seal.rl.contexts import round_contexts
 
     def kill(*a, **kw):
         raise Killed
@@ -171,7 +171,7 @@ def test_contexts_and_adapter_recorded_and_changed_data_refused(tmp_path, monkey
 # --------------------------------------------------------------------------- 3. off-policy M-step text
 
 def test_completion_ids_stop_at_the_first_eos():
-    from seal.generation import completion_ids
+    from seal.generation.hf import completion_ids
 
     assert completion_ids([5, 6, 2, 2, 2], {2}) == [5, 6, 2]
     assert completion_ids([5, 2, 7, 2], {2, 9}) == [5, 2]
@@ -184,8 +184,8 @@ def test_m_step_trains_on_exactly_the_sampled_tokens(tmp_path, monkeypatch, chat
     followed by the ids it sampled (ending with the EOS it drew), one BOS, loss on the sampled ids
     only. Old: the completion text was stripped and re-tokenized after the prompt text (or re-templated
     as a chat), so the policy was cloned on tokens it never produced."""
-    from seal import m_step as m_step_module
-    from seal.tiny import tiny_tokenizer
+    from seal.rl import m_step as m_step_module
+    from seal.models.tiny import tiny_tokenizer
 
     tok = tiny_tokenizer(add_bos=True)
     bos, eos = tok.bos_token_id, tok.eos_token_id
@@ -237,7 +237,7 @@ def test_m_step_trains_on_exactly_the_sampled_tokens(tmp_path, monkeypatch, chat
 
 def test_step_layout_keeps_the_effective_batch_for_any_process_count():
     """Old: gradient_accumulation_steps=10 per process, so 8 processes made an effective batch of 80."""
-    from seal.m_step import MStepConfig, optimizer_steps, step_layout
+    from seal.rl.m_step import MStepConfig, optimizer_steps, step_layout
 
     cfg = MStepConfig(effective_batch=10, batch_size=1, epochs=2)
     one, eight = step_layout(cfg, 1), step_layout(cfg, 8)
@@ -248,7 +248,7 @@ def test_step_layout_keeps_the_effective_batch_for_any_process_count():
 
 
 def test_step_ordered_blocks_hold_exactly_the_effective_rows():
-    from seal.m_step import MStepConfig, step_layout, step_ordered
+    from seal.rl.m_step import MStepConfig, step_layout, step_ordered
 
     rows = [{"input_ids": [100 + i, 7], "completion_mask": [0, 1]} for i in range(50)]
     cfg = MStepConfig(effective_batch=10, epochs=2)
@@ -282,9 +282,9 @@ def test_inline_and_two_process_m_step_agree(tmp_path):
 
     from safetensors.torch import load_file
 
-    from seal.m_step import MStepConfig, m_step
-    from seal.models import ModelConfig
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.rl.m_step import MStepConfig, m_step
+    from seal.models.loading import ModelConfig
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     pairs = [{"prompt": f"{p.title}\n{p.questions[0].question}", "completion": f" Answer: {p.questions[0].answer}"}
              for p in learning.passages(5)]
@@ -310,12 +310,12 @@ def test_arc_prompts_carry_exactly_one_bos(name, monkeypatch):
     """Test-time-training documents and evaluation prompts reach the model with one BOS when the
     tokenizer uses one (Llama 3), none otherwise. Old: the BOS text was prepended to prompts that the
     inner loop then tokenized with add_special_tokens=True: two BOS on every training document."""
-    from seal.arc import ARCConfig, ARCEvalConfig, ARCReSTEMConfig, ARCSession, TTTConfig
-    from seal.arc_data import ARCTask
-    from seal.arc_self_edit import parse_edit
-    from seal.inner_loop import InnerLoopConfig
-    from seal.models import ModelConfig
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.domains.arc.domain import ARCConfig, ARCEvalConfig, ARCReSTEMConfig, ARCSession, TTTConfig
+    from seal.domains.arc.data import ARCTask
+    from seal.domains.arc.self_edit import parse_edit
+    from seal.inner_loop.trainer import InnerLoopConfig
+    from seal.models.loading import ModelConfig
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     model, tok = tiny_model_and_tokenizer(add_bos=name.endswith("-bos"))
     cfg = ARCReSTEMConfig(model=ModelConfig(name=name),
@@ -362,8 +362,8 @@ class FakeGenerator:
 def test_base_model_qa_prompt_cues_the_answer_and_keeps_its_first_line(tiny):
     """Old: a base model got the chat wording with no answer cue and its whole continuation (more
     questions and answers of its own) was graded, so a later line could hold the gold answer."""
-    from seal.graders import GraderConfig, make_grader
-    from seal.qa_eval import QAEvalConfig, answer_questions, grade_records, qa_prompts
+    from seal.eval.graders import GraderConfig, make_grader
+    from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, qa_prompts
 
     _, tok = tiny
     p = Passage("Paris", "Paris is the capital of France.", [Question("What is the capital of France?", "Paris")])
@@ -402,7 +402,7 @@ def kept(es):
 
 def test_best_of_k_keeps_nothing_for_a_context_whose_edits_are_all_unusable():
     """Old: the best of three score-0 unusable edits was kept and cloned by the M-step."""
-    from seal.selection import SelectionConfig, select
+    from seal.rl.selection import SelectionConfig, select
 
     es = select(edits({"a": [0.0, 0.0, 0.0], "b": [0.2, 0.0, 0.1]}, unusable={("a", 0), ("a", 1), ("a", 2)}),
                 SelectionConfig(rule="best_of_k"))
@@ -414,7 +414,7 @@ def test_best_of_k_keeps_nothing_for_a_context_whose_edits_are_all_unusable():
 
 
 def test_top_fraction_and_thresholds_never_keep_an_unusable_edit():
-    from seal.selection import SelectionConfig, select
+    from seal.rl.selection import SelectionConfig, select
 
     scores = {"a": [0.9, 0.8, 0.0], "b": [0.7, 0.6, 0.5]}
     es = select(edits(scores, unusable={("a", 0), ("b", 0)}), SelectionConfig(rule="top_fraction", fraction=0.5))
@@ -426,8 +426,8 @@ def test_top_fraction_and_thresholds_never_keep_an_unusable_edit():
 
 
 def test_a_rule_added_to_the_table_is_selectable(monkeypatch):
-    from seal import selection
-    from seal.selection import RULES, SelectionConfig, select
+    from seal.rl import selection
+    from seal.rl.selection import RULES, SelectionConfig, select
 
     def lowest(es, cfg):  # a deliberately odd rule: keep each context's worst usable edit
         for e in es:
@@ -446,7 +446,7 @@ def test_a_rule_added_to_the_table_is_selectable(monkeypatch):
 
 def test_dtype_auto_resolves_by_device():
     """Old: model.dtype defaulted to float32 everywhere (the paper trained in bf16 on GPUs)."""
-    from seal.models import ModelConfig, load_model, resolve_dtype
+    from seal.models.loading import ModelConfig, load_model, resolve_dtype
 
     assert ModelConfig().dtype == "auto"
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
@@ -472,7 +472,7 @@ def test_ki_restem_trains_the_papers_inner_loop_modules():
 
 def test_real_first_lines_are_not_dropped_as_filler():
     """Old: any first line starting with 'The following', 'Implications' ... of <= 12 words was dropped."""
-    from seal.self_edits import SelfEditConfig, _is_filler, completion_to_documents
+    from seal.self_edit.formats import SelfEditConfig, _is_filler, completion_to_documents
 
     for fact in ("The following year, the city grew.", "Implications of the war were severe.",
                  "Here the river meets the sea.", "Okay Corral is a famous site."):
@@ -514,8 +514,8 @@ def test_from_file_formats_split_a_self_qa_file_per_pair(tmp_path):
 def test_learning_world_inner_loop_teaches_the_passage():
     """The learning world's premise: 0 before, >= 0.5 after the inner loop on the passage, ~0 after an
     inner loop on another passage."""
-    from seal.inner_loop import TrainJob
-    from seal.self_edits import passage_document
+    from seal.inner_loop.trainer import TrainJob
+    from seal.self_edit.formats import passage_document
 
     task = learning.knowledge_task(k=4)
     ps = learning.passages(4)
@@ -572,7 +572,7 @@ def test_learning_restem_run_has_non_zero_accuracies(learned):
 def test_learning_restem_resume_after_kill_in_e_step_is_identical(learned, tmp_path, monkeypatch):
     """Killed in the E-step (after its first chunk of inner loops) and resumed: the same results.json
     as the uninterrupted run, with only the unfinished inner loops run again."""
-    from seal import knowledge
+    from seal.domains.knowledge import task as knowledge
 
     full_path, _, data, held = learned
     real = knowledge.KnowledgeTask.adapt_and_evaluate_many

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seal.generation import HFGenerator, SamplingConfig, generate_shared_prefix
+from seal.generation.hf import HFGenerator, SamplingConfig, generate_shared_prefix
 
 
 def test_shared_prefix_matches_plain_generation(tiny):

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from seal.graders import (
+from seal.eval.graders import (
     Grade,
     GradeItem,
     GraderConfig,
@@ -98,7 +98,7 @@ def test_make_grader_errors():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the model is tiny; more threads only contend on a busy machine

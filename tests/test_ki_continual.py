@@ -9,7 +9,7 @@ import pytest
 from conftest import compose
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
+from seal.infra.config import ConfigError
 
 FAST = ["experiment=ki_continual", "model=tiny-random", "wandb.mode=disabled", "continual.sequences=2",
         "continual.length=3", "data.num_passages=6", "self_edit.max_new_tokens=12", "inner_loop.lora_r=4",
@@ -65,9 +65,9 @@ def test_impossible_continual_configs_are_refused(tmp_path):
 
 
 def test_replay_sources_remember_lines_or_everything():
-    from seal.data import Passage
-    from seal.ki_continual import remember
-    from seal.self_edits import SelfEditConfig, completion_to_documents
+    from seal.data.sources import Passage
+    from seal.recipes.ki_continual import remember
+    from seal.self_edit.formats import SelfEditConfig, completion_to_documents
 
     p = Passage(uid="p0", title="Orla Vent", context="Orla Vent was founded in 1901.", questions=[])
     past = {"self_edits": [], "past_documents": []}

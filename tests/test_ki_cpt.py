@@ -9,7 +9,7 @@ import pytest
 from conftest import compose
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
+from seal.infra.config import ConfigError
 
 FAST = ["experiment=ki_cpt", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=3",
         "self_edit.max_new_tokens=12", "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "inner_loop.epochs=1",

@@ -10,7 +10,7 @@ from conftest import compose
 from safetensors.torch import load_file
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
+from seal.infra.config import ConfigError
 
 FAST = ["experiment=ki_decoding", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=6",
         "decoding.set_size=3", "decoding.head_passages=1", "decoding.val_passages=1",

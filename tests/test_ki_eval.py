@@ -10,10 +10,10 @@ import pytest
 from conftest import REPO, compose
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
-from seal.data import DataError
-from seal.fictional import generate_passages
-from seal.run_dir import ResumeError
+from seal.infra.config import ConfigError
+from seal.data.sources import DataError
+from seal.data.fictional import generate_passages
+from seal.infra.run_dir import ResumeError
 
 FAST = ["model=tiny-random", "wandb.mode=disabled", "self_edit.max_new_tokens=24", "self_edit.k=2",
         "inner_loop.epochs=2", "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=8",

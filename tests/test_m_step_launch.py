@@ -11,8 +11,8 @@ from conftest import compose
 from safetensors.torch import load_file
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
-from seal.m_step import MStepConfig, optimizer_steps
+from seal.infra.config import ConfigError
+from seal.rl.m_step import MStepConfig, optimizer_steps
 
 FAST = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=2",
         "eval_data.num_passages=1", "restem.rounds=1", "restem.contexts_per_round=2", "self_edit.k=2",
@@ -23,7 +23,7 @@ FAST = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.n
 
 
 def test_two_process_m_step_writes_a_merged_policy(tmp_path):
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     path = tmp_path / "run"
     results = run_experiment(compose(*FAST, "m_step.launcher=torchrun", "m_step.nproc=2"), path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seal.models import ModelConfig, format_prompt, load_model, max_context, uses_chat
+from seal.models.loading import ModelConfig, format_prompt, load_model, max_context, uses_chat
 
 
 def test_tiny_random_loads_with_a_chat_template():

@@ -9,8 +9,8 @@ import math
 
 import torch
 
-from seal.generation import HFGenerator, SamplingConfig
-from seal.inner_loop import InnerLoop, InnerLoopConfig, TrainJob
+from seal.generation.hf import HFGenerator, SamplingConfig
+from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, TrainJob
 
 DOCS = [
     ["Velmora\nVelmora was founded in 1874 by Ansel Quorrin.", "Velmora\nIts main export is blue slate.",

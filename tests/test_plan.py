@@ -19,13 +19,13 @@ needs_data = pytest.mark.skipif(not (SQUAD / "squad_val.json").is_file(),
 @pytest.fixture(autouse=True)
 def no_weights(monkeypatch):
     """A plan must not load a model: any attempt fails the test."""
-    import seal.models
+    import seal.models.loading
 
     def refuse(*a, **k):
         raise AssertionError("plan=true loaded a model")
 
-    monkeypatch.setattr(seal.models, "load_model", refuse)
-    monkeypatch.setattr(seal.models, "_embedded_folder", refuse)
+    monkeypatch.setattr(seal.models.loading, "load_model", refuse)
+    monkeypatch.setattr(seal.models.loading, "_embedded_folder", refuse)
 
 
 def plan(tmp_path, *overrides) -> dict:
@@ -65,8 +65,8 @@ def test_arc_restem_plan(tmp_path):
 
 
 def test_token_view_is_the_m_step_row_with_one_bos(tmp_path):
-    from seal.m_step import m_step_examples
-    from seal.tiny import tiny_tokenizer
+    from seal.rl.m_step import m_step_examples
+    from seal.models.tiny import tiny_tokenizer
 
     p = plan(tmp_path, "experiment=restem", "model.name=tiny-random-bos", "model.chat=false",
              "data.num_passages=4", "restem.contexts_per_round=2", "restem.eval_passages=2",

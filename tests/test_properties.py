@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seal.arc_self_edit import ARCEdit, EditRejected, parse_edit
-from seal.chat import DefaultModerator, ModerationConfig
-from seal.chat_cli import parse_command, parse_probe
-from seal.config import ConfigError, to_dataclass
-from seal.data import DataError, Passage, Question, load_seal_file, passage_from_record
-from seal.self_edits import MODEL_FORMATS, SelfEditConfig, SelfEditError, completion_to_documents
-from seal.tool_api import parse_call
+from seal.domains.arc.self_edit import ARCEdit, EditRejected, parse_edit
+from seal.chat.session import DefaultModerator, ModerationConfig
+from seal.chat.cli import parse_command, parse_probe
+from seal.infra.config import ConfigError, to_dataclass
+from seal.data.sources import DataError, Passage, Question, load_seal_file, passage_from_record
+from seal.self_edit.formats import MODEL_FORMATS, SelfEditConfig, SelfEditError, completion_to_documents
+from seal.chat.tool_api import parse_call
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 PASSAGE = Passage(title="Velmora", context="Velmora was founded in 1874.", questions=[Question("When?", "1874")])

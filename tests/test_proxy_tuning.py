@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import distinct_model
 
-from seal.generation import HFGenerator, SamplingConfig
-from seal.multi_lora import MultiLoRA
-from seal.proxy_tuning import ProxyGenerator, proxy_generate
-from seal.streams import Stream, VocabularyError
-from seal.tiny import tiny_tokenizer
+from seal.generation.hf import HFGenerator, SamplingConfig
+from seal.inner_loop.multi_lora import MultiLoRA
+from seal.decoding.proxy_tuning import ProxyGenerator, proxy_generate
+from seal.decoding.streams import Stream, VocabularyError
+from seal.models.tiny import tiny_tokenizer
 
 PROMPTS = ["In 1874 the town", "Write questions and answers about the passage. Q:", "Rewrite", "0123 yes no"]
 GREEDY = SamplingConfig(max_new_tokens=12, temperature=0.0, batch_size=3)  # 3: batches mix prompt lengths

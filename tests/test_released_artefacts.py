@@ -32,8 +32,8 @@ def released_pairs() -> list[dict]:
 
 
 def test_template_from_file_reproduces_every_released_prompt(tmp_path):
-    from seal.data import DataError, load_seal_file
-    from seal.self_edits import SelfEditConfig, self_edit_prompt, template_from_file
+    from seal.data.sources import DataError, load_seal_file
+    from seal.self_edit.formats import SelfEditConfig, self_edit_prompt, template_from_file
 
     records = json.loads(TRAIN.read_text())
     template = template_from_file(str(TRAIN))
@@ -55,7 +55,7 @@ def test_template_from_file_reproduces_every_released_prompt(tmp_path):
 
 
 def check_rows(tok, pairs, rows, bos: int | None):
-    from seal.models import prompt_ids
+    from seal.models.loading import prompt_ids
 
     assert len(rows) == len(pairs)
     for pair, row in zip(pairs, rows):
@@ -79,8 +79,8 @@ def test_m_step_rows_from_the_released_pairs_smollm2_tokenizer():
     """SmolLM2 (a tokenizer that adds no BOS): rows are exactly prompt + completion + EOS."""
     from transformers import AutoTokenizer
 
-    from seal.m_step import m_step_examples
-    from seal.models import _embedded_folder, bos_id
+    from seal.rl.m_step import m_step_examples
+    from seal.models.loading import _embedded_folder, bos_id
 
     tok = AutoTokenizer.from_pretrained(str(_embedded_folder("smollm2-135m")))
     assert bos_id(tok) is None
@@ -92,8 +92,8 @@ def test_m_step_rows_from_the_released_pairs_smollm2_tokenizer():
 
 def test_m_step_rows_from_the_released_pairs_bos_tokenizer():
     """A tokenizer that adds a BOS (as Llama 3's): exactly one BOS, first."""
-    from seal.m_step import m_step_examples
-    from seal.tiny import tiny_tokenizer
+    from seal.rl.m_step import m_step_examples
+    from seal.models.tiny import tiny_tokenizer
 
     tok = tiny_tokenizer(add_bos=True)
     pairs = released_pairs()[:10]

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from seal.run_dir import RunDir, RunFolderError
+from seal.infra.run_dir import RunDir, RunFolderError
 
 
 def make(tmp_path, n=3):
@@ -56,7 +56,7 @@ def test_a_full_disk_rolls_back_to_the_last_whole_record(tmp_path):
     script = textwrap.dedent(f"""
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        from seal.run_dir import RunDir, RunFolderError
+        from seal.infra.run_dir import RunDir, RunFolderError
         rd = RunDir({str(tmp_path / "full")!r}, {{"seed": 0}})
         size = (rd.path / "config.yaml").stat().st_size
         resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))

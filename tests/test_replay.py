@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from seal.data import DataError
-from seal.replay import TokenStream, general_corpus, load_corpus, pack_steps
+from seal.data.sources import DataError
+from seal.inner_loop.replay import TokenStream, general_corpus, load_corpus, pack_steps
 
 
 def streams(seed: int = 0):

@@ -14,9 +14,9 @@ import pytest
 from conftest import REPO, compose
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
-from seal.run_dir import ResumeError
-from seal.selection import SelectionConfig, select
+from seal.infra.config import ConfigError
+from seal.infra.run_dir import ResumeError
+from seal.rl.selection import SelectionConfig, select
 
 FAST = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=4",
         "eval_data.num_passages=2", "restem.rounds=2", "restem.contexts_per_round=2", "self_edit.k=2",
@@ -118,7 +118,7 @@ def test_uninterrupted_run_outputs(uninterrupted):
 
 
 def test_resume_after_kill_in_e_step(uninterrupted, tmp_path, monkeypatch):
-    from seal import knowledge
+    from seal.domains.knowledge import task as knowledge
 
     real = knowledge.KnowledgeTask.adapt_and_evaluate_many
     calls, finished = {"n": 0}, {"items": 0}

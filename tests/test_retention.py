@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seal.retention import RetentionMatrix, held_share
+from seal.eval.retention import RetentionMatrix, held_share
 
 
 def matrix(rows):

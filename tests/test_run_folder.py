@@ -19,9 +19,9 @@ import yaml
 from conftest import REPO, compose
 
 from seal.cli import run_experiment
-from seal.inputs import BUILTIN_MODELS, fingerprints, input_values
-from seal.run_dir import MARKER, RESUME_NEUTRAL, ResumeError, RunDir, RunFolderError, _line, fingerprint
-from seal.run_lock import LOCK_NAME
+from seal.infra.inputs import BUILTIN_MODELS, fingerprints, input_values
+from seal.infra.run_dir import MARKER, RESUME_NEUTRAL, ResumeError, RunDir, RunFolderError, _line, fingerprint
+from seal.infra.run_lock import LOCK_NAME
 
 TINY = ["experiment=ki_eval", "model=tiny-random", "data.limit=1", "conditions=[base]", "wandb.mode=disabled",
         "qa_eval.max_new_tokens=4"]
@@ -117,9 +117,9 @@ def test_a_run_from_before_the_marker_still_resumes_and_is_adopted(tmp_path):
 GATED = textwrap.dedent("""
     import os, runpy, sys, time
     from pathlib import Path
-    import seal.run_dir
+    import seal.infra.run_dir
 
-    gate, put_many = Path(os.environ["SEAL_TEST_GATE"]), seal.run_dir.RunDir.put_many
+    gate, put_many = Path(os.environ["SEAL_TEST_GATE"]), seal.infra.run_dir.RunDir.put_many
 
     def gated(self, items):  # hold the run folder, mid-run, until the test opens the gate
         deadline = time.time() + 240
@@ -127,7 +127,7 @@ GATED = textwrap.dedent("""
             time.sleep(0.05)
         return put_many(self, items)
 
-    seal.run_dir.RunDir.put_many = gated
+    seal.infra.run_dir.RunDir.put_many = gated
     runpy.run_module("seal.cli", run_name="__main__")
 """)
 
@@ -180,7 +180,7 @@ def test_a_held_run_folder_refuses_a_second_run_dir_until_released(tmp_path):
 
 
 def test_a_refused_process_starts_no_wandb_run(tmp_path, monkeypatch):
-    from seal import tracking
+    from seal.infra import tracking
 
     started = []
     monkeypatch.setattr(tracking.Tracker, "__init__", lambda self, *a, **kw: started.append(a))
@@ -191,7 +191,7 @@ def test_a_refused_process_starts_no_wandb_run(tmp_path, monkeypatch):
 
 
 def plain_config(*overrides: str) -> dict:
-    from seal.config import plain
+    from seal.infra.config import plain
 
     raw = plain(compose(*overrides))
     raw.pop("hydra", None)
@@ -200,7 +200,7 @@ def plain_config(*overrides: str) -> dict:
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from seal.run_dir import RunDir
+    from seal.infra.run_dir import RunDir
     rd = RunDir(sys.argv[1], {"seed": 0})
     rd.put("from_the_killed_holder", {"v": 1})
     print("holding", flush=True)
@@ -225,7 +225,7 @@ def test_a_killed_holder_never_blocks_its_folder(tmp_path):
         assert rd.has("from_the_killed_holder")
 
 
-TRY_LOCK = "import sys; from seal.run_lock import RunLock; RunLock(sys.argv[1]); print('locked')"
+TRY_LOCK = "import sys; from seal.infra.run_lock import RunLock; RunLock(sys.argv[1]); print('locked')"
 
 
 def try_lock(folder: Path) -> subprocess.CompletedProcess:
@@ -342,7 +342,8 @@ def test_input_values_are_found_generically():
 
 
 def test_large_files_and_model_folders_are_sampled_not_read_whole(tmp_path, monkeypatch):
-    from seal import inputs, models
+    from seal.infra import inputs
+    from seal.models.loading import loading as models
 
     assert set(BUILTIN_MODELS) == {*models.EMBEDDED, *models.TINY}
     monkeypatch.setattr(inputs, "FULL_HASH_LIMIT", 1000)

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO, compose
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
+from seal.infra.config import ConfigError
 
 ray = pytest.importorskip("ray", reason="runtime=ray needs the ray extra (pip install 'seal-rl[ray]')")
 

@@ -1,4 +1,4 @@
-"""Learning-rate schedule shapes at given steps (seal.schedules), as the inner loop drives them."""
+"""Learning-rate schedule shapes at given steps (seal.inner_loop.schedules), as the inner loop drives them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from seal.schedules import ScheduleShape, make_scheduler
+from seal.inner_loop.schedules import ScheduleShape, make_scheduler
 
 
 def lrs(name: str, total: int, warmup: int = 0, peak: float = 1.0, **shape) -> list[float]:

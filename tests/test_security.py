@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from seal.config import ConfigError
-from seal.models import ModelConfig, load_model
+from seal.infra.config import ConfigError
+from seal.models.loading import ModelConfig, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_folder(tmp_path: Path, name: str = "m") -> Path:
     """A real (tiny, random) model saved the standard way, with its tokenizer."""
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     model, tok = tiny_model_and_tokenizer()
     folder = tmp_path / name
@@ -63,7 +63,7 @@ def test_weights_load_only_from_safetensors(tmp_path):
 
 
 def test_model_written_tool_calls_are_parsed_never_executed(tmp_path):
-    from seal.tool_api import parse_call
+    from seal.chat.tool_api import parse_call
 
     marker = tmp_path / "pwned"
     hostile = [f"__import__('os').system('touch {marker}')", f"open('{marker}', 'w')",
@@ -126,8 +126,8 @@ def test_a_local_ray_starts_no_dashboard():
     control jobs). Ray 2.60's own gRPC servers listen on all interfaces whatever we pass (upstream;
     Ray's token authentication, on by default, guards them): see experiments/reliability.md."""
     ray = pytest.importorskip("ray", reason="needs the ray extra")
-    from seal.restem import KnowledgeDomain, ReSTEMConfig
-    from seal.runtime import RayRunner, RuntimeConfig
+    from seal.rl.outer_loop import KnowledgeDomain, ReSTEMConfig
+    from seal.infra.runtime import RayRunner, RuntimeConfig
 
     before = _listening()
     runner = RayRunner(RuntimeConfig(name="ray", workers=1), KnowledgeDomain(ReSTEMConfig()))

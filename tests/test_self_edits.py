@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seal.data import Passage, Question
-from seal.self_edits import (
+from seal.data.sources import Passage, Question
+from seal.self_edit.formats import (
     FORMATS,
     MODEL_FORMATS,
     SelfEditConfig,

@@ -1,4 +1,4 @@
-"""Passage-clustered standard errors and paired bootstrap comparisons (`seal.stats`), and the reports
+"""Passage-clustered standard errors and paired bootstrap comparisons (`seal.eval.stats`), and the reports
 that use them: ReST-EM (comparisons, references measured for the round-0 policy only, a re-render from
 the records equal to the live run), ki_eval and ki_cpt."""
 
@@ -15,8 +15,8 @@ from conftest import REPO, compose
 from test_restem import FAST
 
 from seal.cli import run_experiment
-from seal.qa_eval import mean_stderr
-from seal.stats import WITHIN_NOISE, clustered_mean_se, format_interval, paired_bootstrap
+from seal.eval.qa import mean_stderr
+from seal.eval.stats import WITHIN_NOISE, clustered_mean_se, format_interval, paired_bootstrap
 
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -114,9 +114,9 @@ def test_format_interval():
 # ------------------------------------------------------------------------------------------ ki_eval summary
 
 def test_ki_eval_summary_clusters_per_question_sample_means_by_passage(tmp_path):
-    from seal.data import Passage, Question
-    from seal.ki_eval import KIEvalConfig, summarise, write_report
-    from seal.run_dir import RunDir
+    from seal.data.sources import Passage, Question
+    from seal.recipes.ki_eval import KIEvalConfig, summarise, write_report
+    from seal.infra.run_dir import RunDir
 
     passages = [Passage(f"t{i}", "c", [Question("q", "a")] * 2, uid=f"p{i}") for i in range(12)]
     rd = RunDir(tmp_path / "run", {"seed": 0})
@@ -183,7 +183,7 @@ def test_restem_results_hold_clustered_ses_and_paired_comparisons(first_round_ru
 
 
 def test_first_round_references_are_not_claimed_for_later_rounds(first_round_run):
-    from seal.restem_report import plot_series
+    from seal.rl.report import plot_series
 
     path, results = first_round_run
     assert results["reference_rounds"] == {"self_edit": [0, 1, 2], "base": [0], "passage": [0]}

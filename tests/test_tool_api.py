@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from seal.tool_api import (
+from seal.chat.tool_api import (
     TOOLS,
     ToolExample,
     api_docs,

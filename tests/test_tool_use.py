@@ -9,7 +9,7 @@ import pytest
 from conftest import compose
 
 from seal.cli import run_experiment
-from seal.config import ConfigError
+from seal.infra.config import ConfigError
 
 FAST = ["experiment=tool_use", "model=tiny-random", "wandb.mode=disabled", "tools.counts=[2,4]", "tools.test=3",
         "tools.probes=2", "tools.max_new_tokens=6", "inner_loop.lora_r=4", "inner_loop.lora_alpha=8",

@@ -17,15 +17,15 @@ import torch
 from conftest import REPO, compose
 from fake_judge import FakeJudge
 
-from seal.adapter_store import AdapterStore, StoreError, check_adapter
-from seal.arc_data import ARCDataConfig, load_tasks
-from seal.chat import LearnRefused, Session, read_text_file
-from seal.chat_cli import load_config
+from seal.chat.adapter_store import AdapterStore, StoreError, check_adapter
+from seal.domains.arc.data import ARCDataConfig, load_tasks
+from seal.chat.session import LearnRefused, Session, read_text_file
+from seal.chat.cli import load_config
 from seal.cli import run_experiment
-from seal.config import ConfigError
-from seal.data import DataConfig, DataError, is_blank, load_passages, load_seal_file
-from seal.graders import GradeItem, GraderConfig, JudgeGrader, MatchGrader, OpenAIGrader, is_empty_answer
-from seal.models import ModelConfig, load_model
+from seal.infra.config import ConfigError
+from seal.data.sources import DataConfig, DataError, is_blank, load_passages, load_seal_file
+from seal.eval.graders import GradeItem, GraderConfig, JudgeGrader, MatchGrader, OpenAIGrader, is_empty_answer
+from seal.models.loading import ModelConfig, load_model
 
 ZERO_WIDTH = ["\u200b", "\u200c\u200d", "\u2060", "\ufeff", " \u200b\n\t", "\u00ad\u200e"]
 
@@ -138,7 +138,7 @@ def test_bad_data_files_through_the_cli(tmp_path):
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     model, tok = tiny_model_and_tokenizer()
     out = tmp_path / "m"
@@ -271,7 +271,7 @@ CHAT = ["model=tiny-random", "chat.background=false", "chat.self_edit=false", "i
 
 def seal_chat(store: Path, lines: list[str], *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "seal.chat_cli", *CHAT, f"chat.store={store}", *overrides],
+    return subprocess.run([sys.executable, "-m", "seal.chat.cli", *CHAT, f"chat.store={store}", *overrides],
                           input="".join(line + "\n" for line in lines), cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
 
@@ -301,8 +301,8 @@ def test_seal_chat_learn_file_refusals_and_the_stored_text_notice(tmp_path):
 # --------------------------------------------------------------------------------------------- adapter store
 
 def tiny_shapes() -> dict[str, tuple[int, int]]:
-    from seal.multi_lora import target_layers
-    from seal.tiny import tiny_model_and_tokenizer
+    from seal.inner_loop.multi_lora import target_layers
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     model, _ = tiny_model_and_tokenizer()
     return {n: tuple(m.weight.shape) for n, m in target_layers(model, ["q_proj", "v_proj"])}
@@ -411,7 +411,7 @@ def test_seal_chat_names_a_corrupt_store_file(tmp_path):
                                           ("chat.max_new_tokens=0", "chat.max_new_tokens"),
                                           ("inner_loop.lr=nan", "inner_loop.lr"), ("chat.nope=1", "nope")])
 def test_seal_chat_refuses_out_of_range_or_unknown_settings_in_one_line(tmp_path, capsys, override, key):
-    from seal.chat_cli import main
+    from seal.chat.cli import main
 
     code = main(["model=tiny-random", f"chat.store={tmp_path / 'store'}", override])
     err = capsys.readouterr().err.strip().splitlines()

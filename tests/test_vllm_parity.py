@@ -26,7 +26,7 @@ PROMPTS = ["The capital of Velmora is", "Question: who founded the town?\nAnswer
 def smollm2_tokenizer():
     from transformers import AutoTokenizer
 
-    from seal.models import ModelConfig, model_folder
+    from seal.models.loading import ModelConfig, model_folder
 
     try:
         return AutoTokenizer.from_pretrained(model_folder(ModelConfig()))
@@ -54,9 +54,9 @@ def folder(request, tmp_path_factory) -> str:
 def test_greedy_outputs_match_for_base_and_lora(folder, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from seal.engine_worker import AdapterStore, EngineWorker, WorkerGenerator
-    from seal.generation import SamplingConfig
-    from seal.multi_lora import MultiLoRA
+    from seal.generation.engine_worker import AdapterStore, EngineWorker, WorkerGenerator
+    from seal.generation.hf import SamplingConfig
+    from seal.inner_loop.multi_lora import MultiLoRA
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     lora = MultiLoRA(model, TARGETS, r=16, alpha=32, slots=2)

@@ -1,0 +1,150 @@
+"""The knowledge-incorporation task as building blocks shared by recipes (`ki_eval`, `restem`).
+
+`KnowledgeTask` holds one resident model with its inner-loop adapter, a generator and a grader,
+and offers the operations the recipes are sequences of: closed-book accuracy of the unadapted
+model, sampling self-edits, and adapt-then-evaluate for one set of training documents.
+
+Every operation that feeds a recorded result works on a fixed unit (a fixed chunk of K inner
+loops, or one whole batch of prompts), so a resumed run recomputes exactly what an uninterrupted
+one did: batches of different composition could otherwise round differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from seal.generation.backends import BackendConfig, make_generator
+from seal.data.sources import Passage
+from seal.generation.hf import SamplingConfig
+from seal.eval.graders import GraderConfig, make_grader
+from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
+from seal.models.loading import ModelConfig, format_prompt, max_context, model_folder, uses_chat
+from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, per_passage
+from seal.infra.run_dir import RunDir
+from seal.self_edit.formats import (
+    SelfEditConfig,
+    SelfEditError,
+    completion_to_documents,
+    passage_document,
+    self_edit_prompt,
+)
+
+
+class KnowledgeTask:
+    def __init__(self, model, tok, model_cfg: ModelConfig, inner_cfg: InnerLoopConfig, qa_cfg: QAEvalConfig,
+                 grader_cfg: GraderConfig, self_edit_cfg: SelfEditConfig, backend: BackendConfig | None = None,
+                 seed: int = 0):
+        self.tok = tok
+        self.chat = uses_chat(model_cfg, tok)
+        self.system_prompt = model_cfg.system_prompt
+        self.context_limit = max_context(model_cfg, model)
+        self.inner = InnerLoop(model, tok, inner_cfg)
+        backend = backend or BackendConfig()
+        self.gen = make_generator(backend, None if backend.name == "hf" else model_folder(model_cfg), model, tok,
+                                  self.inner.lora, inner_cfg, self.inner.slots, seed)
+        self.qa_cfg = qa_cfg
+        self.se_cfg = self_edit_cfg
+        self.grader = make_grader(grader_cfg, model, tok, self.chat)  # a judge: its own frozen model, not the policy
+
+    def close(self) -> None:
+        """Stop the generation worker, if the backend has one (its GPU memory goes with it)."""
+        if hasattr(self.gen, "close"):
+            self.gen.close()
+        if hasattr(self.grader, "close"):
+            self.grader.close()
+
+    @property
+    def adapters_per_batch(self) -> int:
+        """K: how many inner loops run together. Recipes cut their job lists into fixed chunks of K
+        so that a resumed run batches (and so rounds) exactly as an uninterrupted one."""
+        return self.inner.slots
+
+    def passage_tokens(self, p: Passage) -> int:
+        return len(self.tok(passage_document(p))["input_ids"]) + 1
+
+    def too_long(self, p: Passage) -> str | None:
+        """Why this passage cannot be trained on whole, or None. Never truncated silently."""
+        n = self.passage_tokens(p)
+        if n > self.context_limit:
+            return f"passage has {n} tokens, more than the model's context of {self.context_limit}"
+        if n > self.inner.cfg.max_seq_len:
+            return f"passage has {n} tokens, more than inner_loop.max_seq_len={self.inner.cfg.max_seq_len}"
+        return None
+
+    def _answer(self, passages: list[Passage], slots: list[int]) -> list[list[dict]]:
+        """Closed-book answers to each passage's questions, passage i read by adapter slots[i]
+        (-1: the base model), all in one generate call; graded with no adapter."""
+        records = answer_questions(passages, self.gen, self.qa_cfg, self.tok, self.chat, self.system_prompt,
+                                   adapters=[s for p, s in zip(passages, slots) for _ in p.questions])
+        return per_passage(grade_records(records, self.grader), passages)
+
+    def base_accuracies(self, passages: list[Passage]) -> list[tuple[float, list[dict]]]:
+        """Closed-book accuracy of the unadapted model on each passage's questions (one call)."""
+        return [(accuracy(qs), qs) for qs in self._answer(passages, [-1] * len(passages))]
+
+    def prompt(self, p: Passage, fmt: str) -> str:
+        return format_prompt(self.tok, self_edit_prompt(p, fmt, self.se_cfg), self.chat, self.system_prompt)
+
+    def sample(self, passages: list[Passage], fmt: str, k: int, seed: int, desc: str | None = None,
+               with_ids: bool = False) -> list[list]:
+        """k self-edits per passage from the unadapted model, as one seeded batch; with `with_ids`,
+        (text, sampled token ids) pairs (`HFGenerator.generate`)."""
+        cfg = self.se_cfg
+        sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  batch_size=cfg.batch_size)
+        prompts = [self.prompt(p, fmt) for p in passages for _ in range(k)]
+        with self.inner.base_model():
+            texts = self.gen.generate(prompts, sampling, seed=seed, desc=desc or f"sampling {len(prompts)} self-edits",
+                                      with_ids=with_ids)
+        return [texts[i * k:(i + 1) * k] for i in range(len(passages))]
+
+    def documents(self, p: Passage, text: str, fmt: str) -> list[str]:
+        return completion_to_documents(text, p, fmt, self.se_cfg)
+
+    def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]]) -> list[dict]:
+        """For each (passage, self-edit text, format, seed): an inner loop on the self-edit's
+        documents, then closed-book accuracy on the passage's questions. Up to K inner loops train
+        together and all their questions are answered in one call. A self-edit that cannot be used
+        (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
+        out: list[dict | None] = [None] * len(items)
+        jobs: list[tuple[int, TrainJob, int]] = []
+        for i, (p, text, fmt, seed) in enumerate(items):
+            try:
+                docs = self.documents(p, text, fmt)
+                jobs.append((i, TrainJob(docs, seed), len(docs)))
+            except SelfEditError as e:
+                out[i] = {"skipped": str(e), "seed": seed}
+        k = self.adapters_per_batch
+        for c in range(0, len(jobs), k):
+            chunk = jobs[c:c + k]
+            stats = self.inner.train_many([job for _, job, _ in chunk])
+            trained = [(slot, i, st, n) for slot, ((i, _, n), st) in enumerate(zip(chunk, stats))
+                       if not isinstance(st, InnerLoopError)]
+            for (i, job, _), st in zip(chunk, stats):
+                if isinstance(st, InnerLoopError):
+                    out[i] = {"skipped": str(st), "seed": job.seed}
+            answers = self._answer([items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained])
+            for (slot, i, st, n), qs in zip(trained, answers):
+                out[i] = {"seed": items[i][3], "accuracy": accuracy(qs), "n_docs": n, "train": st.to_dict(),
+                          "questions": qs}
+        return out  # type: ignore[return-value]
+
+
+def accuracy(questions: list[dict]) -> float:
+    return sum(q["correct"] for q in questions) / len(questions) if questions else 0.0
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """Fixed consecutive chunks of a recipe's full job list (resume redoes a chunk as a unit)."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def record_base_accuracies(task: KnowledgeTask, rd: RunDir, passages: list[Passage], key: Callable[[Passage], str],
+                           head: Callable[[Passage], dict]) -> None:
+    """The unadapted model's accuracy per passage, in fixed chunks of K, each chunk answered in one
+    call and recorded in one write under `key(p)` as `{**head(p), accuracy, questions}`; chunks
+    already recorded are skipped."""
+    for group in chunks(passages, task.adapters_per_batch):
+        if not all(rd.has(key(p)) for p in group):
+            rd.put_many([(key(p), {**head(p), "accuracy": acc, "questions": qs})
+                         for p, (acc, qs) in zip(group, task.base_accuracies(group))])

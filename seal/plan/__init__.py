@@ -1,0 +1,1 @@
+"""`plan=true`: what a run will do and cost, checked before a GPU hour is spent."""

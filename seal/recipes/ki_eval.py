@@ -1,0 +1,286 @@
+"""Recipe `ki_eval`: how much does the model learn from a passage under each way of adapting it?
+
+    seal experiment=ki_eval data.limit=8
+    seal experiment=ki_eval conditions=[base,passage] data.source=file data.path=my_passages.json
+
+Conditions (closed-book accuracy on each passage's questions after the update):
+  base       no update; computed once per passage and shared by every other condition's gain
+  passage    LoRA SFT on the passage alone
+  self_edit  the model writes `self_edit.k` self-edits per passage; one inner loop on each
+             (its documents + the passage)
+  from_file  the same with completions read from SEAL-format files (`from_files: {label: path}`),
+             one condition `from_file:<label>` per file
+
+Steps: load passages and the model -> skip passages that cannot fit (recorded) -> base answers ->
+sample self-edits (seeded, recorded in chunks of passages) -> one inner loop per (condition, passage, sample),
+each recorded the moment it finishes -> aggregate -> results.json, report.md, bar chart.
+A killed run continues with `resume=<run folder>` and redoes nothing that finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from seal.generation.backends import BackendConfig
+from seal.infra.config import derive_seed
+from seal.data.sources import DataConfig, DataError, Passage, load_passages, load_seal_file
+from seal.eval.graders import GraderConfig
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.domains.knowledge.task import KnowledgeTask, chunks, record_base_accuracies
+from seal.models.loading import ModelConfig, load_model
+from seal.eval.qa import QAEvalConfig, mean_stderr
+from seal.infra.report import bar_chart, md_table, print_table
+from seal.infra.run_dir import RunDir
+from seal.self_edit.sampling import chunk_seed, contexts_per_chunk, sample_chunked
+from seal.self_edit.formats import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
+from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
+from seal.infra.tracking import Tracker, WandbConfig
+
+CONDITIONS = ("base", "passage", "self_edit", "from_file")
+
+
+@dataclass
+class KIEvalConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
+    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
+    qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
+    grader: GraderConfig = field(default_factory=GraderConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
+    from_files: dict[str, str] = field(default_factory=dict)
+    # label -> the format its completions were written in (how they split into documents: a self-qa
+    # file splits per question/answer pair); labels not listed are `implications`
+    from_file_formats: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+
+
+def validate(cfg: KIEvalConfig) -> None:
+    from seal.infra.config import ConfigError
+
+    unknown = [c for c in cfg.conditions if c not in CONDITIONS]
+    if unknown:
+        raise ConfigError(f"conditions: unknown {unknown} (choose from {', '.join(CONDITIONS)})")
+    if "from_file" in cfg.conditions and not cfg.from_files:
+        raise ConfigError("conditions has from_file but from_files is empty: set from_files.<label>=<path>")
+    for label, fmt in cfg.from_file_formats.items():
+        if label not in cfg.from_files:
+            raise ConfigError(f"from_file_formats.{label}: no file with that label in from_files "
+                              f"({', '.join(cfg.from_files) or 'none'})")
+        if fmt not in MODEL_FORMATS:
+            raise ConfigError(f"from_file_formats.{label}: unknown format '{fmt}' (choose {', '.join(MODEL_FORMATS)})")
+    if "self_edit" in cfg.conditions:
+        try:
+            check_format(cfg.self_edit.format, cfg.self_edit)
+        except SelfEditError as e:
+            raise ConfigError(str(e)) from None
+        if cfg.self_edit.format == "from_file":
+            raise ConfigError("self_edit.format=from_file: use the from_file condition with from_files instead")
+    if cfg.self_edit.k < 1:
+        raise ConfigError(f"self_edit.k must be at least 1, got {cfg.self_edit.k}")
+
+
+def _file_completions(label: str, path: str, passages: list[Passage]) -> dict[str, list[str]]:
+    """Map passage uid -> completions from a self-edit file, matched on the passage context."""
+    by_context = {p.context.strip(): p.completions for p in load_seal_file(path)}
+    out = {}
+    for p in passages:
+        if p.context.strip() in by_context:
+            out[p.uid] = by_context[p.context.strip()]
+    if not out:
+        raise DataError(f"from_files.{label}={path}: none of the {len(passages)} selected passages occurs in "
+                        f"this file (records are matched on their 'context' field)")
+    return out
+
+
+def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
+    validate(cfg)
+    passages = load_passages(cfg.data)
+    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_eval-{rd.path.name}")
+    model, tok = load_model(cfg.model)
+    task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
+                         backend=cfg.backend, seed=derive_seed(cfg.seed, "engine"))
+
+    # 1. passages that cannot fit the inner loop's sequence limit are skipped, with the reason recorded
+    usable, skipped = [], []
+    for p in passages:
+        reason = task.too_long(p)
+        if reason:
+            skipped.append({"passage": p.uid, "reason": reason})
+        else:
+            usable.append(p)
+    by_uid = {p.uid: p for p in usable}
+
+    # 2. unadapted accuracy: once per passage, shared by every condition's gain
+    record_base_accuracies(task, rd, usable, key=lambda p: rd.key("base", p.uid),
+                           head=lambda p: {"condition": "base", "passage": p.uid, "sample": 0})
+
+    # 3. the work list: (condition, passage, sample, self-edit text or None, format or skip reason)
+    jobs: list[tuple[str, Passage, int, str | None, str]] = []
+    if "passage" in cfg.conditions:
+        jobs += [("passage", p, 0, "", "none") for p in usable]
+    if "self_edit" in cfg.conditions:
+        fmt = cfg.self_edit.format
+        completions = sample_self_edits(task, rd, usable, cfg)
+        jobs += [("self_edit", p, s, text, fmt) for p in usable for s, text in enumerate(completions[p.uid])]
+    if "from_file" in cfg.conditions:
+        for label, path in cfg.from_files.items():
+            comps = _file_completions(label, path, usable)
+            for p in usable:
+                texts = comps.get(p.uid)
+                if texts is None:
+                    jobs.append((f"from_file:{label}", p, 0, None, f"passage not in {path}"))
+                else:
+                    fmt = cfg.from_file_formats.get(label, "implications")
+                    jobs += [(f"from_file:{label}", p, s, t, fmt) for s, t in enumerate(texts[: cfg.self_edit.k])]
+
+    # 4. the inner loops, K at a time in fixed chunks, each recorded the moment its chunk finishes
+    for cond, p, s, text, reason in jobs:
+        if text is None and not rd.has(rd.key(cond, p.uid, s)):
+            rd.put(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": None,
+                                            "skipped": reason})
+    trainable = [j for j in jobs if j[3] is not None]
+    todo = [c for c in chunks(trainable, task.adapters_per_batch)
+            if not all(rd.has(rd.key(cond, p.uid, s)) for cond, p, s, _, _ in c)]
+    bar = tqdm(total=sum(len(c) for c in todo), desc=f"inner loops ({task.adapters_per_batch} at a time)",
+               disable=not todo)
+    for chunk in todo:
+        outs = task.adapt_and_evaluate_many(
+            [(p, text, fmt, derive_seed(cfg.seed, "inner_loop", cond, p.uid, s)) for cond, p, s, text, fmt in chunk])
+        for (cond, p, s, text, _), out in zip(chunk, outs):
+            if "accuracy" in out:
+                out["gain"] = out["accuracy"] - rd.get(rd.key("base", p.uid))["accuracy"]
+        rd.put_many([(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": text,
+                                               **out}) for (cond, p, s, text, _), out in zip(chunk, outs)])
+        for (cond, p, s, _, _), out in zip(chunk, outs):
+            if "accuracy" in out:
+                rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=out["accuracy"], gain=out["gain"],
+                          final_loss=out["train"]["final_loss"], train_seconds=out["train"]["seconds"])
+                tracker.log({f"{cond}/accuracy": out["accuracy"], f"{cond}/gain": out["gain"],
+                             f"{cond}/final_loss": out["train"]["final_loss"]})
+        bar.update(len(chunk))
+    bar.close()
+    task.close()
+
+    results = summarise(cfg, rd, usable, skipped, by_uid)
+    write_report(cfg, rd, results)
+    tracker.log({f"final/{c}": v["accuracy"] for c, v in results["conditions"].items()})
+    tracker.finish()
+    return results
+
+
+def sample_self_edits(task: KnowledgeTask, rd: RunDir, passages: list[Passage], cfg: KIEvalConfig) -> dict:
+    """passage uid -> its k self-edits, sampled and recorded in fixed seeded chunks of passages
+    (`completions/<format>/<j>`, `seal.self_edit.sampling`), so a resume redoes at most one chunk."""
+    fmt, k = cfg.self_edit.format, cfg.self_edit.k
+
+    def draw(j: int, group: list[Passage]) -> dict:
+        seed = chunk_seed(cfg.seed, ("self_edit_sampling", fmt), j)
+        if fmt in MODEL_FORMATS:
+            texts = task.sample(group, fmt, k, seed)
+        else:  # `none`: no model-written text, the passage alone (the paper's cold-start ablation)
+            texts = [[""] * k for _ in group]
+        return {"format": fmt, "chunk": j, "seed": seed, "completions": {p.uid: t for p, t in zip(group, texts)}}
+
+    size = contexts_per_chunk(k, cfg.self_edit.sample_chunk)
+    return sample_chunked(rd, rd.key("completions", fmt), passages, size, draw)["completions"]
+
+
+def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: list[dict], by_uid) -> dict:
+    """Per condition: accuracy over questions (each question averaged over its samples) and its standard
+    error clustered by passage (`stderr`; `stderr_iid` treats questions as independent); paired bootstrap
+    comparisons over passages of every condition against base, and of self-edit conditions against passage."""
+    names = ["base"] + [c for c in cfg.conditions if c not in ("base", "from_file")]
+    if "from_file" in cfg.conditions:
+        names += [f"from_file:{label}" for label in cfg.from_files]
+    out: dict = {"conditions": {}, "skipped": list(skipped), "n_passages": len(usable)}
+    clusters: dict[str, dict[str, list[float]]] = {}
+    for cond in names:
+        per_q: dict[tuple[str, int], list[float]] = {}
+        f1s: list[float] = []
+        n_skipped = 0
+        for rec in rd.records.values():
+            if rec.get("condition") != cond or rec["passage"] not in by_uid:
+                continue
+            if "skipped" in rec:
+                n_skipped += 1
+                out["skipped"].append({"passage": rec["passage"], "condition": cond, "sample": rec["sample"],
+                                       "reason": rec["skipped"]})
+                continue
+            for q in rec["questions"]:
+                per_q.setdefault((q["passage"], q["q"]), []).append(float(q["correct"]))
+                f1s.append(q["f1"])
+        values = [sum(v) / len(v) for v in per_q.values()]
+        clusters[cond] = {p.uid: [] for p in usable}
+        for (uid, _), v in per_q.items():
+            clusters[cond][uid].append(sum(v) / len(v))
+        acc, se_iid = mean_stderr(values)
+        out["conditions"][cond] = {"accuracy": acc, "stderr": clustered_mean_se(list(clusters[cond].values()))[1],
+                                   "stderr_iid": se_iid, "n_questions": len(values),
+                                   "n_clusters": sum(1 for v in clusters[cond].values() if v),
+                                   "n_inner_loops": sum(1 for r in rd.records.values() if r.get("condition") == cond
+                                                        and "skipped" not in r) if cond != "base" else 0,
+                                   "mean_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
+                                   "n_skipped": n_skipped}
+    pairs = [(c, "base") for c in names if c != "base"]
+    if "passage" in names:
+        pairs += [(c, "passage") for c in names if c == "self_edit" or c.startswith("from_file:")]
+    out["comparisons"] = [compare(b, a, clusters[a], clusters[b], derive_seed(cfg.seed, "bootstrap", b, a))
+                          for b, a in pairs]
+    per_passage: dict[str, dict] = {}
+    for p in usable:
+        row: dict = {"title": p.title, "n_questions": len(p.questions)}
+        for cond in names:
+            accs = [r["accuracy"] for r in rd.records.values()
+                    if r.get("condition") == cond and r.get("passage") == p.uid and "accuracy" in r]
+            row[cond] = sum(accs) / len(accs) if accs and p.questions else None  # no questions: not scored
+        per_passage[p.uid] = row
+    out["per_passage"] = per_passage
+    rd.write_json("results.json", out)
+    return out
+
+
+def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
+    conds = results["conditions"]
+    base = conds["base"]["accuracy"]
+    rows = [[c, v["accuracy"], v["stderr"], v["stderr_iid"], v["accuracy"] - base, v["mean_f1"], v["n_questions"],
+             v["n_clusters"], v["n_inner_loops"], v["n_skipped"]] for c, v in conds.items()]
+    headers = ["condition", "accuracy", "± clustered SE", "SE if independent", "gain vs base", "token F1",
+               "questions", "passages", "inner loops", "skipped"]
+    print_table("ki_eval", headers, rows)
+    bar_chart(rd.path / "accuracy.png", list(conds), [v["accuracy"] for v in conds.values()],
+              [v["stderr"] for v in conds.values()], title=f"Closed-book accuracy ({cfg.model.name})")
+    lines = [
+        "# ki_eval: knowledge incorporation by condition", "",
+        f"Model `{cfg.model.name}`, data `{cfg.data.source}`" + (f" (`{cfg.data.path}`)" if cfg.data.path else "")
+        + f", {results['n_passages']} passages, grader `{cfg.grader.kind}`, self-edit format "
+        f"`{cfg.self_edit.format}` (k={cfg.self_edit.k}), seed {cfg.seed}.", "",
+        "Inner loop: " + ", ".join(f"{k}={getattr(cfg.inner_loop, k)}" for k in
+                                   ("lora_r", "lora_alpha", "lr", "epochs", "batch_size", "target_modules")) + ".", "",
+        md_table(headers, rows), "", "![accuracy](accuracy.png)", "",
+        ("Accuracy: each question's correctness averaged over its samples, then over questions. The standard "
+         "error is clustered by passage (a passage's questions share one adapter); the SE that treats questions "
+         "as independent is shown beside it."), "",
+        "## Paired comparisons", "", comparisons_table(results["comparisons"]), "",
+        method_sentence(results["comparisons"]), "",
+    ]
+    names = list(conds)
+    prow = [[uid, row["title"], row["n_questions"]] + ["—" if row[c] is None else row[c] for c in names]
+            for uid, row in results["per_passage"].items()]
+    lines += ["## Per passage (accuracy, mean over samples)", "",
+              md_table(["passage", "title", "questions"] + names, prow[:100]), ""]
+    if results["skipped"]:
+        lines += ["## Skipped", "", md_table(["passage", "condition", "reason"],
+                  [[s["passage"], s.get("condition", "all"), s["reason"]] for s in results["skipped"][:50]]), ""]
+    examples = [r for r in rd.records.values() if r.get("condition") == "self_edit" and "questions" in r][:3]
+    if examples:
+        lines += ["## Example self-edits", ""]
+        for r in examples:
+            lines += [f"**{r['passage']}** (accuracy {r['accuracy']:.2f}, gain {r['gain']:+.2f})", "", "```",
+                      r["self_edit"][:1200], "```", ""]
+    (Path(rd.path) / "report.md").write_text("\n".join(lines))
