@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rerender import rerender  # the same summary as results.json
 
-from seal.infra.config import derive_seed
 from seal.eval.stats import compare, format_interval, format_verdict
+from seal.infra.config import derive_seed
 
 
 def records(folder: Path) -> list[dict]:

@@ -43,15 +43,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from seal.generation.backends import BackendConfig
-from seal.data.sources import Passage
 from seal.data.fictional import generate_passages
-from seal.eval.graders import GraderConfig, MatchGrader
-from seal.inner_loop.trainer import InnerLoopConfig
+from seal.data.passage import Passage
+from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.domains.knowledge.task import KnowledgeTask
-from seal.models.loading import ModelConfig, load_model, model_folder, uses_chat
+from seal.eval.graders import GraderConfig, MatchGrader
 from seal.eval.qa import QAEvalConfig, qa_prompts
-from seal.self_edit.formats import SelfEditConfig
+from seal.generation.backends import BackendConfig
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.models.loading import ModelConfig, load_model, model_folder, uses_chat
 
 ARCHS = {  # configs of real architectures, for randomly initialised models on a machine with no hub
     "Qwen/Qwen2.5-1.5B": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,

@@ -71,16 +71,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from seal.infra.config import derive_seed
     from seal.data.sources import load_passages
-    from seal.domains.knowledge.task import chunks as cut
-    from seal.rl.outer_loop import KnowledgeDomain
+    from seal.infra.chunking import chunks as cut
+    from seal.infra.config import derive_seed
+    from seal.recipes.restem import domain as knowledge_domain
 
     cfg = config(args.model, args.loops, args.k)
     passages = load_passages(cfg.data)[:args.loops]
     items = [("passage", p, "", derive_seed(0, "bench_ray", i)) for i, p in enumerate(passages)]
     chunks = cut(items, args.k)
-    domain = KnowledgeDomain(cfg)
+    domain = knowledge_domain(cfg)
     one = timed_pool(cfg, domain, chunks, workers=1, cpus=args.cpus)
     two = timed_pool(cfg, domain, chunks, workers=2, cpus=args.cpus / 2)
     same = one["accuracies"] == two["accuracies"]

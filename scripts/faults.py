@@ -43,13 +43,12 @@ from pathlib import Path
 
 from fault_cases import whole_records  # scripts/ is on the path when this script runs
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tiny_restem import restem  # noqa: E402  (the tests' tiny ReST-EM run)
+
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = ["experiment=restem", "model=tiny-random", "wandb.mode=disabled", "data.num_passages=4",
-          "eval_data.num_passages=2", "restem.rounds=1", "restem.contexts_per_round=4", "self_edit.k=2",
-          "restem.seeds_per_edit=2", "restem.eval_passages=2", "self_edit.max_new_tokens=12", "inner_loop.epochs=2",
-          "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=6", "m_step.effective_batch=1",
-          "m_step.epochs=2", "m_step.lora_r=4", "m_step.lora_alpha=8", "selection.rule=top_fraction",
-          "selection.fraction=0.5", "inner_loop.adapters_per_batch=1"]
+CONFIG = restem(**{"restem.rounds": 1, "restem.contexts_per_round": 4, "m_step.epochs": 2,
+                   "inner_loop.adapters_per_batch": 1})
 TIMING = ("seconds", "tokens_per_second")
 
 

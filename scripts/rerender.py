@@ -33,13 +33,14 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from seal.cli import recipe_config, recipes
-from seal.infra.run_dir import RunDir, read_records
+from seal.infra.records_file import read_records
+from seal.infra.run_dir import RunDir
 
 
 def read_run(folder: Path, out: Path | None = None) -> RunDir:
     """A read-only view of a run folder's records (RunDir would rewrite records.jsonl and run.json);
     what the summary writes goes to `out` (default: the folder itself). The records are verified as a
-    resume verifies them (`seal.infra.run_dir.read_records`)."""
+    resume verifies them (`seal.infra.records_file.read_records`)."""
     records, _, _ = read_records(folder / "records.jsonl")
     rd = RunDir.__new__(RunDir)
     rd.path, rd.records = Path(out or folder), records
@@ -86,29 +87,30 @@ def _known_keys(cls, body: dict, where: str = "") -> tuple[dict, list[str]]:
 # ------------------------------------------------------------------------------------------ recipes
 
 def _restem(cfg, rd: RunDir, domain, held_out: list, k: int) -> dict:
+    from seal.infra.sample_records import read_samples
+    from seal.rl.config import LoopSettings
     from seal.rl.report import eval_conditions, eval_summary, summarise, write_report
-    from seal.self_edit.sampling import read_samples
 
     oc = cfg.restem
     rounds = [r for r in range(oc.rounds + 1) if read_samples(rd, rd.key("eval", r, "completions"))]
     evals = {r: eval_summary(domain, rd, r, held_out, oc.eval_samples, eval_conditions(domain, oc, r))
              for r in rounds}
     results = summarise(rd, evals, seed=cfg.seed)
-    write_report(domain, oc, cfg.selection, cfg.m_step, k, cfg.seed, rd, results)
+    write_report(domain, LoopSettings.of(cfg, k=k), rd, results)
     return results
 
 
 def render_restem(cfg, rd: RunDir, old: dict) -> dict:
     from seal.data.sources import load_passages
-    from seal.rl.outer_loop import KnowledgeDomain
+    from seal.recipes.restem import domain as knowledge_domain
 
     held_out = load_passages(cfg.eval_data)[: cfg.restem.eval_passages]
-    return _restem(cfg, rd, KnowledgeDomain(cfg), held_out, cfg.self_edit.k)
+    return _restem(cfg, rd, knowledge_domain(cfg), held_out, cfg.self_edit.k)
 
 
 def render_arc(cfg, rd: RunDir, old: dict) -> dict:
-    from seal.domains.arc.domain import ARCDomain
     from seal.domains.arc.data import load_tasks
+    from seal.domains.arc.domain import ARCDomain
 
     held_out = load_tasks(cfg.arc_eval_data)[: cfg.restem.eval_passages]
     return _restem(cfg, rd, ARCDomain(cfg), held_out, cfg.arc.k)
@@ -117,8 +119,8 @@ def render_arc(cfg, rd: RunDir, old: dict) -> dict:
 def render_ki_eval(cfg, rd: RunDir, old: dict) -> dict:
     """Usable passages are those with a base record; the reasons others were skipped (too long for the
     model's tokenizer, which is not loaded here) are carried over from the previous results.json."""
-    from seal.recipes import ki_eval
     from seal.data.sources import load_passages
+    from seal.recipes import ki_eval
 
     passages = load_passages(cfg.data)
     usable = [p for p in passages if rd.has(rd.key("base", p.uid))]

@@ -29,20 +29,16 @@ OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume o
 
 
 def recipes():
-    """recipe name -> (config dataclass, run function); imported lazily to keep start-up fast."""
-    from seal.domains.arc import domain as arc
-    from seal.recipes import ki_continual
-    from seal.recipes import ki_cpt
-    from seal.recipes import ki_decoding
-    from seal.recipes import ki_eval
-    from seal.rl import outer_loop as restem
-    from seal.recipes import tool_use
+    """recipe name -> (config dataclass, run function); imported lazily to keep start-up fast. A new
+    recipe is one file in `seal/recipes/` and one entry here (`experiment.recipe: <name>`)."""
+    from seal.recipes import arc_restem, ki_continual, ki_cpt, ki_decoding, ki_eval, restem, tool_use
 
     return {"ki_eval": (ki_eval.KIEvalConfig, ki_eval.run), "restem": (restem.ReSTEMConfig, restem.run),
             "ki_cpt": (ki_cpt.KICPTConfig, ki_cpt.run),
             "ki_continual": (ki_continual.KIContinualConfig, ki_continual.run),
             "ki_decoding": (ki_decoding.KIDecodingConfig, ki_decoding.run),
-            "arc_restem": (arc.ARCReSTEMConfig, arc.run), "tool_use": (tool_use.ToolUseConfig, tool_use.run)}
+            "arc_restem": (arc_restem.ARCReSTEMConfig, arc_restem.run),
+            "tool_use": (tool_use.ToolUseConfig, tool_use.run)}
 
 
 def recipe_config(raw: dict):
@@ -95,13 +91,13 @@ def run_experiment(cfg: DictConfig, run_path: Path, discard_refused: bool = Fals
 
 def user_errors() -> tuple[type[Exception], ...]:
     """The errors that mean "the config, data or folder is wrong": one line and exit 2, never a traceback."""
-    from seal.domains.arc.self_edit import EditRejected
     from seal.data.sources import DataError
-    from seal.generation.engine_worker import BackendError
+    from seal.domains.arc.self_edit import EditRejected
+    from seal.domains.knowledge.self_edit import SelfEditError
     from seal.eval.graders import GraderError
+    from seal.generation.errors import BackendError
+    from seal.infra.run_folder import ResumeError
     from seal.inner_loop.trainer import InnerLoopError
-    from seal.infra.run_dir import ResumeError
-    from seal.self_edit.formats import SelfEditError
 
     return ConfigError, DataError, ResumeError, SelfEditError, BackendError, EditRejected, GraderError, InnerLoopError
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seal.data.sources import Passage, Question
+from seal.data.passage import Passage, Question
 
 NAMES = ["Velmora", "Ansel", "Quorrin", "Tarvik", "Brenna", "Oskel", "Mirth", "Dunlow", "Pella", "Corvin",
          "Sable", "Ibbet"]
@@ -60,12 +60,12 @@ def learning_cfg(compose, experiment: str, *overrides: str):
 
 def knowledge_task(k: int = 4):
     """A KnowledgeTask on the learning world's model and settings (K=k adapters per batch)."""
-    from seal.eval.graders import GraderConfig
-    from seal.inner_loop.trainer import InnerLoopConfig
+    from seal.domains.knowledge.self_edit import SelfEditConfig
     from seal.domains.knowledge.task import KnowledgeTask
-    from seal.models.loading import ModelConfig, load_model
+    from seal.eval.graders import GraderConfig
     from seal.eval.qa import QAEvalConfig
-    from seal.self_edit.formats import SelfEditConfig
+    from seal.inner_loop.trainer import InnerLoopConfig
+    from seal.models.loading import ModelConfig, load_model
 
     mc = ModelConfig(name=MODEL, chat=False, device="cpu", dtype="float32")
     model, tok = load_model(mc)

@@ -1,4 +1,4 @@
-"""A folder of committed adapter versions for learning while chatting (`seal.chat.session`).
+"""A folder of committed adapter versions for learning while chatting (`seal.chat`).
 
 Each version is one LoRA update trained on top of its parent (the base model with the parent's
 chain merged), stored as `versions/vNNNN/adapter.safetensors` (PEFT key names) and `meta.json`

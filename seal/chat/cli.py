@@ -34,7 +34,7 @@ def load_config(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from seal.chat.session import SessionConfig
+    from seal.chat.config import SessionConfig
     from seal.cli import CONFIG_DIR, one_line
     from seal.infra.config import ConfigError, to_dataclass
     from seal.infra.config_checks import check_ranges
@@ -75,7 +75,7 @@ def _report(result) -> None:
 
 
 def _learn(session, content: str, source: str, probes: list) -> None:
-    from seal.chat.session import LearnRefused
+    from seal.chat.moderation import LearnRefused
 
     reason = session.moderator.check(content)
     if reason:
@@ -94,7 +94,8 @@ def _learn(session, content: str, source: str, probes: list) -> None:
 
 def _learn_file(session, arg: str, probes: list, noticed: list) -> None:
     """`/learn-file`: read the file (bounded, regular files only), say once where learned text is kept, learn."""
-    from seal.chat.session import LearnRefused, read_text_file, stored_text_notice
+    from seal.chat.files import read_text_file, stored_text_notice
+    from seal.chat.moderation import LearnRefused
 
     if not arg:
         _say("usage: /learn-file <path>")
@@ -129,7 +130,8 @@ def _history_line(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")  # stage lines instead of bars that would garble the prompt
     from seal.chat.adapter_store import StoreError
-    from seal.chat.session import Session, remember_request
+    from seal.chat.probe_writing import remember_request
+    from seal.chat.session import Session
     from seal.infra.config import ConfigError
 
     argv = sys.argv[1:] if argv is None else argv

@@ -1,7 +1,7 @@
 """Passages and the loaders that produce them.
 
-A *passage* is the unit of knowledge incorporation: a title, a context and the closed-book questions
-about it. Every data source (SEAL-format JSON/JSONL files, SQuAD from the hub or a local file, the
+A *passage* (`seal.data.passage`) is the unit of knowledge incorporation: a title, a context and the
+closed-book questions about it. Every data source (SEAL-format JSON/JSONL files, SQuAD from the hub or a local file, the
 embedded fictional benchmark) ends up as a list of `Passage`. Loading problems raise `DataError`
 naming the file, the record and the field, so a broken file never fails silently: malformed or
 absurdly nested JSON, a missing or empty field, text that is not valid Unicode (an unpaired
@@ -16,35 +16,14 @@ import json
 import random
 import unicodedata
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from seal.data.passage import Passage, Question
 
 
 class DataError(ValueError):
     """A data file or record is unusable; the message names the file, record and field."""
-
-
-@dataclass(frozen=True)
-class Question:
-    question: str
-    answer: str
-
-
-@dataclass
-class Passage:
-    title: str
-    context: str
-    questions: list[Question]
-    completions: list[str] = field(default_factory=list)  # self-edits shipped with the record, if any
-    uid: str = ""  # stable id, e.g. "squad_val.json#17"
-
-    def to_dict(self) -> dict:
-        return {
-            "title": self.title,
-            "context": self.context,
-            "questions": [{"question": q.question, "answer": q.answer} for q in self.questions],
-            "completions": list(self.completions),
-        }
 
 
 @dataclass

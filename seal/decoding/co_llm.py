@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from seal.generation.hf import SamplingConfig, length_batches
 from seal.decoding.streams import Stream, StreamState, check_vocab, decode, stop_ids
+from seal.generation.hf import SamplingConfig, length_batches
 
 
 @dataclass

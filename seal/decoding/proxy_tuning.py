@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from seal.generation.hf import SamplingConfig, length_batches
 from seal.decoding.streams import Stream, StreamState, check_vocab, decode, pick, stop_ids
+from seal.generation.hf import SamplingConfig, length_batches
 
 
 @torch.inference_mode()

@@ -36,9 +36,9 @@ from typing import Protocol
 
 import torch
 
-from seal.infra.config import ConfigError
 from seal.data.sources import is_blank
 from seal.eval.judge_cache import JudgeCache, Verdict, verdict_key
+from seal.infra.config import ConfigError
 
 
 @dataclass

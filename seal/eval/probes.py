@@ -3,7 +3,7 @@
 `answer_logprob` scores (prompt, answer) probes by the mean log-probability per answer token,
 teacher-forced: a continuous measure that moves with every update, where a greedy answer's
 exact match flips only once a fact is fully learned, and it costs one forward per probe.
-`perplexity` scores general text (the retention probe of `ki_continual` and of `seal.chat.session`'s gate).
+`perplexity` scores general text (the retention probe of `ki_continual` and of `seal.chat.gate`).
 """
 
 from __future__ import annotations

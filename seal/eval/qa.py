@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from seal.data.sources import Passage
-from seal.generation.hf import Generator, SamplingConfig
+from seal.data.passage import Passage
 from seal.eval.graders import GradeItem, Grader
+from seal.generation.hf import Generator, SamplingConfig
 from seal.models.loading import format_prompt
 
 

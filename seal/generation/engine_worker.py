@@ -27,12 +27,8 @@ from pathlib import Path
 
 import torch
 
+from seal.generation.errors import BackendError
 from seal.generation.hf import SamplingConfig
-
-
-class BackendError(RuntimeError):
-    """A generation backend could not start or run; the message says what to change."""
-
 
 # ------------------------------------------------------------------------------------ adapter files
 

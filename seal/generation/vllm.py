@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from seal.generation.engine_worker import BackendError
+from seal.generation.errors import BackendError
 
 VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 

@@ -38,7 +38,7 @@ CONSTRAINTS: dict[str, str] = {
     "eval_data.limit": ">= 1",
     "eval_data.offset": ">= 0",
     "eval_data.seed": ">= 0",
-    # self-edit sampling (seal.self_edit.formats)
+    # self-edit sampling (seal.domains.knowledge.self_edit)
     "self_edit.k": "[1, self_edit.max_k]",
     "self_edit.max_k": ">= 1",
     "self_edit.temperature": ">= 0",

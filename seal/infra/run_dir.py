@@ -35,6 +35,9 @@ Which config made each record: every line carries the fingerprint of the config 
 run.json's `config_history` lists each fingerprint, the file its config is kept in and the keys that changed
 (force_resume). When the records of a run come from more than one config, results.json gets a
 `config_provenance` section with the number of records per config and the keys of the older ones.
+
+What a folder holds and whether seal may run there, the marker and the errors are in `seal.infra.run_folder`;
+the records file format (checksums, reading and verifying) is in `seal.infra.records_file`.
 """
 
 from __future__ import annotations
@@ -42,40 +45,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from seal.infra.inputs import fingerprints, input_changes, package_version
+from seal.infra.records_file import read_records, record_line
+from seal.infra.run_folder import MARKER, Folder, ResumeError, RunFolderError, marker_text, now, write_atomic
 from seal.infra.run_lock import LOCK_NAME, FolderInUse, RunLock
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 # keys that may change between a run and its resumption without changing its results
 RESUME_NEUTRAL = ("resume", "force_resume", "resume_inputs", "wandb", "hydra", "progress")
 RESUME_INPUTS = ("check", "redo", "keep")
-MARKER = ".seal-run"
-HYDRA_FILES = (".hydra", "cli.log")  # what Hydra writes into the run folder before seal starts
-
-
-class ResumeError(RuntimeError):
-    pass
-
-
-class RunFolderError(ResumeError):
-    """The run folder cannot be written (full, unwritable, in use) or holds corrupt records."""
-
-
-def checksum(record: dict) -> str:
-    body = {k: v for k, v in record.items() if k != "_sum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def fingerprint(config: dict) -> str:
@@ -92,93 +80,6 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} -> {b!r}"]
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-# ------------------------------------------------------------------------------------------ the folder
-
-
-@dataclass
-class _Folder:
-    """What is in a folder, read without writing anything."""
-
-    path: Path
-    exists: bool
-    names: list[str]
-
-    @classmethod
-    def read(cls, path: Path) -> _Folder:
-        if not path.is_dir():
-            return cls(path, path.exists(), [])
-        return cls(path, True, sorted(os.listdir(path)))
-
-    def has(self, name: str) -> bool:
-        return name in self.names
-
-    @property
-    def legacy(self) -> bool:
-        """A run made before the marker existed."""
-        return self.has("run.json") and (self.has("records.jsonl") or self.has("config.yaml"))
-
-    @property
-    def seals(self) -> bool:
-        """seal made this folder (the lock alone: killed between taking it and writing the marker)."""
-        return self.has(MARKER) or self.has(LOCK_NAME) or self.legacy
-
-    @property
-    def foreign(self) -> list[str]:
-        if self.seals:
-            return []
-        return [n + ("/" if (self.path / n).is_dir() else "") for n in self.names if n not in HYDRA_FILES]
-
-    def describe(self) -> str:
-        if not self.exists:
-            return "there is no such folder"
-        if not self.path.is_dir():
-            return "it is a file"
-        foreign = self.foreign
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            return f"it holds {len(foreign)} file(s) that seal did not write: {shown}"
-        if self.names:
-            return f"it holds only Hydra's start-up files ({', '.join(self.names)}): seal never started a run there"
-        return "it is empty"
-
-    def refusal(self, resume: bool) -> str | None:
-        """Why seal must not run in this folder, or None."""
-        if resume:
-            if not self.seals:
-                return f"resume={self.path}: not a run folder ({self.describe()}); seal wrote nothing there. Check the path"
-            if self.has("records.jsonl") and not self.has("run.json"):
-                return f"resume={self.path}: not a run folder (records.jsonl without run.json)"
-            return None
-        if self.has("records.jsonl") and self.seals:
-            return f"{self.path} already holds a run; pass resume={self.path} to continue it"
-        if self.exists and not self.path.is_dir():
-            return None  # mkdir names the problem
-        if self.foreign:
-            return (f"{self.path} is not empty ({self.describe()}); a new run needs a folder of its own: choose "
-                    f"another with hydra.run.dir=<folder>. seal wrote nothing there")
-        return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RunFolderError(f"{path}: could not write ({e.strerror or e}); the previous file, if any, is "
-                             f"untouched") from None
-
-
-def _marker(**extra: Any) -> str:
-    return json.dumps({"seal": package_version("seal-rl"), "created_at": _now(), "host": socket.gethostname(),
-                       "pid": os.getpid(), **extra}, indent=2)
 
 
 # ------------------------------------------------------------------------------------------ RunDir
@@ -201,13 +102,13 @@ class RunDir:
             raise ResumeError(f"resume_inputs: '{self.inputs_policy}' is not one of {', '.join(RESUME_INPUTS)}")
         self.records: dict[str, dict] = {}
         self.record_configs: dict[str, str | None] = {}  # key -> fingerprint of the config that made the record
-        refusal = _Folder.read(self.path).refusal(resume)
+        refusal = Folder.read(self.path).refusal(resume)
         if refusal:  # before the lock, so that a refused folder gets nothing written into it
             raise ResumeError(refusal)
         inputs = fingerprints(config, RESUME_NEUTRAL)  # reads only; the lock is then held as briefly as can be
         self._lock = self._take_lock(create=not resume)
         try:
-            folder = _Folder.read(self.path)  # again, now that no other process can change it
+            folder = Folder.read(self.path)  # again, now that no other process can change it
             refusal = folder.refusal(resume)
             if refusal:
                 raise ResumeError(refusal)
@@ -273,14 +174,14 @@ class RunDir:
 
     def _start(self, inputs: dict[str, dict]) -> None:
         fp = fingerprint(self.config)
-        _write_atomic(self.path / MARKER, _marker())
-        self.meta = {"fingerprint": fp, "started_at": _now(), "seal": package_version("seal-rl"),
-                     "config_history": [{"fingerprint": fp, "config": "config.yaml", "since": _now(), "changed": []}],
+        write_atomic(self.path / MARKER, marker_text())
+        self.meta = {"fingerprint": fp, "started_at": now(), "seal": package_version("seal-rl"),
+                     "config_history": [{"fingerprint": fp, "config": "config.yaml", "since": now(), "changed": []}],
                      "inputs": inputs}
-        _write_atomic(self.path / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
+        write_atomic(self.path / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
         self.save_meta()
 
-    def _resume(self, folder: _Folder, force: bool, inputs: dict[str, dict]) -> None:
+    def _resume(self, folder: Folder, force: bool, inputs: dict[str, dict]) -> None:
         try:
             self.meta = json.loads((self.path / "run.json").read_text())
             old_fp = self.meta["fingerprint"]
@@ -296,13 +197,13 @@ class RunDir:
             self._load_records(untagged)
         # every check passed: from here on the folder is written
         if not folder.has(MARKER):
-            _write_atomic(self.path / MARKER, _marker(adopted_from_an_older_seal=True))
+            write_atomic(self.path / MARKER, marker_text(adopted_from_an_older_seal=True))
         if changes is not None:
             self._switch_config(old_fp, fp, changes)
         if stale:
             self._settle_inputs(stale, redo)
         self.meta["inputs"] = inputs
-        self.meta.setdefault("resumed_at", []).append(_now())
+        self.meta.setdefault("resumed_at", []).append(now())
         self.save_meta()
 
     def _config_changes(self, old_fp: str, fp: str, force: bool) -> list[str] | None:
@@ -321,10 +222,10 @@ class RunDir:
         kept = f"config.{old_fp[:8]}.yaml"
         if (self.path / "config.yaml").is_file():
             os.replace(self.path / "config.yaml", self.path / kept)
-        _write_atomic(self.path / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
+        write_atomic(self.path / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
         history = self.meta["config_history"]
         history[-1]["config"] = kept
-        history.append({"fingerprint": fp, "config": "config.yaml", "since": _now(), "changed": changes[:50],
+        history.append({"fingerprint": fp, "config": "config.yaml", "since": now(), "changed": changes[:50],
                         "records_before": len(self.records)})
         self.meta["fingerprint"] = fp
 
@@ -339,7 +240,7 @@ class RunDir:
         return stale
 
     def _settle_inputs(self, stale: list[str], redo: bool) -> None:
-        event = {"at": _now(), "action": "redo" if redo else "keep", "changed": stale}
+        event = {"at": now(), "action": "redo" if redo else "keep", "changed": stale}
         if redo and (self.path / "records.jsonl").exists():
             stamp, n = time.strftime("%Y%m%d-%H%M%S"), 1
             aside = self.path / f"records.{stamp}.jsonl"
@@ -370,7 +271,7 @@ class RunDir:
 
     def save_meta(self) -> None:
         self._check_open()
-        _write_atomic(self.path / "run.json", json.dumps(self.meta, indent=2))
+        write_atomic(self.path / "run.json", json.dumps(self.meta, indent=2))
 
     @staticmethod
     def key(*parts: Any) -> str:
@@ -390,7 +291,7 @@ class RunDir:
         self._check_open()
         records = [{"key": key, **rec} for key, rec in items]
         fp = self.meta["fingerprint"]
-        data = memoryview("".join(_line({**r, "_cfg": fp}) for r in records).encode())
+        data = memoryview("".join(record_line({**r, "_cfg": fp}) for r in records).encode())
         # unbuffered, so that a failed write leaves nothing in a buffer to be flushed later
         fd = os.open(self.path / "records.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -426,7 +327,7 @@ class RunDir:
         provenance = self.provenance() if name == "results.json" and isinstance(obj, dict) else None
         if provenance:
             obj = {**obj, "config_provenance": provenance}
-        _write_atomic(self.path / name, json.dumps(obj, indent=2))
+        write_atomic(self.path / name, json.dumps(obj, indent=2))
         return self.path / name
 
     def provenance(self) -> dict | None:
@@ -455,50 +356,3 @@ def _legacy_history(meta: dict) -> list[dict]:
     earlier = [{"fingerprint": f, "config": f"config.{f[:8]}.yaml", "changed": None} for f in meta.get("forced_from", [])]
     return earlier + [{"fingerprint": meta["fingerprint"], "config": "config.yaml", "since": meta.get("started_at"),
                        "changed": [] if not earlier else None}]
-
-
-def read_records(path: Path, untagged: str | None = None) -> tuple[dict[str, dict], dict[str, str | None], int | None]:
-    """The verified records of a records.jsonl, read without writing anything: (key -> record, key -> fingerprint
-    of the config that made it (`untagged` for records from before the tag), byte offset of a torn last line
-    or None). A record that is not valid, has no checksum or fails it is refused naming file, line and key."""
-    records: dict[str, dict] = {}
-    made_by: dict[str, str | None] = {}
-    lines = path.read_bytes().split(b"\n")
-    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
-    offset = 0
-    for i, raw in enumerate(lines):
-        start, offset = offset, offset + len(raw) + 1
-        if not raw.strip():
-            continue
-        rec = _parse(path, i, raw, torn_ok=i == last)
-        if rec is None:
-            return records, made_by, start
-        made_by[rec["key"]] = rec.pop("_cfg", untagged)
-        records[rec["key"]] = rec
-    return records, made_by, None
-
-
-def _parse(path: Path, i: int, raw: bytes, torn_ok: bool) -> dict | None:
-    """The record on line i (0-based) of `path`, verified; None for a torn last line."""
-    try:
-        rec = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        if torn_ok:
-            warnings.warn(f"{path}:{i + 1}: dropping a torn last record (the run was killed mid-write)")
-            return None
-        raise RunFolderError(f"{path}:{i + 1}: corrupt record in the middle of the file (not valid JSON); "
-                             f"the records are not trusted. Restore the file or start a new run.") from None
-    if not isinstance(rec, dict) or "key" not in rec:
-        raise RunFolderError(f"{path}:{i + 1}: not a record (no key)")
-    if "_sum" not in rec:
-        raise RunFolderError(f"{path}:{i + 1}: record '{rec['key']}' has no checksum (_sum): seal did not write it "
-                             f"as it is, so the records are not trusted. Restore the file or start a new run.")
-    if rec.pop("_sum") != checksum(rec):
-        raise RunFolderError(f"{path}:{i + 1}: record '{rec['key']}' fails its checksum: it was modified or "
-                             f"corrupted on disk, so the records are not trusted. Restore the file or start "
-                             f"a new run.")
-    return rec
-
-
-def _line(record: dict) -> str:
-    return json.dumps({**record, "_sum": checksum(record)}) + "\n"

@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from seal.models.loading import prompt_ids
 from seal.inner_loop.multi_lora import MultiLoRA, target_layers
 from seal.inner_loop.schedules import ScheduleShape, make_scheduler
+from seal.models.loading import prompt_ids
 
 
 class InnerLoopError(RuntimeError):

@@ -3,17 +3,17 @@ gets `generic` (model, adapter, grader, data). Builders read configs and data fi
 
 from __future__ import annotations
 
-from seal.plan.builder import (
+from seal.plan.estimates import ceil_div
+from seal.plan.sections import (
     PlanConfig,
-    _tokens_view,
     estimates,
     grader_section,
     inner_loop_steps,
     m_step_section,
     model_section,
     tokenizer_for,
+    tokens_view,
 )
-from seal.plan.estimates import ceil_div
 
 
 def _load(what: str, fn):
@@ -29,15 +29,15 @@ def _example(tok, prompt: str, completion: str | None, n: int, stand_in: str) ->
     if tok is None:
         out["tokens"] = "the model's tokenizer is not on this machine: text shown, no token ids"
     else:
-        out["tokens"] = _tokens_view(tok, prompt, completion, n)
+        out["tokens"] = tokens_view(tok, prompt, completion, n)
     return out
 
 
 def restem(cfg, pc: PlanConfig) -> dict:
-    from seal.rl.contexts import round_contexts
     from seal.data.sources import load_passages
+    from seal.domains.knowledge.self_edit import completion_to_documents, passage_document, self_edit_prompt
     from seal.models.loading import format_prompt, uses_chat
-    from seal.self_edit.formats import completion_to_documents, passage_document, self_edit_prompt
+    from seal.rl.contexts import round_contexts
 
     oc, se = cfg.restem, cfg.self_edit
     plan = {"model": model_section(cfg.model, cfg.inner_loop), "grader": grader_section(cfg.grader),
@@ -115,11 +115,11 @@ def restem(cfg, pc: PlanConfig) -> dict:
 
 
 def arc_restem(cfg, pc: PlanConfig) -> dict:
-    from seal.domains.arc.domain import eval_prompts, policy_prompt, ttt_examples
     from seal.domains.arc.data import load_tasks
-    from seal.domains.arc.self_edit import parse_edit
-    from seal.rl.contexts import round_contexts
+    from seal.domains.arc.self_edit import parse_edit, policy_prompt
+    from seal.domains.arc.ttt import eval_prompts, ttt_examples
     from seal.models.loading import format_prompt, uses_chat
+    from seal.rl.contexts import round_contexts
 
     oc, arc = cfg.restem, cfg.arc
     plan = {"model": model_section(cfg.model, cfg.inner_loop), "seed": cfg.seed, "warnings": [],

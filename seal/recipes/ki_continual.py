@@ -23,21 +23,19 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from seal.generation.backends import BackendConfig
-from seal.infra.config import ConfigError, derive_seed
-from seal.data.sources import DataConfig, load_passages
-from seal.eval.graders import GraderConfig
-from seal.inner_loop.trainer import InnerLoopConfig, InnerLoopError, TrainJob
+from seal.data.sources import load_passages
+from seal.domains.knowledge.config import KnowledgeSetup
+from seal.domains.knowledge.self_edit import MODEL_FORMATS, SelfEditError, passage_document
 from seal.domains.knowledge.task import KnowledgeTask, accuracy
-from seal.models.loading import ModelConfig, load_model
 from seal.eval.probes import perplexity
-from seal.eval.qa import QAEvalConfig
-from seal.inner_loop.replay import general_corpus, load_corpus
-from seal.infra.report import md_table, print_table
 from seal.eval.retention import RetentionMatrix, held_share
+from seal.infra.config import ConfigError, derive_seed
+from seal.infra.report import md_table, print_table
 from seal.infra.run_dir import RunDir
-from seal.self_edit.formats import MODEL_FORMATS, SelfEditConfig, SelfEditError, passage_document
-from seal.infra.tracking import Tracker, WandbConfig
+from seal.infra.tracking import Tracker
+from seal.inner_loop.replay import general_corpus, load_corpus
+from seal.inner_loop.trainer import InnerLoopError, TrainJob
+from seal.models.loading import load_model
 
 SEQUENCE_SOURCES = ("general", "self_edits", "past_documents")
 
@@ -62,17 +60,8 @@ class ContinualConfig:
 
 
 @dataclass
-class KIContinualConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
-    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
-    qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
-    grader: GraderConfig = field(default_factory=GraderConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    backend: BackendConfig = field(default_factory=BackendConfig)
+class KIContinualConfig(KnowledgeSetup):  # the shared knowledge sections + its own
     continual: ContinualConfig = field(default_factory=ContinualConfig)
-    seed: int = 0
 
 
 def validate(cfg: KIContinualConfig) -> None:
@@ -185,7 +174,7 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
             task.inner.lora.merge(0)
             step["train"] = stats.to_dict()
             remember(past, docs, p)
-        answers = task._answer(seq[: i + 1], [-1] * (i + 1))
+        answers = task.answer(seq[: i + 1], [-1] * (i + 1))
         rows.append([accuracy(qs) for qs in answers])
         ppls.append(perplexity(task.inner.model, task.tok, probe, task.inner.device))
         steps.append(step)

@@ -22,20 +22,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from seal.infra.config import ConfigError, derive_seed
-from seal.data.sources import Passage, load_passages
-from seal.inner_loop.trainer import InnerLoopError, TrainJob
-from seal.recipes.ki_eval import KIEvalConfig, _file_completions
-from seal.recipes.ki_eval import validate as validate_conditions
+from seal.data.sources import load_passages
+from seal.domains.knowledge.conditions import file_completions, pooled_documents, sample_in_chunks, validate_conditions
+from seal.domains.knowledge.config import ConditionsSetup
+from seal.domains.knowledge.self_edit import MODEL_FORMATS
 from seal.domains.knowledge.task import KnowledgeTask, accuracy
-from seal.models.loading import load_model, prompt_ids
 from seal.eval.qa import mean_stderr
+from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
+from seal.infra.config import ConfigError, derive_seed
 from seal.infra.report import bar_chart, md_table, print_table
 from seal.infra.run_dir import RunDir
-from seal.self_edit.sampling import chunk_seed, contexts_per_chunk, sample_chunked
-from seal.self_edit.formats import MODEL_FORMATS, SelfEditConfig, passage_document
-from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.infra.tracking import Tracker
+from seal.inner_loop.trainer import InnerLoopError, TrainJob
+from seal.models.loading import load_model, prompt_ids
 
 
 @dataclass
@@ -48,7 +47,7 @@ class CPTConfig:
 
 
 @dataclass
-class KICPTConfig(KIEvalConfig):  # ki_eval's sections (model, data, self-edits, inner loop, QA, conditions) + cpt
+class KICPTConfig(ConditionsSetup):  # the shared knowledge sections, the conditions to compare, and cpt
     cpt: CPTConfig = field(default_factory=CPTConfig)
 
 
@@ -61,20 +60,6 @@ def validate(cfg: KICPTConfig) -> None:
     if "self_edit" in cfg.conditions and cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format must be a model-written format ({', '.join(MODEL_FORMATS)}) for the "
                           f"self_edit condition, got '{cfg.self_edit.format}'")
-
-
-def sample_in_chunks(task: KnowledgeTask, rd: RunDir, prefix: str, passages: list[Passage], se: SelfEditConfig,
-                     names: tuple, seed: int) -> dict[str, list[str]]:
-    """k self-edits per passage, drawn and recorded in chunks (`seal.self_edit.sampling`): a kill while
-    sampling loses at most one chunk. uid -> texts."""
-    size = contexts_per_chunk(se.k, se.sample_chunk)
-
-    def draw(j: int, group: list[Passage]) -> dict:
-        s = chunk_seed(seed, names, j)
-        texts = task.sample(group, se.format, se.k, s, desc=f"sampling self-edits ({j + 1})")
-        return {"chunk": j, "seed": s, "completions": {p.uid: t for p, t in zip(group, texts)}}
-
-    return sample_chunked(rd, prefix, passages, size, draw)["completions"]
 
 
 def run(cfg: KICPTConfig, rd: RunDir) -> dict:
@@ -97,7 +82,7 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
                                                     cfg.self_edit, ("self_edit_sampling", cfg.self_edit.format),
                                                     cfg.seed)
     for label, path in cfg.from_files.items() if "from_file" in cfg.conditions else ():
-        completions[f"from_file:{label}"] = _file_completions(label, path, passages)
+        completions[f"from_file:{label}"] = file_completions(label, path, passages)
 
     conds = (["base"] if "base" in cfg.conditions else []) + (
         ["passage"] if "passage" in cfg.conditions else []) + list(completions)
@@ -110,20 +95,6 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     _report(cfg, rd, out)
     tracker.finish()
     return out
-
-
-def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool) -> tuple[list[str], int]:
-    """Each passage's text, then each of its completions whole as one document (REFERENCE 1.1, CPT);
-    returns the documents and how many empty completions were skipped."""
-    docs, skipped = [], 0
-    for p in passages:
-        docs.append(passage_document(p))
-        for text in comps.get(p.uid, []):
-            if not text.strip():
-                skipped += 1
-                continue
-            docs.append(f"{p.title}\n{text.strip()}" if title_prefix else text.strip())
-    return docs, skipped
 
 
 def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str, list[str]] | None,
@@ -141,7 +112,7 @@ def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str
                 raise ConfigError(f"ki_cpt: the pooled update for '{cond}' failed: {stats}")
             stats = stats.to_dict()
     full = cfg.cpt.update == "full"
-    answers = task._answer(passages, [-1 if cond == "base" or full else 0] * len(passages))
+    answers = task.answer(passages, [-1 if cond == "base" or full else 0] * len(passages))
     if cond != "base" and full:
         task.inner.model.load_state_dict(base_state)  # the next condition starts from the base weights
     out = {"questions": {p.uid: qs for p, qs in zip(passages, answers)},

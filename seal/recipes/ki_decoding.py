@@ -28,7 +28,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from seal.chat.adapter_store import apply_adapter
-from seal.generation.backends import BackendConfig
+from seal.data.passage import Passage
+from seal.data.sources import load_passages
 from seal.decoding.co_llm import (
     CoLLMConfig,
     CoLLMGenerator,
@@ -40,22 +41,21 @@ from seal.decoding.co_llm import (
     token_features,
     train_head,
 )
-from seal.infra.config import ConfigError, derive_seed
-from seal.data.sources import DataConfig, Passage, load_passages
-from seal.eval.graders import GraderConfig
-from seal.inner_loop.trainer import InnerLoopConfig, InnerLoopError, TrainJob
-from seal.recipes.ki_cpt import pooled_documents, sample_in_chunks
-from seal.domains.knowledge.task import KnowledgeTask
-from seal.models.loading import ModelConfig, format_prompt, load_model
 from seal.decoding.proxy_tuning import ProxyGenerator
-from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, mean_stderr, per_passage
+from seal.decoding.streams import Stream
+from seal.domains.knowledge.conditions import pooled_documents, sample_in_chunks
+from seal.domains.knowledge.config import KnowledgeSetup
+from seal.domains.knowledge.self_edit import MODEL_FORMATS
+from seal.domains.knowledge.task import KnowledgeTask
+from seal.eval.qa import answer_questions, grade_records, mean_stderr, per_passage
+from seal.eval.stats import clustered_mean_se
+from seal.infra.config import ConfigError, derive_seed
 from seal.infra.report import md_table, print_table
 from seal.infra.run_dir import RunDir
-from seal.self_edit.sampling import read_samples
-from seal.self_edit.formats import MODEL_FORMATS, SelfEditConfig
-from seal.eval.stats import clustered_mean_se
-from seal.decoding.streams import Stream
-from seal.infra.tracking import Tracker, WandbConfig
+from seal.infra.sample_records import read_samples
+from seal.infra.tracking import Tracker
+from seal.inner_loop.trainer import InnerLoopError, TrainJob
+from seal.models.loading import format_prompt, load_model
 
 
 @dataclass
@@ -69,17 +69,8 @@ class DecodingConfig:
 
 
 @dataclass
-class KIDecodingConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
-    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
-    qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
-    grader: GraderConfig = field(default_factory=GraderConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    backend: BackendConfig = field(default_factory=BackendConfig)
+class KIDecodingConfig(KnowledgeSetup):  # the shared knowledge sections + its own
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
-    seed: int = 0
 
 
 def validate(cfg: KIDecodingConfig) -> None:
@@ -159,7 +150,7 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
         tracker.log({f"{cond}/A": results[cond]["A"], f"{cond}/B": results[cond]["B"]})
 
     def plain(t: KnowledgeTask, slot: int):
-        return lambda: {"questions": t._answer(test, [slot] * len(test))}
+        return lambda: {"questions": t.answer(test, [slot] * len(test))}
 
     # 3. the single models
     record("base", plain(task, -1))

@@ -19,87 +19,35 @@ A killed run continues with `resume=<run folder>` and redoes nothing that finish
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from seal.generation.backends import BackendConfig
+from seal.data.passage import Passage
+from seal.data.sources import load_passages
+from seal.domains.knowledge.conditions import file_completions, validate_conditions
+from seal.domains.knowledge.config import ConditionsSetup
+from seal.domains.knowledge.self_edit import MODEL_FORMATS
+from seal.domains.knowledge.task import KnowledgeTask, record_base_accuracies
+from seal.eval.qa import mean_stderr
+from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
+from seal.infra.chunking import chunks
 from seal.infra.config import derive_seed
-from seal.data.sources import DataConfig, DataError, Passage, load_passages, load_seal_file
-from seal.eval.graders import GraderConfig
-from seal.inner_loop.trainer import InnerLoopConfig
-from seal.domains.knowledge.task import KnowledgeTask, chunks, record_base_accuracies
-from seal.models.loading import ModelConfig, load_model
-from seal.eval.qa import QAEvalConfig, mean_stderr
 from seal.infra.report import bar_chart, md_table, print_table
 from seal.infra.run_dir import RunDir
-from seal.self_edit.sampling import chunk_seed, contexts_per_chunk, sample_chunked
-from seal.self_edit.formats import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
-from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
-from seal.infra.tracking import Tracker, WandbConfig
-
-CONDITIONS = ("base", "passage", "self_edit", "from_file")
+from seal.infra.sample_records import chunk_seed, contexts_per_chunk, sample_chunked
+from seal.infra.tracking import Tracker
+from seal.models.loading import load_model
 
 
 @dataclass
-class KIEvalConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
-    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
-    qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
-    grader: GraderConfig = field(default_factory=GraderConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    backend: BackendConfig = field(default_factory=BackendConfig)
-    conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
-    from_files: dict[str, str] = field(default_factory=dict)
-    # label -> the format its completions were written in (how they split into documents: a self-qa
-    # file splits per question/answer pair); labels not listed are `implications`
-    from_file_formats: dict[str, str] = field(default_factory=dict)
-    seed: int = 0
-
-
-def validate(cfg: KIEvalConfig) -> None:
-    from seal.infra.config import ConfigError
-
-    unknown = [c for c in cfg.conditions if c not in CONDITIONS]
-    if unknown:
-        raise ConfigError(f"conditions: unknown {unknown} (choose from {', '.join(CONDITIONS)})")
-    if "from_file" in cfg.conditions and not cfg.from_files:
-        raise ConfigError("conditions has from_file but from_files is empty: set from_files.<label>=<path>")
-    for label, fmt in cfg.from_file_formats.items():
-        if label not in cfg.from_files:
-            raise ConfigError(f"from_file_formats.{label}: no file with that label in from_files "
-                              f"({', '.join(cfg.from_files) or 'none'})")
-        if fmt not in MODEL_FORMATS:
-            raise ConfigError(f"from_file_formats.{label}: unknown format '{fmt}' (choose {', '.join(MODEL_FORMATS)})")
-    if "self_edit" in cfg.conditions:
-        try:
-            check_format(cfg.self_edit.format, cfg.self_edit)
-        except SelfEditError as e:
-            raise ConfigError(str(e)) from None
-        if cfg.self_edit.format == "from_file":
-            raise ConfigError("self_edit.format=from_file: use the from_file condition with from_files instead")
-    if cfg.self_edit.k < 1:
-        raise ConfigError(f"self_edit.k must be at least 1, got {cfg.self_edit.k}")
-
-
-def _file_completions(label: str, path: str, passages: list[Passage]) -> dict[str, list[str]]:
-    """Map passage uid -> completions from a self-edit file, matched on the passage context."""
-    by_context = {p.context.strip(): p.completions for p in load_seal_file(path)}
-    out = {}
-    for p in passages:
-        if p.context.strip() in by_context:
-            out[p.uid] = by_context[p.context.strip()]
-    if not out:
-        raise DataError(f"from_files.{label}={path}: none of the {len(passages)} selected passages occurs in "
-                        f"this file (records are matched on their 'context' field)")
-    return out
+class KIEvalConfig(ConditionsSetup):  # the shared knowledge sections and the conditions to compare
+    pass
 
 
 def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
-    validate(cfg)
+    validate_conditions(cfg)
     passages = load_passages(cfg.data)
     tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_eval-{rd.path.name}")
     model, tok = load_model(cfg.model)
@@ -130,7 +78,7 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
         jobs += [("self_edit", p, s, text, fmt) for p in usable for s, text in enumerate(completions[p.uid])]
     if "from_file" in cfg.conditions:
         for label, path in cfg.from_files.items():
-            comps = _file_completions(label, path, usable)
+            comps = file_completions(label, path, usable)
             for p in usable:
                 texts = comps.get(p.uid)
                 if texts is None:
@@ -176,7 +124,7 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
 
 def sample_self_edits(task: KnowledgeTask, rd: RunDir, passages: list[Passage], cfg: KIEvalConfig) -> dict:
     """passage uid -> its k self-edits, sampled and recorded in fixed seeded chunks of passages
-    (`completions/<format>/<j>`, `seal.self_edit.sampling`), so a resume redoes at most one chunk."""
+    (`completions/<format>/<j>`, `seal.infra.sample_records`), so a resume redoes at most one chunk."""
     fmt, k = cfg.self_edit.format, cfg.self_edit.k
 
     def draw(j: int, group: list[Passage]) -> dict:

@@ -18,16 +18,17 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field, replace
 
-from seal.chat.session import ChatConfig, Session, SessionConfig
-from seal.infra.config import ConfigError, derive_seed
+from seal.chat.config import ChatConfig, SessionConfig
+from seal.chat.session import Session
+from seal.chat.tool_api import api_docs, make_examples, score_call
+from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.generation.hf import generate_shared_prefix
-from seal.inner_loop.trainer import InnerLoopConfig
-from seal.models.loading import ModelConfig
+from seal.infra.config import ConfigError, derive_seed
 from seal.infra.report import line_plot, md_table, print_table
 from seal.infra.run_dir import RunDir
-from seal.self_edit.formats import SelfEditConfig
-from seal.chat.tool_api import api_docs, make_examples, score_call
 from seal.infra.tracking import Tracker, WandbConfig
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.models.loading import ModelConfig
 
 CONDITIONS = ("none", "in_context", "online")
 

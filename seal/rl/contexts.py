@@ -11,7 +11,7 @@ from seal.infra.config import ConfigError, derive_seed
 from seal.infra.run_dir import RunDir
 
 if TYPE_CHECKING:
-    from seal.rl.outer_loop import OuterLoopConfig
+    from seal.rl.config import OuterLoopConfig
 
 
 def round_contexts(train: list, oc: OuterLoopConfig, seed: int) -> list[list]:

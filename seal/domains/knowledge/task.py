@@ -13,21 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from seal.generation.backends import BackendConfig, make_generator
-from seal.data.sources import Passage
-from seal.generation.hf import SamplingConfig
-from seal.eval.graders import GraderConfig, make_grader
-from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
-from seal.models.loading import ModelConfig, format_prompt, max_context, model_folder, uses_chat
-from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, per_passage
-from seal.infra.run_dir import RunDir
-from seal.self_edit.formats import (
+from seal.data.passage import Passage
+from seal.domains.knowledge.self_edit import (
     SelfEditConfig,
     SelfEditError,
     completion_to_documents,
     passage_document,
     self_edit_prompt,
 )
+from seal.eval.graders import GraderConfig, make_grader
+from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, per_passage
+from seal.generation.backends import BackendConfig, make_generator
+from seal.generation.hf import SamplingConfig
+from seal.infra.chunking import chunks
+from seal.infra.run_dir import RunDir
+from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
+from seal.models.loading import ModelConfig, format_prompt, max_context, model_folder, uses_chat
 
 
 class KnowledgeTask:
@@ -71,7 +72,7 @@ class KnowledgeTask:
             return f"passage has {n} tokens, more than inner_loop.max_seq_len={self.inner.cfg.max_seq_len}"
         return None
 
-    def _answer(self, passages: list[Passage], slots: list[int]) -> list[list[dict]]:
+    def answer(self, passages: list[Passage], slots: list[int]) -> list[list[dict]]:
         """Closed-book answers to each passage's questions, passage i read by adapter slots[i]
         (-1: the base model), all in one generate call; graded with no adapter."""
         records = answer_questions(passages, self.gen, self.qa_cfg, self.tok, self.chat, self.system_prompt,
@@ -80,7 +81,7 @@ class KnowledgeTask:
 
     def base_accuracies(self, passages: list[Passage]) -> list[tuple[float, list[dict]]]:
         """Closed-book accuracy of the unadapted model on each passage's questions (one call)."""
-        return [(accuracy(qs), qs) for qs in self._answer(passages, [-1] * len(passages))]
+        return [(accuracy(qs), qs) for qs in self.answer(passages, [-1] * len(passages))]
 
     def prompt(self, p: Passage, fmt: str) -> str:
         return format_prompt(self.tok, self_edit_prompt(p, fmt, self.se_cfg), self.chat, self.system_prompt)
@@ -123,7 +124,7 @@ class KnowledgeTask:
             for (i, job, _), st in zip(chunk, stats):
                 if isinstance(st, InnerLoopError):
                     out[i] = {"skipped": str(st), "seed": job.seed}
-            answers = self._answer([items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained])
+            answers = self.answer([items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained])
             for (slot, i, st, n), qs in zip(trained, answers):
                 out[i] = {"seed": items[i][3], "accuracy": accuracy(qs), "n_docs": n, "train": st.to_dict(),
                           "questions": qs}
@@ -132,11 +133,6 @@ class KnowledgeTask:
 
 def accuracy(questions: list[dict]) -> float:
     return sum(q["correct"] for q in questions) / len(questions) if questions else 0.0
-
-
-def chunks(items: list, size: int) -> list[list]:
-    """Fixed consecutive chunks of a recipe's full job list (resume redoes a chunk as a unit)."""
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def record_base_accuracies(task: KnowledgeTask, rd: RunDir, passages: list[Passage], key: Callable[[Passage], str],

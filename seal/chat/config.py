@@ -1,0 +1,51 @@
+"""Settings of a chat session (`chat.*` in seal/configs/chat/default.yaml) and the check on the
+LoRA scale chat adapters are stored with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from seal.chat.adapter_store import MAX_SCALE
+from seal.chat.gate import GateConfig
+from seal.chat.moderation import ModerationConfig
+from seal.domains.knowledge.self_edit import SelfEditConfig
+from seal.infra.config import ConfigError
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.models.loading import ModelConfig
+
+
+@dataclass
+class ChatConfig:
+    store: str = "chat_store"  # the adapter store folder
+    version: str | None = None  # pin: load this version (and make it HEAD) instead of the latest
+    background: bool = True  # learn on a private copy of the model while the chat goes on
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0: greedy replies
+    history_turns: int = 0  # earlier exchanges in the prompt (SmolLM2-135M copies them; raise for larger models)
+    system_prompt: str | None = None
+    self_edit: bool = True  # write a self-edit of the content (false: train on the content alone)
+    self_edit_max_chars: int = 3000  # longer content is trained on in paragraph chunks, no self-edit
+    probes: int = 3  # probes per learned content when the user gives none
+    name_questions: bool = True  # also train the content as chat answers to "what do you know about <name>?"
+    replay_fraction: float = 0.5  # of every step's tokens, from the replay sources (0: none)
+    replay_sources: list[str] = field(default_factory=lambda: ["general", "accepted", "chat"])  # or a file path
+    scheduler: str = "infinite"  # the inner loop's schedule for chat updates (seal.inner_loop.schedules)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass
+class SessionConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
+    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    seed: int = 0
+
+
+def adapter_scale(cfg: InnerLoopConfig) -> float:
+    """The LoRA scale chat adapters are stored with; `ConfigError` outside what the store accepts on load."""
+    if cfg.lora_r < 1 or not 0 < cfg.lora_alpha / cfg.lora_r <= MAX_SCALE:
+        raise ConfigError(f"inner_loop.lora_alpha / inner_loop.lora_r = {cfg.lora_alpha} / {cfg.lora_r}: seal-chat "
+                          f"stores adapters with a scale in (0, {MAX_SCALE:g}]")
+    return cfg.lora_alpha / cfg.lora_r

@@ -1,0 +1,41 @@
+"""The config sections every knowledge-incorporation recipe shares, written once: each recipe's config
+is this plus its own sections (`seal.recipes.*`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from seal.data.sources import DataConfig
+from seal.domains.knowledge.self_edit import SelfEditConfig
+from seal.eval.graders import GraderConfig
+from seal.eval.qa import QAEvalConfig
+from seal.generation.backends import BackendConfig
+from seal.infra.tracking import WandbConfig
+from seal.inner_loop.trainer import InnerLoopConfig
+from seal.models.loading import ModelConfig
+
+
+@dataclass
+class KnowledgeSetup:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
+    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
+    qa_eval: QAEvalConfig = field(default_factory=QAEvalConfig)
+    grader: GraderConfig = field(default_factory=GraderConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    seed: int = 0
+
+
+CONDITIONS = ("base", "passage", "self_edit", "from_file")
+
+
+@dataclass
+class ConditionsSetup(KnowledgeSetup):
+    """A knowledge recipe that compares ways of adapting (`conditions`), self-edit files among them."""
+    conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
+    from_files: dict[str, str] = field(default_factory=dict)
+    # label -> the format its completions were written in (how they split into documents: a self-qa
+    # file splits per question/answer pair); labels not listed are `implications`
+    from_file_formats: dict[str, str] = field(default_factory=dict)

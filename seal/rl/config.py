@@ -1,0 +1,59 @@
+"""The outer loop's settings: its own (`restem.*`: rounds, contexts, seeds, held-out evaluation), and
+the parts of a recipe's config it runs on (`LoopSettings`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seal.infra.config import ConfigError
+from seal.infra.runtime import RuntimeConfig
+from seal.infra.tracking import WandbConfig
+from seal.models.loading import ModelConfig
+from seal.rl.m_step import MStepConfig
+from seal.rl.selection import RULES, SelectionConfig
+
+
+@dataclass
+class OuterLoopConfig:
+    rounds: int = 2
+    contexts_per_round: int = 50
+    seeds_per_edit: int = 3
+    eval_passages: int = 200
+    eval_samples: int = 1  # self-edits per held-out context (ARC: 5)
+    references: str = "every_round"  # every_round | first_round: when to recompute base/passage references
+
+
+def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> None:
+    if selection.rule not in RULES:
+        raise ConfigError(f"selection.rule: unknown rule '{selection.rule}' (choose {', '.join(RULES)})")
+    if not 0 < selection.fraction <= 1:
+        raise ConfigError(f"selection.fraction must be in (0, 1], got {selection.fraction}")
+    if oc.rounds < 0:
+        raise ConfigError(f"restem.rounds must be at least 0 (0: evaluate the policy only), got {oc.rounds}")
+    for name in ("contexts_per_round", "seeds_per_edit", "eval_passages", "eval_samples"):
+        if getattr(oc, name) < 1:
+            raise ConfigError(f"restem.{name} must be at least 1, got {getattr(oc, name)}")
+    if k < 1:
+        raise ConfigError(f"self_edit.k must be at least 1, got {k}")
+    if oc.references not in ("every_round", "first_round"):
+        raise ConfigError(f"restem.references must be every_round or first_round, got '{oc.references}'")
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Everything the outer loop takes from a recipe's config, whatever the domain: a recipe builds it
+    with `LoopSettings.of(cfg, k=..., sample_chunk=...)` (knowledge: `self_edit.k`, ARC: `arc.k`)."""
+    model: ModelConfig
+    outer: OuterLoopConfig
+    selection: SelectionConfig
+    m_step: MStepConfig
+    wandb: WandbConfig
+    runtime: RuntimeConfig
+    seed: int
+    k: int  # self-edits sampled per training context
+    sample_chunk: int = 0  # contexts sampled and recorded together (`seal.infra.sample_records`)
+
+    @classmethod
+    def of(cls, cfg, k: int, sample_chunk: int = 0) -> LoopSettings:
+        """From a recipe config with `model`, `restem`, `selection`, `m_step`, `wandb`, `runtime`, `seed`."""
+        return cls(cfg.model, cfg.restem, cfg.selection, cfg.m_step, cfg.wandb, cfg.runtime, cfg.seed, k, sample_chunk)

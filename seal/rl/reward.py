@@ -1,0 +1,50 @@
+"""The reward of a self-edit: what the outer loop learns from (REFERENCE 1.1, 1.2).
+
+A domain's `reward(...)` (`seal.rl.protocols.Domain`) turns the inner loops one self-edit went through
+(one per seed) and the unadapted policy's score on the same context into one `EditReward`. Selection
+(`seal.rl.selection`) reads only this record: the score it ranks by, the gain over the unadapted
+policy that `improves_baseline` thresholds, and why an edit was unusable (never kept).
+
+`mean_accuracy` is the paper's reward for both domains: the adapted model's accuracy (knowledge: share
+of the passage's questions answered; ARC: 1 if the task was solved), averaged over seeds, an unusable
+run counting 0. A new reward is a function with this signature that a domain returns from `reward`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EditReward:
+    context: str  # uid of the context the self-edit was written for
+    sample: int  # which of the k samples
+    score: float  # what selection ranks by: mean adapted score over seeds (unusable runs count 0)
+    base: float  # the unadapted policy's score on the same context
+    seed_scores: tuple[float | None, ...]  # one per inner-loop seed; None where that run was unusable
+    unusable: str | None = None  # why the edit could not be used (no text, filler, too long, NaN loss ...)
+
+    @property
+    def gain(self) -> float:
+        return self.score - self.base
+
+    def to_record(self, self_edit: str) -> dict:
+        """The E-step record of this edit (`select/<r>`); the unusable reason is stored as `skipped`,
+        the key run folders have always used."""
+        return {"context": self.context, "sample": self.sample, "score": self.score, "base": self.base,
+                "gain": self.gain, "seed_scores": list(self.seed_scores), "self_edit": self_edit,
+                "skipped": self.unusable}
+
+    @classmethod
+    def from_record(cls, rec: dict) -> EditReward:
+        return cls(rec["context"], rec["sample"], rec["score"], rec["base"], tuple(rec["seed_scores"]),
+                   rec.get("skipped"))
+
+
+def mean_accuracy(context: str, sample: int, runs: list[dict], base: dict) -> EditReward:
+    """Mean of the runs' `accuracy` (a run with `skipped` scores 0); the first unusable reason, if any."""
+    skipped = [r["skipped"] for r in runs if "skipped" in r]
+    return EditReward(context=context, sample=sample, score=statistics.fmean(r.get("accuracy", 0.0) for r in runs),
+                      base=base["accuracy"], seed_scores=tuple(r.get("accuracy") for r in runs),
+                      unusable=skipped[0] if skipped else None)

@@ -1,0 +1,168 @@
+"""The ki_eval recipe end to end on the tiny random model: outputs, skips, errors and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, compose
+
+from seal.cli import run_experiment
+from seal.data.fictional import generate_passages
+from seal.data.sources import DataError
+from seal.infra.config import ConfigError
+from seal.infra.run_folder import ResumeError
+
+FAST = ["model=tiny-random", "wandb.mode=disabled", "self_edit.max_new_tokens=24", "self_edit.k=2",
+        "inner_loop.epochs=2", "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=8",
+        "data.limit=2"]
+
+
+def run(tmp_path, *overrides, name="run", resume=False):
+    path = tmp_path / name
+    extra = [f"resume={path}"] if resume else []
+    cfg = compose("experiment=ki_eval", *FAST, *overrides, *extra)
+    return run_experiment(cfg, path), path
+
+
+def records(path):
+    return [json.loads(line) for line in (path / "records.jsonl").read_text().splitlines()]
+
+
+def test_outputs_and_base_computed_once(tmp_path):
+    results, path = run(tmp_path)
+    for f in ("config.yaml", "run.json", "records.jsonl", "metrics.jsonl", "results.json", "report.md", "accuracy.png"):
+        assert (path / f).is_file(), f
+    on_disk = json.loads((path / "results.json").read_text())
+    assert set(on_disk["conditions"]) == {"base", "passage", "self_edit"}
+    recs = records(path)
+    for name, c in on_disk["conditions"].items():
+        assert c["n_questions"] == sum(len(p.questions) for p in generate_passages(2))
+        per_q: dict = {}  # each question's correctness averaged over its samples, then over questions
+        for r in recs:
+            if r.get("condition") == name and "questions" in r:
+                for q in r["questions"]:
+                    per_q.setdefault((q["passage"], q["q"]), []).append(float(q["correct"]))
+        assert c["accuracy"] == pytest.approx(sum(sum(v) / len(v) for v in per_q.values()) / len(per_q))
+    base = [r for r in recs if r.get("condition") == "base"]
+    assert len(base) == 2  # once per passage, not once per self-edit
+    by_passage = {r["passage"]: r["accuracy"] for r in base}
+    se = [r for r in recs if r.get("condition") == "self_edit"]
+    assert len(se) == 4  # 2 passages x k=2
+    for r in se:
+        assert r["gain"] == pytest.approx(r["accuracy"] - by_passage[r["passage"]])
+        assert len(r["questions"]) > 0 and {"answer", "gold", "correct", "f1"} <= set(r["questions"][0])
+    seeds = {r["seed"] for r in se}
+    assert len(seeds) == 4  # every inner loop seeded separately, and recorded
+    assert "| condition |" in (path / "report.md").read_text()
+
+
+def test_conditions_override_and_limit(tmp_path):
+    results, _ = run(tmp_path, "conditions=[base,passage]", "data.limit=1")
+    assert set(results["conditions"]) == {"base", "passage"}
+    assert results["n_passages"] == 1
+
+
+def test_from_file_and_recorded_skips(tmp_path):
+    passages = generate_passages(2)
+    recs = []
+    for i, p in enumerate(passages):
+        d = p.to_dict()
+        d["completions"] = [f"{p.title} is described in the passage.\n{p.questions[0].answer} is a fact.", ""]
+        recs.append(d)
+    f = tmp_path / "edits.json"
+    f.write_text(json.dumps(recs))
+    results, path = run(tmp_path, "conditions=[base,from_file]", f"+from_files.mine={f}")
+    cond = results["conditions"]["from_file:mine"]
+    assert cond["n_inner_loops"] == 2 and cond["n_skipped"] == 2
+    reasons = [s["reason"] for s in results["skipped"] if s.get("condition") == "from_file:mine"]
+    assert reasons and all("empty completion" in r for r in reasons)
+
+
+def test_passage_longer_than_limit_is_skipped_with_reason(tmp_path):
+    results, _ = run(tmp_path, "conditions=[base,passage]", "inner_loop.max_seq_len=40", "data.limit=3")
+    assert results["n_passages"] < 3
+    assert any("more than inner_loop.max_seq_len=40" in s["reason"] for s in results["skipped"])
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown \\['nope'\\]"):
+        run(tmp_path, "conditions=[base,nope]")
+    with pytest.raises(ConfigError, match="unknown format 'poetry'"):
+        run(tmp_path, "self_edit.format=poetry", name="r2")
+    with pytest.raises(ConfigError, match="from_files is empty"):
+        run(tmp_path, "conditions=[from_file]", name="r3")
+    with pytest.raises(ConfigError, match="inner_loop"):
+        run(tmp_path, "+inner_loop.learning_rate=3", name="r4")
+
+
+def test_data_path_with_a_users_file(tmp_path):
+    f = tmp_path / "mine.jsonl"
+    f.write_text("\n".join(json.dumps(p.to_dict()) for p in generate_passages(2, seed=5)) + "\n")
+    results, _ = run(tmp_path, "data=file", f"data.path={f}", "conditions=[base,passage]")
+    assert results["n_passages"] == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"title": "x", "questions": []}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:1: missing field 'context'"):
+        run(tmp_path, "data=file", f"data.path={bad}", name="r2")
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path):
+    k2 = "inner_loop.adapters_per_batch=2"  # chunks: [passage x2], [self_edit x2], [self_edit x2]
+    full, full_path = run(tmp_path, k2, name="full")
+    # simulate a kill: base x2, completions, the first chunk, then a torn half-written line
+    lines = (full_path / "records.jsonl").read_text().splitlines()
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for f in ("config.yaml", "run.json"):
+        (killed / f).write_text((full_path / f).read_text())
+    (killed / "records.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2])
+    resumed, _ = run(tmp_path, k2, name="killed", resume=True)
+    assert resumed["conditions"] == full["conditions"]
+    # only the missing inner loops ran again
+    metrics = (killed / "metrics.jsonl").read_text().splitlines()
+    done_before = sum(1 for ln in lines[:5] if json.loads(ln).get("condition") in ("passage", "self_edit"))
+    assert done_before == 2
+    total = sum(1 for ln in lines if json.loads(ln).get("condition") in ("passage", "self_edit"))
+    assert len(metrics) == total - done_before
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    _, path = run(tmp_path, "conditions=[base]")
+    with pytest.raises(ResumeError, match="inner_loop.lr"):
+        run(tmp_path, "conditions=[base]", "inner_loop.lr=0.5", resume=True)
+    with pytest.raises(ResumeError, match="already holds a run"):
+        run(tmp_path, "conditions=[base]")
+
+
+def test_cli_end_to_end_and_clear_errors(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "seal.cli", "experiment=ki_eval", *FAST, "conditions=[base,passage]",
+           "data.limit=1", f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "results.json").read_text())["conditions"]["passage"]["n_questions"] > 0
+    bad = subprocess.run(cmd[:-1] + ["conditions=[base,nope]", f"hydra.run.dir={tmp_path / 'bad'}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "seal: error: conditions: unknown ['nope']" in bad.stderr
+
+
+def test_data_path_alone_reads_the_users_file(tmp_path):
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps([p.to_dict() for p in generate_passages(1, seed=9)]))
+    results, _ = run(tmp_path, f"data.path={f}", "conditions=[base]")
+    assert results["n_passages"] == 1
+
+
+def test_passage_longer_than_model_context_is_skipped(tmp_path):
+    results, _ = run(tmp_path, "conditions=[base,passage]", "model.max_context=40", "data.limit=3")
+    assert any("more than the model's context of 40" in s["reason"] for s in results["skipped"])
+
+
+def test_self_edit_format_none_trains_on_the_passage_alone(tmp_path):
+    results, path = run(tmp_path, "conditions=[base,self_edit]", "self_edit.format=none", "self_edit.k=1",
+                        "data.limit=1")
+    rec = next(r for r in records(path) if r.get("condition") == "self_edit")
+    assert rec["n_docs"] == 1 and rec["self_edit"] == ""

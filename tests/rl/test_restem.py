@@ -1,0 +1,198 @@
+"""The ReST-EM outer loop on the tiny random model: selection rules, resume after a kill in the
+E-step and in the M-step (identical final results), refusal of a changed config, and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, compose
+from tiny_restem import RESTEM, chosen, kept, rewards
+
+from seal.cli import run_experiment
+from seal.infra.config import ConfigError
+from seal.infra.run_folder import ResumeError
+from seal.rl.selection import SelectionConfig
+
+FAST = RESTEM
+
+
+def run(path, *overrides, resume=False):
+    cfg = compose(*FAST, *overrides, *([f"resume={path}"] if resume else []))
+    return run_experiment(cfg, path)
+
+
+def comparable(results: dict) -> str:
+    return json.dumps(results, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------------ selection
+
+def edits(scores: dict[str, list[float]], base: float = 0.25):
+    return rewards(scores, base=base)
+
+
+def test_best_of_k_keeps_one_per_context_earliest_on_ties():
+    es = chosen(edits({"a": [0.2, 0.6, 0.6], "b": [0.0, 0.0, 0.0]}), SelectionConfig(rule="best_of_k"))
+    assert kept(es) == [("a", 1), ("b", 0)]
+    assert all(e["why"] for e in es)
+    es = chosen(edits({"a": [0.2, 0.6], "b": [0.0, 0.1]}), SelectionConfig(rule="best_of_k", min_score=0.5))
+    assert kept(es) == [("a", 1)]
+    assert "< 0.5" in next(e["why"] for e in es if e["context"] == "b" and e["sample"] == 1)
+
+
+def test_improves_baseline_uses_the_threshold():
+    es = chosen(edits({"a": [0.25, 0.5, 0.3], "b": [0.75, 0.1]}), SelectionConfig(rule="improves_baseline",
+                                                                              threshold=0.1))
+    assert kept(es) == [("a", 1), ("b", 0)]  # gains 0, .25, .05 | .5, -.15
+    assert "<= threshold 0.1" in es[2]["why"]
+
+
+def test_top_fraction_keeps_the_best_share():
+    es = chosen(edits({"a": [0.1, 0.9, 0.5], "b": [0.7, 0.2, 0.3]}), SelectionConfig(rule="top_fraction",
+                                                                                   fraction=1 / 3))
+    assert kept(es) == [("a", 1), ("b", 0)]
+    assert "rank 1 of 6" in next(e["why"] for e in es if e["kept"] and e["score"] == 0.9)
+
+
+def test_bad_selection_config_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="selection.rule"):
+        run(tmp_path / "r", "selection.rule=luck")
+    with pytest.raises(ConfigError, match="need 8 training passages"):
+        run(tmp_path / "r2", "restem.contexts_per_round=4")
+
+
+# ------------------------------------------------------------------------------------------ full runs
+
+def inner_loop_count(path) -> int:
+    """Inner loops recorded in a run: eval/<r>/<self_edit|passage>/<uid> and estep/<r>/<uid>/<i>/<s>."""
+    n = 0
+    for line in (path / "records.jsonl").read_text().splitlines():
+        parts = json.loads(line)["key"].split("/")
+        n += (parts[0] == "eval" and parts[2] in ("self_edit", "passage")) or (parts[0] == "estep" and len(parts) == 5)
+    return n
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("full") / "run"
+    return path, run(path)
+
+
+def test_uninterrupted_run_outputs(uninterrupted):
+    path, results = uninterrupted
+    assert [r["round"] for r in results["rounds"]] == [0, 1, 2]
+    for f in ("report.md", "results.json", "accuracy_per_round.png", "rewards.png", "records.jsonl"):
+        assert (path / f).is_file()
+    for r in (1, 2):
+        assert (path / f"policy_round{r}" / "model.safetensors").is_file()
+        assert not list((path / f"policy_round{r}").glob("*.bin"))
+    recs = [json.loads(x) for x in (path / "records.jsonl").read_text().splitlines()]
+    inner = [x for x in recs if x["key"].startswith("estep/") and "seed_index" in x]
+    assert len(inner) == 2 * 2 * 2 * 2  # rounds x contexts x k x seeds, each keyed and seeded
+    assert len({x["seed"] for x in inner}) == len(inner)
+    sel = [x for x in recs if x["key"].startswith("select/")]
+    assert all(e["why"] and "kept" in e for s in sel for e in s["edits"])
+    assert all(s["n_kept"] == 2 for s in sel)  # top half of 4 edits
+    assert results["rounds"][0]["e_step"]["n_kept"] == 2
+    # the M-step changed the policy
+    from safetensors.torch import load_file
+
+    w1 = load_file(path / "policy_round1" / "model.safetensors")
+    w2 = load_file(path / "policy_round2" / "model.safetensors")
+    assert any(not (w1[k] == w2[k]).all() for k in w1)
+
+
+def test_resume_after_kill_in_e_step(uninterrupted, tmp_path, monkeypatch):
+    from seal.domains.knowledge import task as knowledge
+
+    real = knowledge.KnowledgeTask.adapt_and_evaluate_many
+    calls, finished = {"n": 0}, {"items": 0}
+
+    def dying(self, items):
+        calls["n"] += 1
+        if calls["n"] == 4:  # round 0's eval took chunks of 3 and 1, the E-step's first chunk of 3 is done
+            raise KeyboardInterrupt("simulated kill")
+        out = real(self, items)
+        finished["items"] += len(items)
+        return out
+
+    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", dying)
+    path = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    assert not (path / "policy_round1").exists()
+    assert finished["items"] == 7 and inner_loop_count(path) == 7
+    counter = {"items": 0}
+
+    def counting(self, items):
+        counter["items"] += len(items)
+        return real(self, items)
+
+    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", counting)
+    resumed = run(path, resume=True)
+    assert comparable(resumed) == comparable(uninterrupted[1])
+    assert counter["items"] == inner_loop_count(uninterrupted[0]) - 7  # only the unfinished inner loops ran again
+
+
+def test_resume_after_kill_in_m_step(uninterrupted, tmp_path, monkeypatch):
+    import trl
+
+    real_step = trl.SFTTrainer.training_step
+    calls = {"n": 0}
+
+    def dying(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill in the M-step")
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(trl.SFTTrainer, "training_step", dying)
+    path = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(path)
+    assert not (path / "policy_round1").exists()  # no half-written policy
+    monkeypatch.setattr(trl.SFTTrainer, "training_step", real_step)
+    resumed = run(path, resume=True)
+    assert comparable(resumed) == comparable(uninterrupted[1])
+
+
+def test_resume_refuses_changed_config(uninterrupted):
+    path, _ = uninterrupted
+    with pytest.raises(ResumeError, match="m_step.lr"):
+        run(path, "m_step.lr=0.1", resume=True)
+
+
+def test_sigkill_and_resume_through_the_cli(uninterrupted, tmp_path):
+    """A real SIGKILL of the `seal` process mid-run, then `resume=`: same results."""
+    path = tmp_path / "cli"
+    args = [sys.executable, "-m", "seal.cli", *FAST, f"hydra.run.dir={path}"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    records = path / "records.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if records.exists() and len(records.read_text().splitlines()) >= 12:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resume = subprocess.run(args[:-1] + [f"hydra.run.dir={path}", f"resume={path}"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    assert comparable(json.loads((path / "results.json").read_text())) == comparable(uninterrupted[1])
+
+
+def test_nothing_kept_carries_the_policy_over(tmp_path):
+    path = tmp_path / "run"
+    results = run(path, "selection.rule=improves_baseline", "selection.threshold=2.0", "restem.rounds=1",
+                  "restem.seeds_per_edit=1")
+    assert "kept no self-edit" in results["rounds"][0]["m_step"]["skipped"]
+    assert not (path / "policy_round1").exists()
+    assert [r["round"] for r in results["rounds"]] == [0, 1]  # the unchanged policy is still evaluated
