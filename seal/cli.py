@@ -8,12 +8,16 @@ a traceback, and a refused run leaves no run folder behind.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
@@ -48,9 +52,47 @@ def recipe_config(raw: dict):
     if recipe not in table:
         raise ConfigError(f"experiment.recipe: unknown recipe '{recipe}' (choose one of {', '.join(sorted(table))})")
     cls, fn = table[recipe]
-    body = {k: v for k, v in raw.items() if k not in ("experiment", "resume", "force_resume", "resume_inputs", "hydra",
-                                                      "plan")}
+    body = {k: v for k, v in raw.items() if k not in ("experiment", "hydra", *RUN_KEYS)}
     return to_dataclass(cls, body, "root"), fn
+
+
+RUN_KEYS = ("resume", "force_resume", "resume_inputs", "plan")  # about running, not about the experiment
+
+
+def effective_config(raw: dict, typed) -> dict:
+    """The config a run folder records: every value that takes effect (the typed config, defaults
+    included, since the YAML files hold only overrides), after the experiment's name and recipe."""
+    body = json.loads(json.dumps(dataclasses.asdict(typed), default=str))
+    return {"experiment": raw["experiment"], **body, **{k: raw[k] for k in RUN_KEYS if k in raw}}
+
+
+def recorded_config(run_path: Path, config: dict, typed) -> dict:
+    """On resume, the config to hand the run folder: its recorded config.yaml with only the values that
+    really changed replaced. A run started before run folders recorded every effective value wrote the
+    composed YAML; keys it left to their defaults are not changes, so its fingerprint still matches when
+    nothing changed, and a real change is named on its own in the refusal."""
+    path = run_path / "config.yaml"
+    if not config.get("resume") or not path.is_file():
+        return config
+    try:
+        stored = yaml.safe_load(path.read_text())
+        old, _ = recipe_config(stored)
+    except (ConfigError, OmegaConfBaseException, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return config
+
+    def patch(into: dict, was: dict, now: dict) -> None:
+        for key, value in now.items():
+            if was.get(key) == value:
+                continue
+            if isinstance(value, dict) and isinstance(was.get(key), dict) and isinstance(into.get(key), dict):
+                patch(into[key], was[key], value)
+            else:
+                into[key] = value
+
+    merged = copy.deepcopy(stored)
+    patch(merged, json.loads(json.dumps(dataclasses.asdict(old), default=str)),
+          json.loads(json.dumps(dataclasses.asdict(typed), default=str)))
+    return {**merged, "experiment": config["experiment"], **{k: config[k] for k in RUN_KEYS if k in config}}
 
 
 def resolved(cfg: DictConfig) -> dict:
@@ -77,7 +119,8 @@ def run_experiment(cfg: DictConfig, run_path: Path, discard_refused: bool = Fals
         make_plan(typed, raw["experiment"]["recipe"], run_path, raw=raw)
         log.info("plan: %s", run_path / "plan.md")
         return {}
-    with RunDir(run_path, raw, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume"))) as rd:
+    config = recorded_config(Path(run_path), effective_config(raw, typed), typed)
+    with RunDir(run_path, config, resume=bool(raw.get("resume")), force=bool(raw.get("force_resume"))) as rd:
         log.info("run folder: %s", rd.path)
         try:
             results = fn(typed, rd)

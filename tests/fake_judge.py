@@ -4,7 +4,12 @@ import json
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from seal.eval.graders import GraderConfig
 
 _LINE = {name: re.compile(rf"^{name}: (.*)$", re.MULTILINE)
          for name in ("Question", "Gold answer", "Student answer")}
@@ -19,6 +24,8 @@ class FakeJudge:
     "404".
     `fail_after=n` turns every request after the n-th rule answer into a 401. `hold=n` keeps each rule
     answer until n requests have been in flight at once (at most 2 s), so overlap is seen, not timed.
+    `reply(body)`, when set, gives the text of a rule answer instead of the rule. `requests` records every
+    request: its path, JSON body and headers (names in lower case).
     """
 
     def __init__(self):
@@ -26,6 +33,8 @@ class FakeJudge:
         self.default = "rule"
         self.fail_after: int | None = None
         self.hold = 0
+        self.reply: Callable[[dict], str] | None = None
+        self.requests: list[dict] = []
         self.asked: Counter[str] = Counter()  # requests per question
         self.answered: list[str] = []  # questions given a verdict
         self.auth_headers: set[str] = set()
@@ -39,6 +48,8 @@ class FakeJudge:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 with endpoint._cv:
+                    endpoint.requests.append({"path": self.path, "body": body,
+                                              "headers": {k.lower(): v for k, v in self.headers.items()}})
                     endpoint.in_flight += 1
                     endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
                     endpoint._cv.notify_all()
@@ -91,6 +102,8 @@ class FakeJudge:
         with self._cv:
             self._cv.wait_for(lambda: self.max_in_flight >= self.hold, timeout=2.0)
             self.answered.append(question)
+        if self.reply is not None:
+            return self._send(h, 200, _completion(self.reply(body)))
         self._send(h, 200, _completion("Yes." if gold.lower() in answer.lower() else "No."))
 
     @staticmethod
@@ -113,6 +126,29 @@ class FakeJudge:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def judge_fixtures(key: str, env: str, url_suffix: str = "", **fields):
+    """Two fixtures for a module that tests the openai grader, bound there by name:
+    `endpoint, cfg = judge_fixtures(KEY, ENV, model=...)`. The first is a running FakeJudge, checked to be
+    shut down (its thread gone) after the test; the second an openai GraderConfig for it (base_url its url +
+    `url_suffix`, plus `fields`) whose key `key` is in the environment variable `env`, with its verdict cache in
+    tmp_path/judge and SEAL_CACHE in tmp_path/seal_cache."""
+
+    @pytest.fixture
+    def endpoint() -> Iterator[FakeJudge]:
+        with FakeJudge() as ep:
+            yield ep
+        assert not ep.thread.is_alive()
+
+    @pytest.fixture
+    def cfg(endpoint, monkeypatch, tmp_path) -> GraderConfig:
+        monkeypatch.setenv(env, key)
+        monkeypatch.setenv("SEAL_CACHE", str(tmp_path / "seal_cache"))
+        return GraderConfig(kind="openai", base_url=endpoint.url + url_suffix, api_key_env=env,
+                            cache_dir=str(tmp_path / "judge"), **fields)
+
+    return endpoint, cfg
 
 
 def _completion(content: str) -> str:

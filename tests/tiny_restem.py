@@ -1,5 +1,5 @@
 """Shared by the tests of the outer loop (and `scripts/faults.py`): a ReST-EM run on the tiny random
-model small enough for seconds, and selection inputs written as plain scores."""
+model small enough for seconds, selection inputs written as plain scores, and a kill in the inner loops."""
 
 from __future__ import annotations
 
@@ -35,3 +35,38 @@ def chosen(rewards_, cfg) -> list[dict]:
 
 def kept(edits: list[dict]) -> list[tuple[str, int]]:
     return sorted((e["context"], e["sample"]) for e in edits if e["kept"])
+
+
+def kill_on_call(monkeypatch, n: int) -> dict[str, int]:
+    """Make `KnowledgeTask.adapt_and_evaluate_many` raise KeyboardInterrupt on its n-th call (a simulated
+    kill). Returns the counters it keeps: "calls" made and "items" finished (the items of the calls before)."""
+    from seal.domains.knowledge.task import KnowledgeTask
+
+    real = KnowledgeTask.adapt_and_evaluate_many
+    counts = {"calls": 0, "items": 0}
+
+    def dying(self, items):
+        counts["calls"] += 1
+        if counts["calls"] == n:
+            raise KeyboardInterrupt("simulated kill")
+        out = real(self, items)
+        counts["items"] += len(items)
+        return out
+
+    monkeypatch.setattr(KnowledgeTask, "adapt_and_evaluate_many", dying)
+    return counts
+
+
+def count_items(monkeypatch) -> dict[str, int]:
+    """Count the items `KnowledgeTask.adapt_and_evaluate_many` is given from now on: {"items": n}."""
+    from seal.domains.knowledge.task import KnowledgeTask
+
+    real = KnowledgeTask.adapt_and_evaluate_many
+    counts = {"items": 0}
+
+    def counting(self, items):
+        counts["items"] += len(items)
+        return real(self, items)
+
+    monkeypatch.setattr(KnowledgeTask, "adapt_and_evaluate_many", counting)
+    return counts

@@ -14,10 +14,11 @@ from seal.inner_loop.trainer import InnerLoopConfig
 from seal.models.loading import ModelConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChatConfig:
-    store: str = "chat_store"  # the adapter store folder
-    version: str | None = None  # pin: load this version (and make it HEAD) instead of the latest
+    # the adapter store folder: committed versions (HEAD, versions/vNNNN); a new session loads HEAD
+    store: str = "chat_store"
+    version: str | None = None  # pin: load this version (vNNNN or base, and make it HEAD) instead of the latest
     background: bool = True  # learn on a private copy of the model while the chat goes on
     max_new_tokens: int = 128
     temperature: float = 0.0  # 0: greedy replies
@@ -27,20 +28,23 @@ class ChatConfig:
     self_edit_max_chars: int = 3000  # longer content is trained on in paragraph chunks, no self-edit
     probes: int = 3  # probes per learned content when the user gives none
     name_questions: bool = True  # also train the content as chat answers to "what do you know about <name>?"
-    replay_fraction: float = 0.5  # of every step's tokens, from the replay sources (0: none)
-    replay_sources: list[str] = field(default_factory=lambda: ["general", "accepted", "chat"])  # or a file path
-    scheduler: str = "infinite"  # the inner loop's schedule for chat updates (seal.inner_loop.schedules)
+    replay_fraction: float = 0.5  # of every step's tokens, from the replay sources (0: none); steps, tokens unchanged
+    # general text | accepted (earlier accepted content) | chat (base replies to everyday prompts) | a text file path
+    replay_sources: list[str] = field(default_factory=lambda: ["general", "accepted", "chat"])
+    # the inner loop's schedule for chat updates (seal.inner_loop.schedules); infinite: warmup, cooldown,
+    # constant, anneal
+    scheduler: str = "infinite"
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
     self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
-    seed: int = 0
+    seed: int = 0  # every random choice in the session derives from this
 
 
 def adapter_scale(cfg: InnerLoopConfig) -> float:

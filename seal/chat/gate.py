@@ -16,11 +16,11 @@ from seal.generation.hf import HFGenerator, SamplingConfig
 from seal.models.loading import format_prompt
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateConfig:
     min_gain: float = 0.2  # nats per answer token the new content's probes must gain
     max_retention_drop: float = 0.3  # nats per answer token earlier content's probes may lose
-    max_ppl_increase: float = 0.25  # relative rise of general-text perplexity allowed
+    max_ppl_increase: float = 0.25  # relative rise of general-text perplexity allowed per update
     max_chat_drop: float = 0.3  # nats per token the base model's own replies to everyday prompts may lose
     general_docs: int = 8  # general-text paragraphs of the perplexity probe
 

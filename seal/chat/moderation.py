@@ -16,7 +16,7 @@ class Moderator(Protocol):
         """None to accept, else the reason for refusing."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModerationConfig:
     min_chars: int = 3
     max_chars: int = 20_000

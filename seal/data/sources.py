@@ -16,6 +16,7 @@ import json
 import random
 import unicodedata
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class DataError(ValueError):
     """A data file or record is unusable; the message names the file, record and field."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     """Which passages an experiment uses.
 
@@ -138,15 +139,22 @@ def drop_duplicates(passages: list[Passage], labels: list[str], source: str) -> 
     return kept
 
 
+def read_utf8(path: str | Path, hint: str = "") -> str:
+    """The text of a UTF-8 file. A missing file or one that is not UTF-8 raises DataError naming `path` as
+    given; `hint` (e.g. "arc_data.challenges", the setting that named the file) follows a missing one."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{path}: no such file" + (f" ({hint})" if hint else ""))
+    try:
+        return file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it the right file?") from None
+
+
 def load_seal_file(path: str | Path) -> list[Passage]:
     """Read a SEAL-format file: a JSON list of records, or JSONL with one record per line."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it the right file?") from None
+    text = read_utf8(path)
     records: list[tuple[str, str, object]] = []  # (label, where, record)
     stripped = text.lstrip()
     if not stripped:
@@ -243,21 +251,32 @@ def seal_eval_subset(passages: list[Passage], n: int = 200, seed: int = 42) -> l
     return lst[:n]
 
 
+def _fictional(cfg: DataConfig) -> list[Passage]:
+    from seal.data.fictional import generate_passages
+
+    return generate_passages(cfg.num_passages, seed=cfg.seed)
+
+
+def _file(cfg: DataConfig) -> list[Passage]:
+    if not cfg.path:
+        raise DataError("data.source=file needs data.path=<SEAL-format JSON/JSONL file>")
+    return load_seal_file(cfg.path)
+
+
+def _squad(cfg: DataConfig) -> list[Passage]:
+    return load_squad(cfg.split, cfg.path)
+
+
+# data.source name -> loader; a new source is one function and one entry here
+SOURCES: dict[str, Callable[[DataConfig], list[Passage]]] = {"fictional": _fictional, "file": _file, "squad": _squad}
+
+
 def load_passages(cfg: DataConfig) -> list[Passage]:
     if cfg.source == "fictional" and cfg.path:  # `data.path=my.json` alone means "my file"
         cfg = replace(cfg, source="file")
-    if cfg.source == "fictional":
-        from seal.data.fictional import generate_passages
-
-        passages = generate_passages(cfg.num_passages, seed=cfg.seed)
-    elif cfg.source == "file":
-        if not cfg.path:
-            raise DataError("data.source=file needs data.path=<SEAL-format JSON/JSONL file>")
-        passages = load_seal_file(cfg.path)
-    elif cfg.source == "squad":
-        passages = load_squad(cfg.split, cfg.path)
-    else:
-        raise DataError(f"data.source: unknown source '{cfg.source}' (choose fictional, file or squad)")
+    if cfg.source not in SOURCES:
+        raise DataError(f"data.source: unknown source '{cfg.source}' (choose {', '.join(SOURCES)})")
+    passages = SOURCES[cfg.source](cfg)
     if cfg.subset == "seal_eval":
         passages = seal_eval_subset(passages)
     elif cfg.subset:

@@ -34,17 +34,18 @@ from seal.decoding.streams import Stream, StreamState, check_vocab, decode, stop
 from seal.generation.hf import SamplingConfig, length_batches
 
 
-@dataclass
+@dataclass(frozen=True)
 class CoLLMConfig:
-    init_epochs: int = 5  # weak-label fit
+    init_epochs: int = 5  # weak-label fit (positive class weighted by pos_weight)
     init_lr: float = 1e-3
     pos_weight: float = 8.0
-    epochs: int = 2  # marginal likelihood
+    epochs: int = 2  # marginal likelihood of the gold answers
     lr: float = 1e-3  # the paper's 2e-5 trains the whole base model; only a fresh head trains here
     warmup: float = 0.04  # fraction of steps
     batch_size: int = 32
     eta: str = "youden"  # youden | rate (eta for `target_rate` on validation tokens) | a number in [0, 1]
     target_rate: float = 0.5
+    # one Co-LLM point per validation deferral rate
     sweep_rates: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.25, 0.5, 0.75, 1.0])
 
 

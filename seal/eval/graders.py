@@ -41,7 +41,7 @@ from seal.eval.judge_cache import JudgeCache, Verdict, verdict_key
 from seal.infra.config import ConfigError
 
 
-@dataclass
+@dataclass(frozen=True)
 class GraderConfig:
     kind: str = "match"  # match | judge | openai
     prompt: str = (
@@ -56,13 +56,15 @@ class GraderConfig:
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-4.1-2025-04-14"
     api_key_env: str = "OPENAI_API_KEY"
-    max_tokens: int = 4  # the verdict is one word
+    max_tokens: int = 4  # the verdict is one word; temperature is always 0
     concurrency: int = 8  # requests in flight at once
     timeout_s: float = 60.0  # per request
-    max_retries: int = 4  # retries per item after its first request (429, 5xx, timeout, connection, broken reply)
+    # retries per item after its first request (429, 5xx, timeout, connection, broken reply); 401/403 stop at once
+    max_retries: int = 4
     backoff_s: float = 1.0  # wait before the first retry; doubles each retry (a Retry-After header waits longer)
     backoff_max_s: float = 30.0  # cap on the doubling wait
-    # openai: verdict cache, keyed by (model, prompt, question, gold, answer)
+    # openai: verdict cache, keyed by (model, prompt, question, gold, answer): each verdict is appended to
+    # <cache_dir>/verdicts.jsonl as it arrives, so a repeated answer is free and a failed run resumes where it stopped
     cache: bool = True  # false: verdicts live only as long as the grader
     cache_dir: str | None = None  # None: $SEAL_CACHE/judge (default ~/.cache/seal/judge)
 
@@ -373,15 +375,24 @@ def _check_openai(cfg: GraderConfig) -> None:
 def make_grader(cfg: GraderConfig, model=None, tokenizer=None, chat: bool = True) -> Grader:
     """The grader `cfg` names. `model`, `tokenizer` and `chat` are accepted for old callers and unused:
     a judge is always its own frozen model, never the policy being trained."""
-    if cfg.kind == "match":
-        return MatchGrader()
-    if cfg.kind == "judge":
-        if not cfg.judge_model or cfg.judge_model.strip().lower() == "policy":
-            raise ConfigError("grader.judge_model must name a frozen judge model (hub id, local folder, or "
-                              "smollm2-135m / tiny-random); the policy under training can't judge itself")
-        judge, judge_tok, judge_chat = load_judge(cfg.judge_model)
-        return JudgeGrader(judge, judge_tok, cfg.prompt, judge_chat)
-    if cfg.kind == "openai":
-        _check_openai(cfg)
-        return OpenAIGrader(cfg)
-    raise ValueError(f"grader.kind: unknown grader '{cfg.kind}' (choose match, judge or openai)")
+    if cfg.kind not in GRADERS:
+        raise ValueError(f"grader.kind: unknown grader '{cfg.kind}' (choose {', '.join(GRADERS)})")
+    return GRADERS[cfg.kind](cfg)
+
+
+def _judge(cfg: GraderConfig) -> JudgeGrader:
+    if not cfg.judge_model or cfg.judge_model.strip().lower() == "policy":
+        raise ConfigError("grader.judge_model must name a frozen judge model (hub id, local folder, or "
+                          "smollm2-135m / tiny-random); the policy under training can't judge itself")
+    judge, judge_tok, judge_chat = load_judge(cfg.judge_model)
+    return JudgeGrader(judge, judge_tok, cfg.prompt, judge_chat)
+
+
+def _openai(cfg: GraderConfig) -> OpenAIGrader:
+    _check_openai(cfg)
+    return OpenAIGrader(cfg)
+
+
+# grader.kind -> constructor; a new grader is a class with `grade(items)` and one entry here
+GRADERS: dict[str, Callable[[GraderConfig], Grader]] = {"match": lambda cfg: MatchGrader(), "judge": _judge,
+                                                         "openai": _openai}

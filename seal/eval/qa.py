@@ -17,7 +17,7 @@ from seal.generation.hf import Generator, SamplingConfig
 from seal.models.loading import format_prompt
 
 
-@dataclass
+@dataclass(frozen=True)
 class QAEvalConfig:
     template: str = "Topic: {title}\n{question}\nAnswer the question directly and concisely."
     max_new_tokens: int = 64

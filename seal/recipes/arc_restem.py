@@ -22,9 +22,10 @@ from seal.rl.outer_loop import outer_loop
 from seal.rl.selection import SelectionConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class ARCReSTEMConfig(ARCSetup):  # the ARC sections + the loop's
     restem: OuterLoopConfig = field(default_factory=OuterLoopConfig)
+    # score_above (threshold 0): keep every configuration that solved its task
     selection: SelectionConfig = field(default_factory=lambda: SelectionConfig(rule="score_above"))
     m_step: MStepConfig = field(default_factory=MStepConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

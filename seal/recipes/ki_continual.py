@@ -40,7 +40,7 @@ from seal.models.loading import load_model
 SEQUENCE_SOURCES = ("general", "self_edits", "past_documents")
 
 
-@dataclass
+@dataclass(frozen=True)
 class VariantConfig:
     scheduler: str | None = None  # None: inner_loop.scheduler
     anneal: bool | None = None  # infinite schedule: anneal at the end of each edit (None: inner_loop.anneal)
@@ -50,16 +50,18 @@ class VariantConfig:
     replay_sources: list[str] = field(default_factory=lambda: ["general"])
 
 
-@dataclass
+@dataclass(frozen=True)
 class ContinualConfig:
     sequences: int = 3
     length: int = 6
     probe_docs: int = 24  # held-out general-text paragraphs for the perplexity probe
-    reference: str = "plain"  # the variant the others are compared with (held_share); "" for none
+    # the variant the others are compared with (held_share: the share of its lost accuracy a variant keeps);
+    # "" for none
+    reference: str = "plain"
     variants: dict[str, VariantConfig] = field(default_factory=lambda: {"plain": VariantConfig()})
 
 
-@dataclass
+@dataclass(frozen=True)
 class KIContinualConfig(KnowledgeSetup):  # the shared knowledge sections + its own
     continual: ContinualConfig = field(default_factory=ContinualConfig)
 
@@ -94,7 +96,7 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
     general = general_corpus()
     probe, replay_general = general[-c.probe_docs:], general[:-c.probe_docs]
     tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_continual-{rd.path.name}")
-    cfg.inner_loop.adapters_per_batch = 1
+    cfg = replace(cfg, inner_loop=replace(cfg.inner_loop, adapters_per_batch=1))
     model, tok = load_model(cfg.model)
     task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
                          backend=cfg.backend, seed=derive_seed(cfg.seed, "engine"))

@@ -20,7 +20,7 @@ one record, so a resumed run redoes only the conditions that had not finished.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from seal.data.sources import load_passages
 from seal.domains.knowledge.conditions import file_completions, pooled_documents, sample_in_chunks, validate_conditions
@@ -37,16 +37,16 @@ from seal.inner_loop.trainer import InnerLoopError, TrainJob
 from seal.models.loading import load_model, prompt_ids
 
 
-@dataclass
+@dataclass(frozen=True)
 class CPTConfig:
-    update: str = "lora"  # lora (the inner loop's LoRA settings) | full (every weight, settings below)
+    update: str = "lora"  # lora (the inner loop's LoRA settings) | full (every weight, the paper's v2 settings below)
     full_lr: float = 7e-5
     full_epochs: int = 1
     full_batch_size: int = 8
     full_warmup_ratio: float = 0.03
 
 
-@dataclass
+@dataclass(frozen=True)
 class KICPTConfig(ConditionsSetup):  # the shared knowledge sections, the conditions to compare, and cpt
     cpt: CPTConfig = field(default_factory=CPTConfig)
 
@@ -66,7 +66,7 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     validate(cfg)
     passages = load_passages(cfg.data)
     tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_cpt-{rd.path.name}")
-    cfg.inner_loop.adapters_per_batch = 1  # one pooled update
+    cfg = replace(cfg, inner_loop=replace(cfg.inner_loop, adapters_per_batch=1))  # one pooled update
     model, tok = load_model(cfg.model)
     task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
                          backend=cfg.backend, seed=derive_seed(cfg.seed, "engine"))

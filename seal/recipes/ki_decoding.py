@@ -58,17 +58,17 @@ from seal.inner_loop.trainer import InnerLoopError, TrainJob
 from seal.models.loading import format_prompt, load_model
 
 
-@dataclass
+@dataclass(frozen=True)
 class DecodingConfig:
     set_size: int = 10  # passages in each of A and B
     head_passages: int = 2  # of each set: their questions train the deferral head
     val_passages: int = 2  # of each set: their questions choose eta
     head_documents: bool = True  # the head also trains on the head passages' training documents (more tokens)
     alphas: list[float] = field(default_factory=lambda: [1.0])
-    co_llm: CoLLMConfig = field(default_factory=CoLLMConfig)
+    co_llm: CoLLMConfig = field(default_factory=CoLLMConfig)  # the deferral head; both models stay frozen
 
 
-@dataclass
+@dataclass(frozen=True)
 class KIDecodingConfig(KnowledgeSetup):  # the shared knowledge sections + its own
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
 
@@ -115,7 +115,7 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
     sets = {"A": passages[:d.set_size], "B": passages[d.set_size:2 * d.set_size]}
     splits = {name: _split(ps, d) for name, ps in sets.items()}
     tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_decoding-{rd.path.name}")
-    cfg.inner_loop.adapters_per_batch = 1
+    cfg = replace(cfg, inner_loop=replace(cfg.inner_loop, adapters_per_batch=1))
     base_model, tok = load_model(cfg.model)
     task = KnowledgeTask(base_model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
                          seed=derive_seed(cfg.seed, "engine"))

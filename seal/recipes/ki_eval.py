@@ -41,7 +41,7 @@ from seal.infra.tracking import Tracker
 from seal.models.loading import load_model
 
 
-@dataclass
+@dataclass(frozen=True)
 class KIEvalConfig(ConditionsSetup):  # the shared knowledge sections and the conditions to compare
     pass
 

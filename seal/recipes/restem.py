@@ -23,9 +23,10 @@ from seal.rl.outer_loop import outer_loop
 from seal.rl.selection import SelectionConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReSTEMConfig(KnowledgeSetup):  # the shared knowledge sections (`data` = training contexts) + the loop's
-    eval_data: DataConfig = field(default_factory=lambda: DataConfig(seed=1))  # held-out passages
+    # held-out passages; seed 1, not data's 0, so the fictional generator invents disjoint entities
+    eval_data: DataConfig = field(default_factory=lambda: DataConfig(seed=1))
     restem: OuterLoopConfig = field(default_factory=OuterLoopConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     m_step: MStepConfig = field(default_factory=MStepConfig)

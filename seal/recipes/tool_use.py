@@ -18,40 +18,32 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field, replace
 
-from seal.chat.config import ChatConfig, SessionConfig
+from seal.chat.config import SessionConfig
 from seal.chat.session import Session
 from seal.chat.tool_api import api_docs, make_examples, score_call
-from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.generation.hf import generate_shared_prefix
 from seal.infra.config import ConfigError, derive_seed
 from seal.infra.report import line_plot, md_table, print_table
 from seal.infra.run_dir import RunDir
 from seal.infra.tracking import Tracker, WandbConfig
-from seal.inner_loop.trainer import InnerLoopConfig
-from seal.models.loading import ModelConfig
 
 CONDITIONS = ("none", "in_context", "online")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToolStudyConfig:
     counts: list[int] = field(default_factory=lambda: [10, 50, 100])
-    test: int = 60  # held-out requests
+    test: int = 60  # held-out requests; their calls are in no example
     probes: int = 12  # gate probes for online learning (train-split calls, disjoint from the examples)
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
     max_new_tokens: int = 40
     batch_size: int = 8
 
 
-@dataclass
-class ToolUseConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    inner_loop: InnerLoopConfig = field(default_factory=InnerLoopConfig)
-    self_edit: SelfEditConfig = field(default_factory=SelfEditConfig)
-    chat: ChatConfig = field(default_factory=ChatConfig)
+@dataclass(frozen=True)
+class ToolUseConfig(SessionConfig):  # a chat session's sections + the study's
     tools: ToolStudyConfig = field(default_factory=ToolStudyConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    seed: int = 0
 
 
 SYSTEM = ("You operate the Quell research station through the tools below. Reply to each request with exactly one "

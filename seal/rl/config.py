@@ -13,11 +13,11 @@ from seal.rl.m_step import MStepConfig
 from seal.rl.selection import RULES, SelectionConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class OuterLoopConfig:
     rounds: int = 2
     contexts_per_round: int = 50
-    seeds_per_edit: int = 3
+    seeds_per_edit: int = 3  # each self-edit is trained and evaluated this many times; its score is the mean
     eval_passages: int = 200
     eval_samples: int = 1  # self-edits per held-out context (ARC: 5)
     references: str = "every_round"  # every_round | first_round: when to recompute base/passage references

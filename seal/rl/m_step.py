@@ -18,7 +18,7 @@ from seal.infra.config import ConfigError
 from seal.models.loading import ModelConfig, load_model, prompt_ids
 
 
-@dataclass
+@dataclass(frozen=True)
 class MStepConfig:
     full_finetune: bool = False
     lora_r: int = 64
@@ -38,7 +38,7 @@ class MStepConfig:
     # on CPU) | accelerate (`accelerate launch` with `accelerate_config`: FSDP or DeepSpeed for 7B policies)
     launcher: str = "inline"
     nproc: int = 1
-    accelerate_config: str | None = None
+    accelerate_config: str | None = None  # e.g. seal/configs/accelerate/fsdp_7b.yaml for a 7B policy on 8 GPUs
 
 
 def validate_m_step(cfg: MStepConfig) -> None:

@@ -17,9 +17,11 @@ from seal.rl.reward import EditReward
 Verdict = tuple[bool, str]  # (kept, why)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SelectionConfig:
-    rule: str = "best_of_k"  # a name in RULES
+    # a name in RULES: best_of_k (the released runs) | improves_baseline (the paper's binary reward) |
+    # top_fraction | score_above
+    rule: str = "best_of_k"
     threshold: float = 0.0  # improves_baseline: keep edits whose gain exceeds this; score_above: whose score does
     fraction: float = 0.2  # top_fraction: keep this share of the round's edits, by score
     min_score: float | None = None  # best_of_k / top_fraction: also require score >= this (None: no floor)

@@ -2,12 +2,11 @@
 
 import copy
 import json
-import threading
 from dataclasses import asdict, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
+from fake_judge import judge_fixtures
 
 from seal.eval.graders import (
     Grade,
@@ -167,74 +166,15 @@ def test_judge_verdict_follows_yes_no_probability(tiny, words, verdict):
 
 
 # ---------------------------------------------------------------------------------------------
-# OpenAIGrader against a real local HTTP server
+# OpenAIGrader against a real local HTTP server (FakeJudge, tests/fake_judge.py)
 # ---------------------------------------------------------------------------------------------
-
-
-class FakeEndpoint:
-    """A tiny OpenAI-compatible server on 127.0.0.1: records requests, answers from `reply(body)`."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.reply = lambda body: "yes"
-        self.fail_next = 0  # answer this many requests with HTTP 500 first
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                endpoint.requests.append({"path": self.path, "body": body,
-                                          "headers": {k.lower(): v for k, v in self.headers.items()}})
-                if endpoint.fail_next > 0:
-                    endpoint.fail_next -= 1
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                out = json.dumps({"choices": [{"message": {"role": "assistant",
-                                                           "content": endpoint.reply(body)}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 KEY = "sk-test-0123456789-secret"
 ENV = "SEAL_TEST_GRADER_KEY"
 
-
-@pytest.fixture
-def endpoint():
-    with FakeEndpoint() as ep:
-        yield ep
-    assert not ep.thread.is_alive()
-
-
-@pytest.fixture
-def ocfg(endpoint, monkeypatch, tmp_path) -> GraderConfig:
-    monkeypatch.setenv(ENV, KEY)
-    return GraderConfig(kind="openai", base_url=endpoint.url + "/", model="judge-model", api_key_env=ENV,
-                        timeout_s=5.0, max_retries=2, backoff_s=0.001, backoff_max_s=0.01,
-                        cache_dir=str(tmp_path / "judge"))
+endpoint, ocfg = judge_fixtures(KEY, ENV, url_suffix="/", model="judge-model", timeout_s=5.0, max_retries=2,
+                                backoff_s=0.001, backoff_max_s=0.01)
 
 
 def test_openai_request_carries_key_and_prompt(endpoint, ocfg):
@@ -271,13 +211,13 @@ def test_openai_empty_answer_is_wrong_without_a_request(endpoint, ocfg):
 
 
 def test_openai_retries_then_succeeds(endpoint, ocfg):
-    endpoint.fail_next = 1
+    endpoint.script["Q"] = ["500"]  # the first request fails
     assert OpenAIGrader(ocfg).grade([GradeItem("Q", "gold", "gold")])[0].correct is True
     assert len(endpoint.requests) == 2
 
 
 def test_openai_gives_up_after_max_retries(endpoint, ocfg):
-    endpoint.fail_next = 10
+    endpoint.default = "500"  # every request fails
     with pytest.raises(GraderError, match=r"failed after 3 tries") as e:  # the first try and max_retries=2 more
         OpenAIGrader(ocfg).grade([GradeItem("Q", "gold", "gold")])
     assert len(endpoint.requests) == 3

@@ -7,7 +7,7 @@ from collections import Counter
 from email.utils import formatdate
 
 import pytest
-from fake_judge import FakeJudge
+from fake_judge import judge_fixtures
 
 from seal.eval.graders import (
     GradeItem,
@@ -24,20 +24,9 @@ from seal.infra.config import ConfigError
 
 KEY = "sk-SEAL-judge-test-7f3a9c21d4e8b6"
 ENV = "SEAL_TEST_JUDGE_KEY"
-@pytest.fixture
-def endpoint():
-    with FakeJudge() as ep:
-        yield ep
-    assert not ep.thread.is_alive()
 
-
-@pytest.fixture
-def cfg(endpoint, monkeypatch, tmp_path) -> GraderConfig:
-    monkeypatch.setenv(ENV, KEY)
-    monkeypatch.setenv("SEAL_CACHE", str(tmp_path / "seal_cache"))
-    return GraderConfig(kind="openai", base_url=endpoint.url, model="judge-a", api_key_env=ENV, timeout_s=5.0,
-                        max_retries=3, backoff_s=0.01, backoff_max_s=0.05, concurrency=4,
-                        cache_dir=str(tmp_path / "judge"))
+endpoint, cfg = judge_fixtures(KEY, ENV, model="judge-a", timeout_s=5.0, max_retries=3, backoff_s=0.01,
+                               backoff_max_s=0.05, concurrency=4)
 
 
 def grader(cfg: GraderConfig, **changes) -> tuple[OpenAIGrader, list[float]]:

@@ -3,6 +3,8 @@ dynamic padding, determinism, and clear errors."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -76,7 +78,7 @@ def test_loss_ignores_padding(tiny):
     assert len(seqs[0]) != len(seqs[1])
     results = []
     for budget, overhead in ((10_000, 10_000), (1, 0)):  # one padded forward vs one forward per row
-        inner.cfg.token_budget, inner.cfg.forward_overhead_tokens = budget, overhead
+        inner.cfg = replace(inner.cfg, token_budget=budget, forward_overhead_tokens=overhead)
         inner.reset(seed=3)
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():  # a non-zero B so that A gets gradients too
@@ -135,7 +137,7 @@ def test_forwards_cut_rows_to_minimise_padding(tiny):
     fwds = inner._forwards(rows)
     assert [[len(r[1]) for r in f] for f in fwds] == [[5, 6, 7], [20], [40, 41]]
     assert all(len(f) * len(f[-1][1]) <= 100 for f in fwds)
-    inner.cfg.forward_overhead_tokens = 1000  # expensive forwards: pack as many rows as the budget allows
+    inner.cfg = replace(inner.cfg, forward_overhead_tokens=1000)  # expensive forwards: pack as many rows as fit
     assert [len(f) for f in inner._forwards(rows)] == [4, 2]
 
 

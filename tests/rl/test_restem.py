@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import REPO, compose
-from tiny_restem import RESTEM, chosen, kept, rewards
+from tiny_restem import RESTEM, chosen, count_items, kept, kill_on_call, rewards
 
 from seal.cli import run_experiment
 from seal.infra.config import ConfigError
@@ -109,32 +109,14 @@ def test_uninterrupted_run_outputs(uninterrupted):
 
 
 def test_resume_after_kill_in_e_step(uninterrupted, tmp_path, monkeypatch):
-    from seal.domains.knowledge import task as knowledge
-
-    real = knowledge.KnowledgeTask.adapt_and_evaluate_many
-    calls, finished = {"n": 0}, {"items": 0}
-
-    def dying(self, items):
-        calls["n"] += 1
-        if calls["n"] == 4:  # round 0's eval took chunks of 3 and 1, the E-step's first chunk of 3 is done
-            raise KeyboardInterrupt("simulated kill")
-        out = real(self, items)
-        finished["items"] += len(items)
-        return out
-
-    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", dying)
+    # round 0's eval took chunks of 3 and 1, the E-step's first chunk of 3 is done
+    finished = kill_on_call(monkeypatch, 4)
     path = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run(path)
     assert not (path / "policy_round1").exists()
     assert finished["items"] == 7 and inner_loop_count(path) == 7
-    counter = {"items": 0}
-
-    def counting(self, items):
-        counter["items"] += len(items)
-        return real(self, items)
-
-    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", counting)
+    counter = count_items(monkeypatch)
     resumed = run(path, resume=True)
     assert comparable(resumed) == comparable(uninterrupted[1])
     assert counter["items"] == inner_loop_count(uninterrupted[0]) - 7  # only the unfinished inner loops ran again

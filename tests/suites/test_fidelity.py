@@ -11,7 +11,7 @@ import learning
 import pytest
 import torch
 from conftest import SHARED, compose
-from tiny_restem import chosen, kept, rewards
+from tiny_restem import chosen, count_items, kept, kill_on_call, rewards
 
 from seal.cli import run_experiment
 from seal.data.passage import Passage, Question
@@ -567,33 +567,14 @@ def test_learning_restem_run_has_non_zero_accuracies(learned):
 def test_learning_restem_resume_after_kill_in_e_step_is_identical(learned, tmp_path, monkeypatch):
     """Killed in the E-step (after its first chunk of inner loops) and resumed: the same results.json
     as the uninterrupted run, with only the unfinished inner loops run again."""
-    from seal.domains.knowledge import task as knowledge
-
     full_path, _, data, held = learned
-    real = knowledge.KnowledgeTask.adapt_and_evaluate_many
-    calls, done = {"n": 0}, {"items": 0}
-
-    def dying(self, items):
-        calls["n"] += 1
-        if calls["n"] == 4:  # eval took chunks of 3 and 1; the E-step's first chunk of 3 is done
-            raise KeyboardInterrupt("simulated kill")
-        out = real(self, items)
-        done["items"] += len(items)
-        return out
-
-    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", dying)
+    done = kill_on_call(monkeypatch, 4)  # eval took chunks of 3 and 1; the E-step's first chunk of 3 is done
     path = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         learning_run(path, data, held)
     assert done["items"] == 7 and inner_loops(path) == 7
     assert not (path / "results.json").exists()
-    again = {"items": 0}
-
-    def counting(self, items):
-        again["items"] += len(items)
-        return real(self, items)
-
-    monkeypatch.setattr(knowledge.KnowledgeTask, "adapt_and_evaluate_many", counting)
+    again = count_items(monkeypatch)
     learning_run(path, data, held, resume=True)
     assert (path / "results.json").read_text() == (full_path / "results.json").read_text()
     assert json.loads((path / "results.json").read_text())["rounds"][0]["eval"]["passage"]["accuracy"] > 0

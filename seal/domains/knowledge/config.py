@@ -15,7 +15,7 @@ from seal.inner_loop.trainer import InnerLoopConfig
 from seal.models.loading import ModelConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class KnowledgeSetup:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -25,17 +25,17 @@ class KnowledgeSetup:
     grader: GraderConfig = field(default_factory=GraderConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
-    seed: int = 0
+    seed: int = 0  # every random choice in the run derives from this (recorded per record)
 
 
 CONDITIONS = ("base", "passage", "self_edit", "from_file")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConditionsSetup(KnowledgeSetup):
     """A knowledge recipe that compares ways of adapting (`conditions`), self-edit files among them."""
-    conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])
-    from_files: dict[str, str] = field(default_factory=dict)
+    conditions: list[str] = field(default_factory=lambda: ["base", "passage", "self_edit"])  # and/or from_file
+    from_files: dict[str, str] = field(default_factory=dict)  # label -> SEAL-format self-edit file (from_file)
     # label -> the format its completions were written in (how they split into documents: a self-qa
     # file splits per question/answer pair); labels not listed are `implications`
     from_file_formats: dict[str, str] = field(default_factory=dict)

@@ -27,9 +27,9 @@ class SelfEditError(ValueError):
     """A self-edit cannot be turned into training data; the message says which and why."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class SelfEditConfig:
-    format: str = "implications"
+    format: str = "implications"  # implications | implications-long | implications-very-long | rewrite | self-qa | none
     templates: dict[str, str] = field(default_factory=dict)  # format -> prompt with {title} {context}
     # config: the prompt is templates[format]; from_file: it is read at run time from the `prompt` field
     # of the SEAL-format records in template_file (e.g. the reference's released self-edit files), so a
@@ -40,17 +40,17 @@ class SelfEditConfig:
     max_k: int = 64  # a larger k is refused as a likely typo (raise this if you mean it)
     # passages sampled and recorded together (a resumed run redoes at most one such chunk); 0: 64 prompts' worth
     sample_chunk: int = 0
-    temperature: float = 1.0
+    temperature: float = 1.0  # REFERENCE 1.1 sampling
     top_p: float = 0.95
-    max_new_tokens: int = 256
+    max_new_tokens: int = 256  # the paper let EOS end it; 256 keeps a CPU run bounded
     batch_size: int = 8
     # completion -> documents
-    split: str = "lines"  # lines | whole
-    drop_filler: bool = True
+    split: str = "lines"  # lines: one training document per line | whole: the whole completion
+    drop_filler: bool = True  # drop a leading "Sure, here are..." line
     strip_markers: bool = True  # drop list markers such as "1." or "-" at the start of a line
     max_segments: int = 30
-    title_prefix: bool = True
-    append_passage: bool = True
+    title_prefix: bool = True  # prefix every document with the passage title
+    append_passage: bool = True  # add the passage itself as one more document
 
 
 def check_format(fmt: str, cfg: SelfEditConfig) -> None:
