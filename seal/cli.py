@@ -19,14 +19,14 @@ from pathlib import Path
 import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from seal.infra.config import ConfigError, plain, to_dataclass
 from seal.infra.config_checks import check_ranges
+from seal.infra.hydra_config import CONFIG_DIR, one_line
 
-CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")  # shipped inside the package
 log = logging.getLogger("seal")
 
 OmegaConf.register_new_resolver("seal_run_dir", lambda resume, default: resume or default, replace=True)
@@ -202,17 +202,6 @@ def remove_stub(path: Path) -> None:
 def fail(message: str) -> None:
     print(f"seal: error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def one_line(e: Exception) -> str:
-    """Hydra's multi-line message (with the override it could not parse, and the OmegaConf error behind
-    it) as one line; the config search path it lists after a missing config group is left out."""
-    lines = [line.strip() for line in str(e).split("Config search path:")[0].splitlines() if line.strip()]
-    if isinstance(e.__cause__, OmegaConfBaseException):
-        lines[1:1] = [str(e.__cause__).splitlines()[0].strip().rstrip(".") + "."]
-    if isinstance(e, OverrideParseException) and e.override not in str(e):
-        lines.insert(0, f"cannot parse the override '{e.override}':")
-    return " ".join(lines)
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")

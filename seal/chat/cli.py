@@ -35,9 +35,9 @@ def load_config(overrides: list[str]):
     from omegaconf.errors import OmegaConfBaseException
 
     from seal.chat.config import SessionConfig
-    from seal.cli import CONFIG_DIR, one_line
     from seal.infra.config import ConfigError, to_dataclass
     from seal.infra.config_checks import check_ranges
+    from seal.infra.hydra_config import CONFIG_DIR, one_line
 
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
