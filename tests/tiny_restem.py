@@ -45,11 +45,11 @@ def kill_on_call(monkeypatch, n: int) -> dict[str, int]:
     real = KnowledgeTask.adapt_and_evaluate_many
     counts = {"calls": 0, "items": 0}
 
-    def dying(self, items):
+    def dying(self, items, **kw):
         counts["calls"] += 1
         if counts["calls"] == n:
             raise KeyboardInterrupt("simulated kill")
-        out = real(self, items)
+        out = real(self, items, **kw)
         counts["items"] += len(items)
         return out
 
@@ -64,9 +64,9 @@ def count_items(monkeypatch) -> dict[str, int]:
     real = KnowledgeTask.adapt_and_evaluate_many
     counts = {"items": 0}
 
-    def counting(self, items):
+    def counting(self, items, **kw):
         counts["items"] += len(items)
-        return real(self, items)
+        return real(self, items, **kw)
 
     monkeypatch.setattr(KnowledgeTask, "adapt_and_evaluate_many", counting)
     return counts

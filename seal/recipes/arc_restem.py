@@ -33,6 +33,8 @@ class ARCReSTEMConfig(ARCSetup):  # the ARC sections + the loop's
 
 def validate(cfg: ARCReSTEMConfig) -> None:
     validate_outer(cfg.restem, cfg.selection, cfg.arc.k)
+    if cfg.restem.reward not in ("accuracy", "binary"):  # ARC answers are grids: no gold-answer likelihood
+        raise ConfigError(f"restem.reward={cfg.restem.reward}: ARC rewards are accuracy or binary")
     validate_arc(cfg)
 
 
@@ -54,5 +56,5 @@ def run(cfg: ARCReSTEMConfig, rd: RunDir) -> dict:
             raise ConfigError(f"{name}: no solutions for task(s) {', '.join(unscored)}, so no reward "
                               f"(set {name}.solutions)")
     settings = LoopSettings.of(cfg, k=cfg.arc.k, sample_chunk=cfg.arc.sample_chunk)
-    return outer_loop(ARCDomain(cfg), train, held_out, settings, rd)
+    return outer_loop(ARCDomain(cfg, cfg.restem.reward), train, held_out, settings, rd)
 

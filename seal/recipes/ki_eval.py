@@ -30,6 +30,7 @@ from seal.domains.knowledge.conditions import file_completions, validate_conditi
 from seal.domains.knowledge.config import ConditionsSetup
 from seal.domains.knowledge.self_edit import MODEL_FORMATS
 from seal.domains.knowledge.task import KnowledgeTask, record_base_accuracies
+from seal.eval.diversity import diversity
 from seal.eval.qa import mean_stderr
 from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.infra.chunking import chunks
@@ -175,6 +176,12 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
                                                         and "skipped" not in r) if cond != "base" else 0,
                                    "mean_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
                                    "n_skipped": n_skipped}
+        texts: dict[str, list[str]] = {}
+        for rec in rd.records.values():
+            if rec.get("condition") == cond and rec.get("self_edit") and rec["passage"] in by_uid:
+                texts.setdefault(rec["passage"], []).append(rec["self_edit"])
+        if texts:  # the self-edits of this condition (`seal.eval.diversity`)
+            out["conditions"][cond]["diversity"] = diversity(texts)
     pairs = [(c, "base") for c in names if c != "base"]
     if "passage" in names:
         pairs += [(c, "passage") for c in names if c == "self_edit" or c.startswith("from_file:")]
@@ -217,6 +224,13 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
         "## Paired comparisons", "", comparisons_table(results["comparisons"]), "",
         method_sentence(results["comparisons"]), "",
     ]
+    div = [[c, *(v["diversity"][k] for k in ("n_texts", "compression_ratio", "distinct_1", "distinct_2", "distinct_3",
+                                             "pairwise_similarity", "mean_words"))]
+           for c, v in conds.items() if "diversity" in v]
+    if div:
+        lines += ["## Diversity of the self-edits", "",
+                  md_table(["condition", "self-edits", "compression ratio (higher: more repetitive)", "distinct-1",
+                            "distinct-2", "distinct-3", "pairwise similarity", "mean words"], div), ""]
     names = list(conds)
     prow = [[uid, row["title"], row["n_questions"]] + ["—" if row[c] is None else row[c] for c in names]
             for uid, row in results["per_passage"].items()]

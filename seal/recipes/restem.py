@@ -48,7 +48,7 @@ def validate(cfg: ReSTEMConfig) -> None:
 
 
 def domain(cfg: ReSTEMConfig) -> KnowledgeDomain:
-    return KnowledgeDomain(cfg, cfg.eval_data.source, cfg.restem.eval_passages)
+    return KnowledgeDomain(cfg, cfg.eval_data.source, cfg.restem.eval_passages, cfg.restem.reward)
 
 
 def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:

@@ -10,6 +10,7 @@ from seal.infra.runtime import RuntimeConfig
 from seal.infra.tracking import WandbConfig
 from seal.models.loading import ModelConfig
 from seal.rl.m_step import MStepConfig
+from seal.rl.reward import REWARDS
 from seal.rl.selection import RULES, SelectionConfig
 
 
@@ -21,6 +22,7 @@ class OuterLoopConfig:
     eval_passages: int = 200
     eval_samples: int = 1  # self-edits per held-out context (ARC: 5)
     references: str = "every_round"  # every_round | first_round: when to recompute base/passage references
+    reward: str = "accuracy"  # a name in seal.rl.reward.REWARDS: accuracy | binary | likelihood
 
 
 def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> None:
@@ -35,6 +37,8 @@ def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> N
             raise ConfigError(f"restem.{name} must be at least 1, got {getattr(oc, name)}")
     if k < 1:
         raise ConfigError(f"self_edit.k must be at least 1, got {k}")
+    if oc.reward not in REWARDS:
+        raise ConfigError(f"restem.reward: unknown reward '{oc.reward}' (choose {', '.join(REWARDS)})")
     if oc.references not in ("every_round", "first_round"):
         raise ConfigError(f"restem.references must be every_round or first_round, got '{oc.references}'")
 

@@ -218,7 +218,7 @@ def e_step(rnd: Round, session: Session, contexts: list, k: int, n_seeds: int) -
     jobs = [(c, i, s) for c in contexts for i in range(k) for s in range(n_seeds)]
     todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
             if not all(rd.has(rd.key("estep", r, c.uid, i, s)) for c, i, s in ch)]
-    items = [[("self_edit", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s)) for c, i, s in ch]
+    items = [[("estep", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s)) for c, i, s in ch]
              for ch in todo]
 
     def record(j: int, outs: list[dict]) -> None:

@@ -31,7 +31,9 @@ class Session(Protocol):
 
     def adapt_many(self, items: list[tuple[str, Any, str, int]]) -> list[dict]:
         """(condition, context, self-edit text, seed) -> {accuracy, ...} or {skipped: reason, ...}.
-        condition is "self_edit" or one of the domain's references; up to K items per call."""
+        condition is "self_edit" (held-out: scored by accuracy), "estep" (a training context: scored by
+        what the run's reward measures, `seal.rl.reward.MEASURES`) or one of the domain's references;
+        up to K items per call."""
 
     def close(self) -> None: ...
 

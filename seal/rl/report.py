@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING
 
+from seal.eval.diversity import diversity
 from seal.eval.stats import clustered_mean_se, compare, comparisons_table, format_se, method_sentence
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
@@ -109,17 +110,41 @@ def summarise(rd: RunDir, evals: dict, seed: int | None = None) -> dict:
                 "mean_words": statistics.fmean(len(e["self_edit"].split()) for e in edits),
                 "n_unusable": sum(1 for e in edits if e["skipped"]),
             }
+        entry["diversity"] = round_diversity(rd, r)
         ms = rd.get(rd.key("m_step", r))
         if ms:
             entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "trained_pairs", "processes",
                                                  "effective_batch", "grad_accum", "padding_slots", "skipped") if k in ms}
         rounds.append(entry)
     brief = {r: {c: {k: v for k, v in s.items() if k != "outcomes"} for c, s in ev.items()} for r, ev in evals.items()}
+    comps = comparisons(evals, seed)
     results = {"rounds": rounds, "final": brief[max(evals)],
                "conditions": {f"round{r}_{c}": v for r in sorted(brief) for c, v in brief[r].items()},
-               "reference_rounds": reference_rounds(evals), "comparisons": comparisons(evals, seed)}
+               "reference_rounds": reference_rounds(evals), "comparisons": comps, "paired": headline(comps, max(evals))}
     rd.write_json("results.json", results)
     return results
+
+
+def round_diversity(rd: RunDir, r: int) -> dict:
+    """How varied policy r's self-edits are (`seal.eval.diversity`): on the held-out contexts and, for a
+    policy that went through an E-step, on its training contexts; collapse shows as a rising
+    compression ratio and pairwise similarity, a falling distinct-n."""
+    out = {}
+    for name, phase in (("held_out", "eval"), ("e_step", "estep")):
+        rec = read_samples(rd, rd.key(phase, r, "completions"))
+        if rec:
+            out[name] = diversity({uid: [t] if isinstance(t, str) else list(t)
+                                   for uid, t in rec["completions"].items()})
+    return out
+
+
+def headline(comps: list[dict], final: int) -> dict:
+    """The run's headline: the final policy's held-out score minus round 0's, paired by context."""
+    c = next((c for c in comps if c["a"] == "round0_self_edit" and c["b"] == f"round{final}_self_edit"), None)
+    if c is None:
+        return {}
+    return {"final_minus_round0": {"mean": c["diff"], "ci95": [c["lo"], c["hi"]], "verdict": c["verdict"],
+                                   "n_clusters": c["n_clusters"]}}
 
 
 def write_report(domain: Domain, s: LoopSettings, rd: RunDir, results: dict) -> None:
@@ -164,6 +189,7 @@ def write_report(domain: Domain, s: LoopSettings, rd: RunDir, results: dict) -> 
         md_table(["round", "edits", "kept", "mean score", "mean gain", "kept mean gain", "kept but no gain",
                   "mean words", "unusable", "M-step loss"], erows), "",
         "![reward distribution](rewards.png)", "",
+        *_diversity_section(rd, rounds),
         "## Example self-edits", "",
     ]
     for r in range(len(rounds)):
@@ -178,7 +204,43 @@ def write_report(domain: Domain, s: LoopSettings, rd: RunDir, results: dict) -> 
             score += f" ({rec['skipped']})"
         lines += [f"**Policy {r}**, held-out context {uid} (score {score}):", "", "```", text[:1000], "```", ""]
     lines += domain.report_sections(rd)
+    lines += ["## Verdict", "", verdict_line(results, cluster), ""]
     (rd.path / "report.md").write_text("\n".join(lines))
+
+
+def verdict_line(results: dict, unit: str = "passage") -> str:
+    """One line on the run's headline: the final policy against round 0, paired, with its interval."""
+    h = results.get("paired", {}).get("final_minus_round0")
+    if not h:
+        return "No verdict: the run evaluated only the round-0 policy."
+    lo, hi = h["ci95"]
+    final = max(e["round"] for e in results["rounds"])
+    interval = "no interval" if lo != lo else f"95% interval [{lo:+.3f}, {hi:+.3f}]"
+    return (f"Held-out self-edit accuracy, policy {final} − policy 0: {h['mean']:+.3f} ({interval}, paired over "
+            f"{h['n_clusters']} {unit}s): {h['verdict']}.")
+
+
+def _diversity_section(rd: RunDir, rounds: list[dict]) -> list[str]:
+    from seal.infra.report import line_plot, md_table
+
+    keys = ("n_texts", "compression_ratio", "distinct_1", "distinct_2", "distinct_3", "pairwise_similarity",
+            "mean_words")
+    rows = [[e["round"], name.replace("_", " "), *(d.get(k) if d.get(k) is not None else "—" for k in keys)]
+            for e in rounds for name, d in e.get("diversity", {}).items()]
+    if not rows:
+        return []
+    held = [(e["round"], e["diversity"]["held_out"]) for e in rounds if "held_out" in e.get("diversity", {})]
+    xs = [r for r, _ in held]
+    series = {m: ([d[m] or 0.0 for _, d in held], [0.0] * len(held)) for m in ("distinct_2", "pairwise_similarity")}
+    line_plot(rd.path / "diversity_per_round.png", xs, series, title="Held-out self-edits: diversity per policy",
+              xlabel="policy (round)", ylabel="share")
+    return ["## Diversity of the policy's self-edits", "",
+            ("Compression ratio (raw / gzip bytes of all self-edits; higher = more repetitive), distinct word "
+             "n-grams (lower = more repetitive), mean Jaccard similarity of two self-edits for the same context, "
+             "and length (`seal.eval.diversity`)."), "",
+            md_table(["policy", "contexts", "self-edits", "compression ratio", "distinct-1", "distinct-2",
+                      "distinct-3", "pairwise similarity", "mean words"], rows), "",
+            "![diversity per round](diversity_per_round.png)", ""]
 
 
 def _cluster_name(domain: Domain) -> str:

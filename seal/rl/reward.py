@@ -5,14 +5,23 @@ A domain's `reward(...)` (`seal.rl.protocols.Domain`) turns the inner loops one 
 (`seal.rl.selection`) reads only this record: the score it ranks by, the gain over the unadapted
 policy that `improves_baseline` thresholds, and why an edit was unusable (never kept).
 
-`mean_accuracy` is the paper's reward for both domains: the adapted model's accuracy (knowledge: share
-of the passage's questions answered; ARC: 1 if the task was solved), averaged over seeds, an unusable
-run counting 0. A new reward is a function with this signature that a domain returns from `reward`.
+`REWARDS` is a name -> function table (`restem.reward=<name>`), each with the measure its inner loops
+must record (`MEASURES`):
+- `accuracy` (`mean_accuracy`), the paper's reward for both domains: the adapted model's accuracy
+  (knowledge: share of the passage's questions answered; ARC: 1 if the task was solved), averaged over
+  seeds, an unusable run counting 0;
+- `binary`: 1 for each seed whose adapted accuracy beats the unadapted policy's, else 0, averaged (the
+  paper's binary reward as a score);
+- `likelihood`: the gold answers' mean log-probability per token under the adapted model, averaged
+  over seeds; no generation, so cheaper and continuous (an unusable run gets the unadapted value, so
+  its gain is 0). Knowledge incorporation only.
+A new reward is a function with this signature and one entry in each table.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -42,9 +51,34 @@ class EditReward:
                    rec.get("skipped"))
 
 
+def _unusable(runs: list[dict]) -> str | None:
+    skipped = [r["skipped"] for r in runs if "skipped" in r]
+    return skipped[0] if skipped else None
+
+
 def mean_accuracy(context: str, sample: int, runs: list[dict], base: dict) -> EditReward:
     """Mean of the runs' `accuracy` (a run with `skipped` scores 0); the first unusable reason, if any."""
-    skipped = [r["skipped"] for r in runs if "skipped" in r]
     return EditReward(context=context, sample=sample, score=statistics.fmean(r.get("accuracy", 0.0) for r in runs),
                       base=base["accuracy"], seed_scores=tuple(r.get("accuracy") for r in runs),
-                      unusable=skipped[0] if skipped else None)
+                      unusable=_unusable(runs))
+
+
+def binary(context: str, sample: int, runs: list[dict], base: dict) -> EditReward:
+    """Share of seeds whose adapted accuracy beats the unadapted policy's (0 or 1 with one seed)."""
+    wins = [float(r["accuracy"] > base["accuracy"]) if "accuracy" in r else None for r in runs]
+    return EditReward(context=context, sample=sample, score=statistics.fmean(w or 0.0 for w in wins),
+                      base=0.0, seed_scores=tuple(wins), unusable=_unusable(runs))
+
+
+def likelihood(context: str, sample: int, runs: list[dict], base: dict) -> EditReward:
+    """Mean over seeds of the gold answers' mean log-probability per token after the inner loop."""
+    lps = [r.get("likelihood") for r in runs]
+    return EditReward(context=context, sample=sample,
+                      score=statistics.fmean(base["likelihood"] if lp is None else lp for lp in lps),
+                      base=base["likelihood"], seed_scores=tuple(lps), unusable=_unusable(runs))
+
+
+RewardFn = Callable[[str, int, list[dict], dict], EditReward]
+# reward name -> function; and what the E-step's inner loops must measure for it
+REWARDS: dict[str, RewardFn] = {"accuracy": mean_accuracy, "binary": binary, "likelihood": likelihood}
+MEASURES: dict[str, str] = {"accuracy": "accuracy", "binary": "accuracy", "likelihood": "likelihood"}

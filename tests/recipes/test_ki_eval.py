@@ -57,6 +57,15 @@ def test_outputs_and_base_computed_once(tmp_path):
     seeds = {r["seed"] for r in se}
     assert len(seeds) == 4  # every inner loop seeded separately, and recorded
     assert "| condition |" in (path / "report.md").read_text()
+    # the diversity of each condition's self-edits; `passage` trains on no self-edit, so it has none
+    from seal.eval.diversity import diversity
+
+    texts: dict = {}
+    for r in se:
+        texts.setdefault(r["passage"], []).append(r["self_edit"])
+    assert on_disk["conditions"]["self_edit"]["diversity"] == diversity(texts)
+    assert "diversity" not in on_disk["conditions"]["passage"]
+    assert "## Diversity of the self-edits" in (path / "report.md").read_text()
 
 
 def test_conditions_override_and_limit(tmp_path):

@@ -108,6 +108,31 @@ def test_uninterrupted_run_outputs(uninterrupted):
     assert any(not (w1[k] == w2[k]).all() for k in w1)
 
 
+def test_diversity_per_round_and_the_paired_verdict(uninterrupted):
+    """Each policy's self-edits are measured for collapse (held-out always, training contexts where it
+    had an E-step); results.json carries the final-minus-round-0 paired interval and the report ends
+    with it in one line."""
+    from seal.eval.diversity import diversity
+    from seal.infra.records_file import read_records
+
+    path, results = uninterrupted
+    records = read_records(path / "records.jsonl")[0]
+    for e in results["rounds"]:
+        r = e["round"]
+        held = {uid: t for k, rec in records.items() if k.startswith(f"eval/{r}/completions")
+                for uid, t in rec["completions"].items()}
+        want = diversity({uid: [t] if isinstance(t, str) else t for uid, t in held.items()})
+        assert e["diversity"]["held_out"] == want and want["n_texts"] == 2
+        assert ("e_step" in e["diversity"]) == (r < 2)
+    h = results["paired"]["final_minus_round0"]
+    comp = next(c for c in results["comparisons"] if (c["a"], c["b"]) == ("round0_self_edit", "round2_self_edit"))
+    assert h["mean"] == comp["diff"] and h["ci95"] == [comp["lo"], comp["hi"]]
+    report = (path / "report.md").read_text()
+    assert "## Diversity of the policy's self-edits" in report and (path / "diversity_per_round.png").is_file()
+    last = report.rstrip().splitlines()[-1]
+    assert last.startswith("Held-out self-edit accuracy, policy 2 − policy 0:") and h["verdict"] in last
+
+
 def test_resume_after_kill_in_e_step(uninterrupted, tmp_path, monkeypatch):
     # round 0's eval took chunks of 3 and 1, the E-step's first chunk of 3 is done
     finished = kill_on_call(monkeypatch, 4)

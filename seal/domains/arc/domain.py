@@ -35,7 +35,7 @@ from seal.infra.config import ConfigError, derive_seed
 from seal.infra.run_dir import RunDir
 from seal.inner_loop.trainer import InnerLoop, InnerLoopError, TrainJob
 from seal.models.loading import ModelConfig, format_prompt, load_model, model_folder, prompt_ids, uses_chat
-from seal.rl.reward import EditReward, mean_accuracy
+from seal.rl.reward import REWARDS, EditReward
 
 
 class ARCSession:
@@ -192,8 +192,8 @@ class ARCDomain:
     references = ("oracle",)
     labels = {"self_edit": "self-edit TTT (pass@2)", "base": "ICL, no TTT", "oracle": "oracle configuration"}
 
-    def __init__(self, cfg: ARCSetup):
-        self.cfg = cfg
+    def __init__(self, cfg: ARCSetup, reward: str = "accuracy"):
+        self.cfg, self.reward_name = cfg, reward
 
     def open(self, policy: str, round_: int) -> ARCSession:
         model_cfg = replace(self.cfg.model, name=policy)
@@ -201,9 +201,9 @@ class ARCDomain:
         return ARCSession(model, tok, model_cfg, self.cfg, derive_seed(self.cfg.seed, "engine", round_))
 
     def reward(self, context: ARCTask, sample: int, runs: list[dict], base: dict) -> EditReward:
-        """The paper's reward: 1 if the adapted model solved the task (pass@2), mean over seeds; a
-        malformed or over-budget configuration scores 0."""
-        return mean_accuracy(context.uid, sample, runs, base)
+        """`restem.reward`; the paper's is `accuracy`: 1 if the adapted model solved the task (pass@2),
+        mean over seeds; a malformed or over-budget configuration scores 0."""
+        return REWARDS[self.reward_name](context.uid, sample, runs, base)
 
     def outcomes(self, record: dict, context: ARCTask) -> list[float]:
         return [float(record.get("accuracy", 0.0))]

@@ -13,7 +13,7 @@ from seal.domains.knowledge.task import KnowledgeTask
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.models.loading import load_model
-from seal.rl.reward import EditReward, mean_accuracy
+from seal.rl.reward import MEASURES, REWARDS, EditReward
 
 
 class KnowledgeDomain:
@@ -22,8 +22,10 @@ class KnowledgeDomain:
     references = ("passage",)
     labels = {"self_edit": "self-edit accuracy", "base": "base (no update)", "passage": "passage only"}
 
-    def __init__(self, cfg: KnowledgeSetup, held_out_source: str = "", eval_passages: int = 0):
+    def __init__(self, cfg: KnowledgeSetup, held_out_source: str = "", eval_passages: int = 0,
+                 reward: str = "accuracy"):
         self.cfg, self.held_out_source, self.eval_passages = cfg, held_out_source, eval_passages
+        self.reward_name = reward
 
     def open(self, policy: str, round_: int) -> KnowledgeSession:
         cfg = self.cfg
@@ -32,11 +34,12 @@ class KnowledgeDomain:
         # with an engine worker (backend=vllm) each policy gets a fresh engine process
         task = KnowledgeTask(model, tok, model_cfg, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
                              backend=cfg.backend, seed=derive_seed(cfg.seed, "engine", round_))
-        return KnowledgeSession(task, cfg.self_edit)
+        return KnowledgeSession(task, cfg.self_edit, MEASURES[self.reward_name])
 
     def reward(self, context: Passage, sample: int, runs: list[dict], base: dict) -> EditReward:
-        """The paper's reward: the adapted model's accuracy on the passage's questions, mean over seeds."""
-        return mean_accuracy(context.uid, sample, runs, base)
+        """`restem.reward` (`seal.rl.reward.REWARDS`); the paper's is `accuracy`: the adapted model's
+        accuracy on the passage's questions, mean over seeds."""
+        return REWARDS[self.reward_name](context.uid, sample, runs, base)
 
     def outcomes(self, record: dict, context: Passage) -> list[float]:
         if "questions" in record:
@@ -53,20 +56,28 @@ class KnowledgeDomain:
 
 
 class KnowledgeSession:
-    def __init__(self, task: KnowledgeTask, se_cfg: SelfEditConfig):
+    def __init__(self, task: KnowledgeTask, se_cfg: SelfEditConfig, estep_measure: str = "accuracy"):
         self.task, self.fmt, self.se_cfg = task, se_cfg.format, se_cfg
         self.adapters_per_batch = task.adapters_per_batch
+        self.estep_measure = estep_measure
 
     def sample(self, contexts, k, seed, desc):
         out = self.task.sample(contexts, self.fmt, k, seed, desc=desc, with_ids=True)
         return [[t for t, _ in row] for row in out], [[ids for _, ids in row] for row in out], None
 
     def base_many(self, contexts):
-        return [{"accuracy": acc, "questions": qs} for acc, qs in self.task.base_accuracies(contexts)]
+        out = [{"accuracy": acc, "questions": qs} for acc, qs in self.task.base_accuracies(contexts)]
+        if self.estep_measure == "likelihood":  # the E-step's gains are over the unadapted likelihood
+            for rec, (lp, qs) in zip(out, self.task.base_likelihoods(contexts)):
+                rec["likelihood"], rec["likelihood_questions"] = lp, qs
+        return out
 
     def adapt_many(self, items):
-        return self.task.adapt_and_evaluate_many([(p, text, self.fmt, seed) if cond == "self_edit" else (p, "", "none", seed)
-                                                  for cond, p, text, seed in items])
+        jobs = [(p, text, self.fmt, seed) if cond in ("self_edit", "estep") else (p, "", "none", seed)
+                for cond, p, text, seed in items]
+        if {cond for cond, *_ in items} == {"estep"}:  # the outer loop never mixes E-step and held-out items
+            return self.task.adapt_and_evaluate_many(jobs, measure=self.estep_measure)
+        return self.task.adapt_and_evaluate_many(jobs)
 
     def sample_prompt(self, context):
         return self.task.prompt(context, self.fmt)

@@ -22,7 +22,8 @@ from seal.domains.knowledge.self_edit import (
     self_edit_prompt,
 )
 from seal.eval.graders import GraderConfig, make_grader
-from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, per_passage
+from seal.eval.probes import Probe, answer_logprob
+from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, per_passage, qa_prompts
 from seal.generation.backends import BackendConfig, make_generator
 from seal.generation.hf import SamplingConfig
 from seal.infra.chunking import chunks
@@ -79,6 +80,27 @@ class KnowledgeTask:
                                    adapters=[s for p, s in zip(passages, slots) for _ in p.questions])
         return per_passage(grade_records(records, self.grader), passages)
 
+    def answer_logprobs(self, passages: list[Passage], slots: list[int]) -> list[list[dict]]:
+        """Teacher-forced mean log-probability per token of each question's gold answer after its
+        closed-book prompt, passage i read by adapter slots[i] (-1: the base model): the likelihood
+        reward, with no generation (`seal.eval.probes.answer_logprob`)."""
+        prompts = qa_prompts(passages, self.qa_cfg, self.tok, self.chat, self.system_prompt)
+        out, i = [], 0
+        for p, slot in zip(passages, slots):
+            # a base model continues "...Answer:" with a space; a chat model's reply starts with the answer
+            probes = [Probe(prompts[i + j], q.answer if self.chat else " " + q.answer)
+                      for j, q in enumerate(p.questions)]
+            i += len(p.questions)
+            with self.inner.base_model() if slot < 0 else self.inner.adapter(slot) as model:
+                lps = answer_logprob(model, self.tok, probes, self.inner.device)
+            out.append([{"passage": p.uid, "q": j, "question": q.question, "gold": q.answer, "logprob": lp}
+                        for j, (q, lp) in enumerate(zip(p.questions, lps))])
+        return out
+
+    def base_likelihoods(self, passages: list[Passage]) -> list[tuple[float, list[dict]]]:
+        """The unadapted model's mean answer log-probability per passage (`answer_logprobs`)."""
+        return [(mean_logprob(qs), qs) for qs in self.answer_logprobs(passages, [-1] * len(passages))]
+
     def base_accuracies(self, passages: list[Passage]) -> list[tuple[float, list[dict]]]:
         """Closed-book accuracy of the unadapted model on each passage's questions (one call)."""
         return [(accuracy(qs), qs) for qs in self.answer(passages, [-1] * len(passages))]
@@ -102,11 +124,13 @@ class KnowledgeTask:
     def documents(self, p: Passage, text: str, fmt: str) -> list[str]:
         return completion_to_documents(text, p, fmt, self.se_cfg)
 
-    def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]]) -> list[dict]:
+    def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]], measure: str = "accuracy"
+                                ) -> list[dict]:
         """For each (passage, self-edit text, format, seed): an inner loop on the self-edit's
-        documents, then closed-book accuracy on the passage's questions. Up to K inner loops train
-        together and all their questions are answered in one call. A self-edit that cannot be used
-        (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
+        documents, then closed-book accuracy on the passage's questions (`measure="accuracy"`: up to K
+        inner loops train together and all their questions are answered in one call), or the gold
+        answers' mean log-probability, with no generation (`measure="likelihood"`). A self-edit that
+        cannot be used (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
         out: list[dict | None] = [None] * len(items)
         jobs: list[tuple[int, TrainJob, int]] = []
         for i, (p, text, fmt, seed) in enumerate(items):
@@ -124,8 +148,13 @@ class KnowledgeTask:
             for (i, job, _), st in zip(chunk, stats):
                 if isinstance(st, InnerLoopError):
                     out[i] = {"skipped": str(st), "seed": job.seed}
-            answers = self.answer([items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained])
-            for (slot, i, st, n), qs in zip(trained, answers):
+            passages, slots = [items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained]
+            if measure == "likelihood":
+                for (slot, i, st, n), qs in zip(trained, self.answer_logprobs(passages, slots)):
+                    out[i] = {"seed": items[i][3], "likelihood": mean_logprob(qs), "n_docs": n, "train": st.to_dict(),
+                              "questions": qs}
+                continue
+            for (slot, i, st, n), qs in zip(trained, self.answer(passages, slots)):
                 out[i] = {"seed": items[i][3], "accuracy": accuracy(qs), "n_docs": n, "train": st.to_dict(),
                           "questions": qs}
         return out  # type: ignore[return-value]
@@ -133,6 +162,10 @@ class KnowledgeTask:
 
 def accuracy(questions: list[dict]) -> float:
     return sum(q["correct"] for q in questions) / len(questions) if questions else 0.0
+
+
+def mean_logprob(questions: list[dict]) -> float:
+    return sum(q["logprob"] for q in questions) / len(questions) if questions else 0.0
 
 
 def record_base_accuracies(task: KnowledgeTask, rd: RunDir, passages: list[Passage], key: Callable[[Passage], str],
