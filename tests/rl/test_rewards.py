@@ -75,3 +75,17 @@ def test_an_unknown_reward_is_refused_and_arc_has_no_likelihood(tmp_path):
     with pytest.raises(ConfigError, match="ARC rewards are accuracy or binary"):
         run_experiment(compose("experiment=arc_demo", "model.name=tiny-random", "wandb.mode=disabled",
                                "restem.reward=likelihood"), tmp_path / "b")
+
+
+def test_both_measures_come_from_the_same_inner_loop():
+    """`measure="both"` (scripts/bench_rewards.py) gives each inner loop's accuracy and likelihood, the
+    same values the single-measure calls give for the same jobs and seeds."""
+    ps = passages(2)
+    jobs = [(ps[0], "", "none", 1), (ps[1], "", "none", 2)]
+    both = knowledge_task(k=2).adapt_and_evaluate_many(jobs, measure="both")
+    acc = knowledge_task(k=2).adapt_and_evaluate_many(jobs)
+    lik = knowledge_task(k=2).adapt_and_evaluate_many(jobs, measure="likelihood")
+    for b, a, lk in zip(both, acc, lik):
+        assert b["accuracy"] == a["accuracy"] == 1.0  # the learning world: the trained passage is answered
+        assert b["likelihood"] == pytest.approx(lk["likelihood"], abs=1e-6)
+        assert set(b["measure_seconds"]) == {"accuracy", "likelihood"}

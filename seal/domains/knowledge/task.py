@@ -11,6 +11,7 @@ one did: batches of different composition could otherwise round differently.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from seal.data.passage import Passage
@@ -129,7 +130,8 @@ class KnowledgeTask:
         """For each (passage, self-edit text, format, seed): an inner loop on the self-edit's
         documents, then closed-book accuracy on the passage's questions (`measure="accuracy"`: up to K
         inner loops train together and all their questions are answered in one call), or the gold
-        answers' mean log-probability, with no generation (`measure="likelihood"`). A self-edit that
+        answers' mean log-probability, with no generation (`measure="likelihood"`), or both with the
+        seconds each took (`measure="both"`, `scripts/bench_rewards.py`). A self-edit that
         cannot be used (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
         out: list[dict | None] = [None] * len(items)
         jobs: list[tuple[int, TrainJob, int]] = []
@@ -149,14 +151,26 @@ class KnowledgeTask:
                 if isinstance(st, InnerLoopError):
                     out[i] = {"skipped": str(st), "seed": job.seed}
             passages, slots = [items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained]
-            if measure == "likelihood":
-                for (slot, i, st, n), qs in zip(trained, self.answer_logprobs(passages, slots)):
-                    out[i] = {"seed": items[i][3], "likelihood": mean_logprob(qs), "n_docs": n, "train": st.to_dict(),
-                              "questions": qs}
-                continue
-            for (slot, i, st, n), qs in zip(trained, self.answer(passages, slots)):
-                out[i] = {"seed": items[i][3], "accuracy": accuracy(qs), "n_docs": n, "train": st.to_dict(),
-                          "questions": qs}
+            seconds = {}
+            if measure in ("likelihood", "both"):
+                start = time.perf_counter()
+                lps = self.answer_logprobs(passages, slots)
+                seconds["likelihood"] = (time.perf_counter() - start) / max(1, len(trained))
+            if measure in ("accuracy", "both"):
+                start = time.perf_counter()
+                answers = self.answer(passages, slots)
+                seconds["accuracy"] = (time.perf_counter() - start) / max(1, len(trained))
+            for j, (slot, i, st, n) in enumerate(trained):
+                rec: dict = {"seed": items[i][3]}
+                if measure == "likelihood":
+                    out[i] = {**rec, "likelihood": mean_logprob(lps[j]), "n_docs": n, "train": st.to_dict(),
+                              "questions": lps[j]}
+                    continue
+                out[i] = {**rec, "accuracy": accuracy(answers[j]), "n_docs": n, "train": st.to_dict(),
+                          "questions": answers[j]}
+                if measure == "both":  # both rewards of the same inner loop, and what each cost (per loop)
+                    out[i] |= {"likelihood": mean_logprob(lps[j]), "likelihood_questions": lps[j],
+                               "measure_seconds": seconds}
         return out  # type: ignore[return-value]
 
 
