@@ -231,7 +231,8 @@ def _diversity_section(rd: RunDir, rounds: list[dict]) -> list[str]:
         return []
     held = [(e["round"], e["diversity"]["held_out"]) for e in rounds if "held_out" in e.get("diversity", {})]
     xs = [r for r, _ in held]
-    series = {m: ([d[m] or 0.0 for _, d in held], [0.0] * len(held)) for m in ("distinct_2", "pairwise_similarity")}
+    series = {m.replace("_", "-"): ([float("nan") if d[m] is None else d[m] for _, d in held], [0.0] * len(held))
+              for m in ("distinct_1", "distinct_2", "distinct_3")}  # pairwise similarity needs >1 sample per context
     line_plot(rd.path / "diversity_per_round.png", xs, series, title="Held-out self-edits: diversity per policy",
               xlabel="policy (round)", ylabel="share")
     return ["## Diversity of the policy's self-edits", "",
