@@ -95,7 +95,7 @@ def _restem(cfg, rd: RunDir, domain, held_out: list, k: int) -> dict:
     rounds = [r for r in range(oc.rounds + 1) if read_samples(rd, rd.key("eval", r, "completions"))]
     evals = {r: eval_summary(domain, rd, r, held_out, oc.eval_samples, eval_conditions(domain, oc, r))
              for r in rounds}
-    results = summarise(rd, evals, seed=cfg.seed)
+    results = summarise(rd, evals, seed=cfg.seed, domain=domain)
     write_report(domain, LoopSettings.of(cfg, k=k), rd, results)
     return results
 

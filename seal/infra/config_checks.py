@@ -47,6 +47,17 @@ CONSTRAINTS: dict[str, str] = {
     "self_edit.batch_size": ">= 1",
     "self_edit.sample_chunk": ">= 0",
     "self_edit.max_segments": ">= 1",
+    # training directives of format implications-hp (seal.domains.knowledge.directive)
+    "self_edit.directive.lr_values": "> 0",
+    "self_edit.directive.epochs_min": ">= 1",
+    "self_edit.directive.epochs_max": ">= self_edit.directive.epochs_min",
+    "self_edit.directive.default_lr": "> 0",
+    "self_edit.directive.default_epochs": ">= 1",
+    "self_edit.generators.max_entities": ">= 2",
+    "self_edit.generators.max_calls": ">= 1",
+    "self_edit.generators.triples": "[0, self_edit.generators.max_calls]",
+    "self_edit.generators.strategies": ">= 1",
+    "self_edit.generators.token_budget": ">= 0",
     # the inner loop (seal.inner_loop.trainer, seal.inner_loop.schedules)
     "inner_loop.lora_r": ">= 1",
     "inner_loop.lora_alpha": "> 0",
@@ -93,6 +104,9 @@ CONSTRAINTS: dict[str, str] = {
     "restem.seeds_per_edit": ">= 1",
     "restem.eval_passages": ">= 1",
     "restem.eval_samples": ">= 1",
+    "self_questions.max_questions": ">= 1",  # the self_questions reward (seal.eval.self_questions)
+    "self_questions.max_new_tokens": ">= 1",
+    "self_questions.temperature": ">= 0",
     "selection.fraction": "(0, 1]",
     "m_step.lora_r": ">= 1",
     "m_step.lora_alpha": "> 0",

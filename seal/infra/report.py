@@ -67,3 +67,29 @@ def line_plot(path: Path, xs: list, series: dict[str, tuple[list[float], list[fl
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def scatter_plot(path: Path, points: dict[str, tuple[float, float, float]], title: str, xlabel: str,
+                 ylabel: str = "accuracy") -> Path:
+    """One labelled point per name at (x, y) with a vertical error bar: e.g. accuracy against what it cost."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    markers = "osD^vP*X<>"
+    for i, (name, (x, y, err)) in enumerate(points.items()):
+        ax.errorbar([x], [y], yerr=[err], fmt=markers[i % len(markers)], capsize=3, color=f"C{i % 10}", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.margins(x=0.1)
+    tops = [y + e for _, y, e in points.values()]
+    if all(y >= 0 for _, y, _ in points.values()):
+        ax.set_ylim(0, max(tops + [0.1]) * 1.2 + 0.02)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -17,7 +17,7 @@ from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 
 PROMPTS_PER_CHUNK = 64
-MERGED = ("completions", "completion_ids", "sampling")  # per-context fields, joined over the chunks
+MERGED = ("completions", "completion_ids", "sampling", "cost", "notes")  # per-context fields, joined over the chunks
 
 
 def contexts_per_chunk(per_context: int, setting: int) -> int:
@@ -41,8 +41,8 @@ def sample_chunked(rd: RunDir, prefix: str, contexts: list, size: int,
 
 
 def read_samples(rd: RunDir, prefix: str) -> dict[str, Any] | None:
-    """The samples recorded under `prefix` as one record: `completions` (and `completion_ids`,
-    `sampling` where recorded) keyed by context uid, and `seeds`, one per chunk; None if there are none."""
+    """The samples recorded under `prefix` as one record: `completions` (and `completion_ids`, `sampling`,
+    the generation `cost` and `notes` on empty self-edits where recorded) keyed by context uid, and `seeds`, one per chunk; None if there are none."""
     if rd.has(prefix):
         return rd.get(prefix)
     parts = []

@@ -183,7 +183,7 @@ def ki_eval(cfg, pc: PlanConfig) -> dict:
     plan = generic(cfg, pc)
     passages, err = _load("data", lambda: load_passages(cfg.data))
     if passages is not None:
-        per = {"passage": 1, "self_edit": cfg.self_edit.k, "base": 0}
+        per = {"passage": 1, "self_edit": cfg.self_edit.k * max(1, len(cfg.formats)), "base": 0}  # k per format
         n_files = len(cfg.from_files) if "from_file" in cfg.conditions else 0
         loops = len(passages) * (sum(per.get(c, 0) for c in cfg.conditions) + n_files * cfg.self_edit.k)
         plan["inner_loops"] = {"total": loops, "conditions": list(cfg.conditions), "passages": len(passages)}

@@ -33,7 +33,8 @@ class ARCReSTEMConfig(ARCSetup):  # the ARC sections + the loop's
 
 def validate(cfg: ARCReSTEMConfig) -> None:
     validate_outer(cfg.restem, cfg.selection, cfg.arc.k)
-    if cfg.restem.reward not in ("accuracy", "binary"):  # ARC answers are grids: no gold-answer likelihood
+    # ARC answers are grids: no gold-answer likelihood, and no question the policy could write itself
+    if cfg.restem.reward not in ("accuracy", "binary"):
         raise ConfigError(f"restem.reward={cfg.restem.reward}: ARC rewards are accuracy or binary")
     validate_arc(cfg)
 

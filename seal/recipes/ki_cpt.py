@@ -12,7 +12,9 @@ schedule with warmup, loss on the documents' tokens only, never on padding); aft
 the base weights are restored. Conditions:
   base       no update
   passage    the n passages alone
-  self_edit  each passage + its `self_edit.k` self-edits, each completion whole as one document
+  self_edit  each passage + its `self_edit.k` self-edits, each completion whole as one document (a
+             multi-call format's, `seal.domains.knowledge.generators`: one per part); with
+             `formats=[...]`, one condition `self_edit:<format>` per format
   from_file  the same with completions from SEAL-format files (`from_files: {label: path}`)
 Self-edits are sampled once (one seeded batch, recorded); each condition's update and answers are
 one record, so a resumed run redoes only the conditions that had not finished.
@@ -23,8 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from seal.data.sources import load_passages
-from seal.domains.knowledge.conditions import file_completions, pooled_documents, sample_in_chunks, validate_conditions
+from seal.domains.knowledge.conditions import (
+    file_completions,
+    pooled_documents,
+    sample_recorded,
+    self_edit_conditions,
+    validate_conditions,
+)
 from seal.domains.knowledge.config import ConditionsSetup
+from seal.domains.knowledge.generators import GENERATORS
 from seal.domains.knowledge.self_edit import MODEL_FORMATS
 from seal.domains.knowledge.task import KnowledgeTask, accuracy
 from seal.eval.qa import mean_stderr
@@ -57,9 +66,10 @@ def validate(cfg: KICPTConfig) -> None:
         raise ConfigError(f"cpt.update must be lora or full, got '{cfg.cpt.update}'")
     if cfg.cpt.update == "full" and (cfg.cpt.full_lr <= 0 or cfg.cpt.full_epochs < 1 or cfg.cpt.full_batch_size < 1):
         raise ConfigError(f"cpt: full_lr > 0, full_epochs >= 1 and full_batch_size >= 1 are required, got {cfg.cpt}")
-    if "self_edit" in cfg.conditions and cfg.self_edit.format not in MODEL_FORMATS:
-        raise ConfigError(f"self_edit.format must be a model-written format ({', '.join(MODEL_FORMATS)}) for the "
-                          f"self_edit condition, got '{cfg.self_edit.format}'")
+    for _, fmt in self_edit_conditions(cfg):
+        if fmt not in MODEL_FORMATS and fmt not in GENERATORS:
+            raise ConfigError(f"{'formats' if cfg.formats else 'self_edit.format'} must be a model-written format "
+                              f"({', '.join([*MODEL_FORMATS, *GENERATORS])}) for the self_edit condition, got '{fmt}'")
 
 
 def run(cfg: KICPTConfig, rd: RunDir) -> dict:
@@ -77,10 +87,13 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
 
     # the documents of each condition: passage text always, plus whole completions
     completions: dict[str, dict[str, list[str]]] = {}
-    if "self_edit" in cfg.conditions:
-        completions["self_edit"] = sample_in_chunks(task, rd, rd.key("completions", cfg.self_edit.format), passages,
-                                                    cfg.self_edit, ("self_edit_sampling", cfg.self_edit.format),
-                                                    cfg.seed)
+    multi_call: set[str] = set()  # conditions whose self-edits are several calls' parts
+    for cond, fmt in self_edit_conditions(cfg):
+        completions[cond] = sample_recorded(task, rd, rd.key("completions", fmt), passages, cfg.self_edit, fmt,
+                                            ("self_edit_sampling", fmt), cfg.seed, desc="sampling self-edits"
+                                            )["completions"]
+        if fmt in GENERATORS:
+            multi_call.add(cond)
     for label, path in cfg.from_files.items() if "from_file" in cfg.conditions else ():
         completions[f"from_file:{label}"] = file_completions(label, path, passages)
 
@@ -89,7 +102,8 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     for cond in conds:
         key = rd.key("cpt", cond)
         if not rd.has(key):
-            rd.put(key, {"condition": cond, **_update_and_answer(task, passages, cond, completions.get(cond), cfg)})
+            rd.put(key, {"condition": cond, **_update_and_answer(task, passages, cond, completions.get(cond), cfg,
+                                                                 cond in multi_call)})
     out = summarise(cfg, rd, conds, too_long)
     tracker.log({f"cpt/{cond}": v["accuracy"] for cond, v in out["conditions"].items()})
     _report(cfg, rd, out)
@@ -98,10 +112,10 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
 
 
 def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str, list[str]] | None,
-                       cfg: KICPTConfig) -> dict:
+                       cfg: KICPTConfig, parts: bool = False) -> dict:
     docs, skipped = [], 0
     if cond != "base":
-        docs, skipped = pooled_documents(passages, comps or {}, cfg.self_edit.title_prefix)
+        docs, skipped = pooled_documents(passages, comps or {}, cfg.self_edit.title_prefix, parts)
         seed = derive_seed(cfg.seed, "cpt", cond)
         if cfg.cpt.update == "full":
             base_state = {k: v.detach().clone() for k, v in task.inner.model.state_dict().items()}
@@ -219,8 +233,9 @@ def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
                  f"{il.scheduler})" if cfg.cpt.update == "lora" else
                  f"full fine-tuning (lr {cfg.cpt.full_lr}, {cfg.cpt.full_epochs} epoch(s), batch "
                  f"{cfg.cpt.full_batch_size}, linear with {cfg.cpt.full_warmup_ratio:.0%} warmup)") +
-              f"; {cfg.self_edit.k} self-edit(s) per passage, format `{cfg.self_edit.format}`, "
-              f"kept whole; seed {cfg.seed}."),
+              f"; {cfg.self_edit.k} self-edit(s) per passage, format(s) "
+              f"{', '.join(f'`{f}`' for f in (cfg.formats or [cfg.self_edit.format]))}, kept whole (a multi-call "
+              f"format's: one document per part); seed {cfg.seed}."),
              "", md_table(headers, rows), "", "![accuracy](accuracy.png)", "",
              "## Paired comparisons", "", comparisons_table(out["comparisons"]), "",
              method_sentence(out["comparisons"]), ""]

@@ -7,13 +7,16 @@ Conditions (closed-book accuracy on each passage's questions after the update):
   base       no update; computed once per passage and shared by every other condition's gain
   passage    LoRA SFT on the passage alone
   self_edit  the model writes `self_edit.k` self-edits per passage; one inner loop on each
-             (its documents + the passage)
+             (its documents + the passage). With `formats=[...]`, one condition `self_edit:<format>`
+             per format (single-call ones such as implications, or the multi-call generators
+             entigraph, active_reading, prompt_set: `seal.domains.knowledge.generators`)
   from_file  the same with completions read from SEAL-format files (`from_files: {label: path}`),
              one condition `from_file:<label>` per file
 
 Steps: load passages and the model -> skip passages that cannot fit (recorded) -> base answers ->
-sample self-edits (seeded, recorded in chunks of passages) -> one inner loop per (condition, passage, sample),
-each recorded the moment it finishes -> aggregate -> results.json, report.md, bar chart.
+sample self-edits (seeded, recorded in chunks of passages, with what each cost to generate) -> one inner
+loop per (condition, passage, sample), each recorded the moment it finishes -> aggregate -> results.json,
+report.md, bar chart, accuracy against generated tokens.
 A killed run continues with `resume=<run folder>` and redoes nothing that finished.
 """
 
@@ -26,18 +29,23 @@ from tqdm.auto import tqdm
 
 from seal.data.passage import Passage
 from seal.data.sources import load_passages
-from seal.domains.knowledge.conditions import file_completions, validate_conditions
+from seal.domains.knowledge.conditions import (
+    file_completions,
+    generation_cost,
+    sample_recorded,
+    self_edit_conditions,
+    validate_conditions,
+)
 from seal.domains.knowledge.config import ConditionsSetup
-from seal.domains.knowledge.self_edit import MODEL_FORMATS
 from seal.domains.knowledge.task import KnowledgeTask, record_base_accuracies
 from seal.eval.diversity import diversity
 from seal.eval.qa import mean_stderr
 from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.infra.chunking import chunks
 from seal.infra.config import derive_seed
-from seal.infra.report import bar_chart, md_table, print_table
+from seal.infra.report import bar_chart, md_table, print_table, scatter_plot
 from seal.infra.run_dir import RunDir
-from seal.infra.sample_records import chunk_seed, contexts_per_chunk, sample_chunked
+from seal.infra.sample_records import read_samples
 from seal.infra.tracking import Tracker
 from seal.models.loading import load_model
 
@@ -71,12 +79,11 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
 
     # 3. the work list: (condition, passage, sample, self-edit text or None, format or skip reason)
     jobs: list[tuple[str, Passage, int, str | None, str]] = []
+    gen: dict[tuple[str, str, int], dict] = {}  # (condition, passage, sample) -> what its self-edit cost
     if "passage" in cfg.conditions:
         jobs += [("passage", p, 0, "", "none") for p in usable]
-    if "self_edit" in cfg.conditions:
-        fmt = cfg.self_edit.format
-        completions = sample_self_edits(task, rd, usable, cfg)
-        jobs += [("self_edit", p, s, text, fmt) for p in usable for s, text in enumerate(completions[p.uid])]
+    for cond, fmt in self_edit_conditions(cfg):
+        jobs += self_edit_jobs(cond, fmt, sample_self_edits(task, rd, usable, cfg, fmt), usable, gen)
     if "from_file" in cfg.conditions:
         for label, path in cfg.from_files.items():
             comps = file_completions(label, path, usable)
@@ -92,7 +99,7 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     for cond, p, s, text, reason in jobs:
         if text is None and not rd.has(rd.key(cond, p.uid, s)):
             rd.put(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": None,
-                                            "skipped": reason})
+                                            "skipped": reason, **gen.get((cond, p.uid, s), {})})
     trainable = [j for j in jobs if j[3] is not None]
     todo = [c for c in chunks(trainable, task.adapters_per_batch)
             if not all(rd.has(rd.key(cond, p.uid, s)) for cond, p, s, _, _ in c)]
@@ -105,7 +112,8 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
             if "accuracy" in out:
                 out["gain"] = out["accuracy"] - rd.get(rd.key("base", p.uid))["accuracy"]
         rd.put_many([(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": text,
-                                               **out}) for (cond, p, s, text, _), out in zip(chunk, outs)])
+                                               **out, **gen.get((cond, p.uid, s), {})})
+                     for (cond, p, s, text, _), out in zip(chunk, outs)])
         for (cond, p, s, _, _), out in zip(chunk, outs):
             if "accuracy" in out:
                 rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=out["accuracy"], gain=out["gain"],
@@ -123,28 +131,35 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     return results
 
 
-def sample_self_edits(task: KnowledgeTask, rd: RunDir, passages: list[Passage], cfg: KIEvalConfig) -> dict:
-    """passage uid -> its k self-edits, sampled and recorded in fixed seeded chunks of passages
-    (`completions/<format>/<j>`, `seal.infra.sample_records`), so a resume redoes at most one chunk."""
-    fmt, k = cfg.self_edit.format, cfg.self_edit.k
+def sample_self_edits(task: KnowledgeTask, rd: RunDir, passages: list[Passage], cfg: KIEvalConfig, fmt: str) -> dict:
+    """The k self-edits of format `fmt` per passage with their costs, sampled and recorded in fixed seeded
+    chunks of passages (`completions/<format>/<j>`, `seal.infra.sample_records`), so a resume redoes at
+    most one chunk. `none` has no model-written text: the passage alone (the paper's cold-start ablation)."""
+    return sample_recorded(task, rd, rd.key("completions", fmt), passages, cfg.self_edit, fmt,
+                           ("self_edit_sampling", fmt), cfg.seed, head={"format": fmt})
 
-    def draw(j: int, group: list[Passage]) -> dict:
-        seed = chunk_seed(cfg.seed, ("self_edit_sampling", fmt), j)
-        if fmt in MODEL_FORMATS:
-            texts = task.sample(group, fmt, k, seed)
-        else:  # `none`: no model-written text, the passage alone (the paper's cold-start ablation)
-            texts = [[""] * k for _ in group]
-        return {"format": fmt, "chunk": j, "seed": seed, "completions": {p.uid: t for p, t in zip(group, texts)}}
 
-    size = contexts_per_chunk(k, cfg.self_edit.sample_chunk)
-    return sample_chunked(rd, rd.key("completions", fmt), passages, size, draw)["completions"]
+def self_edit_jobs(cond: str, fmt: str, samples: dict, passages: list[Passage], gen: dict) -> list[tuple]:
+    """One job per sampled self-edit; one with no text for a recorded reason (say entigraph found fewer
+    than 2 entities) becomes a skip with that reason. Fills `gen` with each one's gen_tokens/gen_seconds."""
+    jobs = []
+    for p in passages:
+        notes, costs = samples.get("notes", {}).get(p.uid) or [], samples.get("cost", {}).get(p.uid) or []
+        for s, text in enumerate(samples["completions"][p.uid]):
+            why = notes[s] if s < len(notes) else None
+            jobs.append((cond, p, s, None, why) if why else (cond, p, s, text, fmt))
+            if s < len(costs):
+                gen[(cond, p.uid, s)] = {"gen_tokens": costs[s]["tokens"], "gen_seconds": costs[s]["seconds"]}
+    return jobs
 
 
 def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: list[dict], by_uid) -> dict:
     """Per condition: accuracy over questions (each question averaged over its samples) and its standard
     error clustered by passage (`stderr`; `stderr_iid` treats questions as independent); paired bootstrap
     comparisons over passages of every condition against base, and of self-edit conditions against passage."""
-    names = ["base"] + [c for c in cfg.conditions if c not in ("base", "from_file")]
+    se_conds = dict(self_edit_conditions(cfg))  # condition -> format
+    names = ["base"] + [n for c in cfg.conditions if c not in ("base", "from_file")
+                        for n in (list(se_conds) if c == "self_edit" else [c])]
     if "from_file" in cfg.conditions:
         names += [f"from_file:{label}" for label in cfg.from_files]
     out: dict = {"conditions": {}, "skipped": list(skipped), "n_passages": len(usable)}
@@ -182,9 +197,12 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
                 texts.setdefault(rec["passage"], []).append(rec["self_edit"])
         if texts:  # the self-edits of this condition (`seal.eval.diversity`)
             out["conditions"][cond]["diversity"] = diversity(texts)
+        # generated tokens and seconds per passage (its k self-edits summed); None where nothing is generated
+        samples = read_samples(rd, rd.key("completions", se_conds[cond])) or {} if cond in se_conds else {}
+        out["conditions"][cond].update(generation_cost(samples, usable, cfg.self_edit.k))
     pairs = [(c, "base") for c in names if c != "base"]
     if "passage" in names:
-        pairs += [(c, "passage") for c in names if c == "self_edit" or c.startswith("from_file:")]
+        pairs += [(c, "passage") for c in names if c in se_conds or c.startswith("from_file:")]
     out["comparisons"] = [compare(b, a, clusters[a], clusters[b], derive_seed(cfg.seed, "bootstrap", b, a))
                           for b, a in pairs]
     per_passage: dict[str, dict] = {}
@@ -203,24 +221,40 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
 def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
     conds = results["conditions"]
     base = conds["base"]["accuracy"]
+    def dash(v):
+        return "—" if v is None else v
+
     rows = [[c, v["accuracy"], v["stderr"], v["stderr_iid"], v["accuracy"] - base, v["mean_f1"], v["n_questions"],
-             v["n_clusters"], v["n_inner_loops"], v["n_skipped"]] for c, v in conds.items()]
+             v["n_clusters"], v["n_inner_loops"], v["n_skipped"], dash(v.get("tokens_per_passage")),
+             dash(v.get("gen_seconds_per_passage"))] for c, v in conds.items()]
     headers = ["condition", "accuracy", "± clustered SE", "SE if independent", "gain vs base", "token F1",
-               "questions", "passages", "inner loops", "skipped"]
+               "questions", "passages", "inner loops", "skipped", "generated tokens / passage",
+               "generation seconds / passage"]
     print_table("ki_eval", headers, rows)
     bar_chart(rd.path / "accuracy.png", list(conds), [v["accuracy"] for v in conds.values()],
               [v["stderr"] for v in conds.values()], title=f"Closed-book accuracy ({cfg.model.name})")
+    # base and passage generate nothing (0 tokens); from_file's cost is unknown, so it has no point
+    points = {c: (v.get("tokens_per_passage") or 0.0, v["accuracy"], v["stderr"]) for c, v in conds.items()
+              if c in ("base", "passage") or v.get("tokens_per_passage") is not None}
+    cost_plot = any(v.get("tokens_per_passage") is not None for v in conds.values())
+    if cost_plot:
+        scatter_plot(rd.path / "accuracy_vs_tokens.png", points, title=f"Accuracy against generation ({cfg.model.name})",
+                     xlabel="generated tokens per passage (its self-edits summed)")
+    formats = ", ".join(f"`{f}`" for f in (cfg.formats or [cfg.self_edit.format]))
     lines = [
         "# ki_eval: knowledge incorporation by condition", "",
         f"Model `{cfg.model.name}`, data `{cfg.data.source}`" + (f" (`{cfg.data.path}`)" if cfg.data.path else "")
-        + f", {results['n_passages']} passages, grader `{cfg.grader.kind}`, self-edit format "
-        f"`{cfg.self_edit.format}` (k={cfg.self_edit.k}), seed {cfg.seed}.", "",
+        + f", {results['n_passages']} passages, grader `{cfg.grader.kind}`, self-edit format(s) "
+        f"{formats} (k={cfg.self_edit.k}), seed {cfg.seed}.", "",
         "Inner loop: " + ", ".join(f"{k}={getattr(cfg.inner_loop, k)}" for k in
                                    ("lora_r", "lora_alpha", "lr", "epochs", "batch_size", "target_modules")) + ".", "",
         md_table(headers, rows), "", "![accuracy](accuracy.png)", "",
         ("Accuracy: each question's correctness averaged over its samples, then over questions. The standard "
          "error is clustered by passage (a passage's questions share one adapter); the SE that treats questions "
-         "as independent is shown beside it."), "",
+         "as independent is shown beside it. Generated tokens / passage: the tokens the model sampled for a "
+         "passage's self-edits (every call of a multi-call format), mean over passages; seconds: each generate "
+         "batch's wall time shared among its self-edits by their tokens."), "",
+        *(["![accuracy against generated tokens](accuracy_vs_tokens.png)", ""] if cost_plot else []),
         "## Paired comparisons", "", comparisons_table(results["comparisons"]), "",
         method_sentence(results["comparisons"]), "",
     ]
@@ -239,10 +273,12 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
     if results["skipped"]:
         lines += ["## Skipped", "", md_table(["passage", "condition", "reason"],
                   [[s["passage"], s.get("condition", "all"), s["reason"]] for s in results["skipped"][:50]]), ""]
-    examples = [r for r in rd.records.values() if r.get("condition") == "self_edit" and "questions" in r][:3]
+    examples = [r for r in rd.records.values() if str(r.get("condition")).startswith("self_edit")
+                and "questions" in r][:3]
     if examples:
         lines += ["## Example self-edits", ""]
         for r in examples:
-            lines += [f"**{r['passage']}** (accuracy {r['accuracy']:.2f}, gain {r['gain']:+.2f})", "", "```",
+            lines += [f"**{r['passage']}**, {r['condition']} (accuracy {r['accuracy']:.2f}, gain {r['gain']:+.2f})",
+                      "", "```",
                       r["self_edit"][:1200], "```", ""]
     (Path(rd.path) / "report.md").write_text("\n".join(lines))

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from seal.data.sources import DataConfig, load_passages
 from seal.domains.knowledge.config import KnowledgeSetup
 from seal.domains.knowledge.domain import KnowledgeDomain
+from seal.domains.knowledge.generators import single_call_only
 from seal.domains.knowledge.self_edit import MODEL_FORMATS, SelfEditError, check_format
+from seal.eval.self_questions import SelfQuestionsConfig
 from seal.infra.config import ConfigError
 from seal.infra.run_dir import RunDir
 from seal.infra.runtime import RuntimeConfig
@@ -31,12 +33,16 @@ class ReSTEMConfig(KnowledgeSetup):  # the shared knowledge sections (`data` = t
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     m_step: MStepConfig = field(default_factory=MStepConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # the questions the policy writes itself for `restem.reward=self_questions` (`seal.eval.self_questions`)
+    self_questions: SelfQuestionsConfig = field(default_factory=SelfQuestionsConfig)
 
 
 def validate(cfg: ReSTEMConfig) -> None:
     if cfg.grader.kind == "openai" and not os.environ.get(cfg.grader.api_key_env):
         raise ConfigError(f"grader=openai needs an API key in the environment variable {cfg.grader.api_key_env} "
                           "(grader.api_key_env); it is checked before any model is loaded")
+    single_call_only(cfg.self_edit.format, "ReST-EM's M-step trains the policy on one prompt -> completion pair "
+                     "per self-edit, and a multi-call self-edit has no single prompt that produced it")
     if cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format: ReST-EM needs a model-written format ({', '.join(MODEL_FORMATS)}), "
                           f"got '{cfg.self_edit.format}'")
@@ -45,10 +51,15 @@ def validate(cfg: ReSTEMConfig) -> None:
     except SelfEditError as e:
         raise ConfigError(str(e)) from None
     validate_outer(cfg.restem, cfg.selection, cfg.self_edit.k)
+    for name in ("title", "context"):
+        if "{" + name + "}" not in cfg.self_questions.prompt:
+            raise ConfigError(f"self_questions.prompt must contain {{{name}}}: the policy writes its questions "
+                              "about the passage it is shown")
 
 
 def domain(cfg: ReSTEMConfig) -> KnowledgeDomain:
-    return KnowledgeDomain(cfg, cfg.eval_data.source, cfg.restem.eval_passages, cfg.restem.reward)
+    return KnowledgeDomain(cfg, cfg.eval_data.source, cfg.restem.eval_passages, cfg.restem.reward,
+                           cfg.self_questions)
 
 
 def run(cfg: ReSTEMConfig, rd: RunDir) -> dict:

@@ -22,7 +22,7 @@ class OuterLoopConfig:
     eval_passages: int = 200
     eval_samples: int = 1  # self-edits per held-out context (ARC: 5)
     references: str = "every_round"  # every_round | first_round: when to recompute base/passage references
-    reward: str = "accuracy"  # a name in seal.rl.reward.REWARDS: accuracy | binary | likelihood
+    reward: str = "accuracy"  # a name in seal.rl.reward.REWARDS: accuracy | binary | likelihood | self_questions
 
 
 def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> None:

@@ -94,7 +94,7 @@ def outer_loop(domain: Domain, train: list, held_out: list, s: LoopSettings, rd:
             m_step_round(rnd, s, pairs)
     finally:
         runner.close()
-    results = summarise(rd, evals, seed=s.seed)
+    results = summarise(rd, evals, seed=s.seed, domain=domain)
     write_report(domain, s, rd, results)
     tracker.finish()
     return results

@@ -91,8 +91,9 @@ def reference_rounds(evals: dict) -> dict[str, list[int]]:
     return out
 
 
-def summarise(rd: RunDir, evals: dict, seed: int | None = None) -> dict:
-    """results.json: per round the held-out scores, E-step and M-step; paired comparisons (bootstrap
+def summarise(rd: RunDir, evals: dict, seed: int | None = None, domain: Domain | None = None) -> dict:
+    """results.json: per round the held-out scores, E-step and M-step, and what the domain's optional
+    `round_summary(rd, r)` adds (knowledge, format implications-hp: `directives`); paired comparisons (bootstrap
     seeded from `seed`, by default the run config's seed)."""
     seed = rd.config.get("seed", 0) if seed is None else seed
     rounds = []
@@ -111,6 +112,8 @@ def summarise(rd: RunDir, evals: dict, seed: int | None = None) -> dict:
                 "n_unusable": sum(1 for e in edits if e["skipped"]),
             }
         entry["diversity"] = round_diversity(rd, r)
+        if hasattr(domain, "round_summary"):
+            entry |= domain.round_summary(rd, r)  # type: ignore[union-attr]
         ms = rd.get(rd.key("m_step", r))
         if ms:
             entry["m_step"] = {k: ms[k] for k in ("steps", "train_loss", "pairs", "trained_pairs", "processes",

@@ -14,7 +14,14 @@ must record (`MEASURES`):
   paper's binary reward as a score);
 - `likelihood`: the gold answers' mean log-probability per token under the adapted model, averaged
   over seeds; no generation, so cheaper and continuous (an unusable run gets the unadapted value, so
-  its gain is 0). Knowledge incorporation only.
+  its gain is 0). Knowledge incorporation only;
+- `self_questions`: needs no gold questions. Before the inner loops the unadapted policy writes
+  question/answer pairs about the passage (`seal.eval.self_questions`, `self_questions.*` in the
+  restem config; seeded per round and context, recorded in the E-step's base record); the score is the
+  adapted model's closed-book accuracy on those questions, graded against the self-written answers,
+  averaged over seeds (an unusable run gets the unadapted value, so its gain is 0); the base is the
+  unadapted accuracy on them. A context for which no pair could be parsed makes its edits unusable.
+  Held-out evaluation still uses the gold questions. Knowledge incorporation only.
 A new reward is a function with this signature and one entry in each table.
 """
 
@@ -78,7 +85,20 @@ def likelihood(context: str, sample: int, runs: list[dict], base: dict) -> EditR
                       base=base["likelihood"], seed_scores=tuple(lps), unusable=_unusable(runs))
 
 
+def self_questions(context: str, sample: int, runs: list[dict], base: dict) -> EditReward:
+    """Mean over seeds of the adapted accuracy on the questions the unadapted policy wrote itself."""
+    scores = [r.get("self_questions") for r in runs]
+    if "self_questions_unusable" in base:  # the policy wrote no usable question: nothing to score by
+        return EditReward(context=context, sample=sample, score=0.0, base=0.0, seed_scores=tuple(None for _ in runs),
+                          unusable=base["self_questions_unusable"])
+    return EditReward(context=context, sample=sample,
+                      score=statistics.fmean(base["self_questions"] if s is None else s for s in scores),
+                      base=base["self_questions"], seed_scores=tuple(scores), unusable=_unusable(runs))
+
+
 RewardFn = Callable[[str, int, list[dict], dict], EditReward]
 # reward name -> function; and what the E-step's inner loops must measure for it
-REWARDS: dict[str, RewardFn] = {"accuracy": mean_accuracy, "binary": binary, "likelihood": likelihood}
-MEASURES: dict[str, str] = {"accuracy": "accuracy", "binary": "accuracy", "likelihood": "likelihood"}
+REWARDS: dict[str, RewardFn] = {"accuracy": mean_accuracy, "binary": binary, "likelihood": likelihood,
+                                "self_questions": self_questions}
+MEASURES: dict[str, str] = {"accuracy": "accuracy", "binary": "accuracy", "likelihood": "likelihood",
+                            "self_questions": "self_questions"}

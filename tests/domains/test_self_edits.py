@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from seal.data.passage import Passage, Question
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, DirectiveConfig, prompt_fields
 from seal.domains.knowledge.self_edit import (
     FORMATS,
     MODEL_FORMATS,
@@ -32,7 +33,7 @@ def yaml_cfg() -> dict:
 
 @pytest.fixture
 def cfg(yaml_cfg) -> SelfEditConfig:
-    return SelfEditConfig(**yaml_cfg)
+    return SelfEditConfig(**{**yaml_cfg, "directive": DirectiveConfig(**yaml_cfg["directive"])})
 
 
 def body(docs: list[str]) -> list[str]:
@@ -137,8 +138,10 @@ def test_split_whole(cfg):
 
 
 def test_unknown_split_mode(cfg):
-    with pytest.raises(SelfEditError, match="'paragraphs'"):
-        completion_to_documents("A\nB", P, "implications", replace(cfg, split="paragraphs"))
+    with pytest.raises(SelfEditError, match="self_edit.split: unknown mode 'sentences'"):
+        completion_to_documents("A\nB", P, "implications", replace(cfg, split="sentences"))
+    docs = completion_to_documents("A\nB\n\nC", P, "implications", replace(cfg, split="paragraphs"))
+    assert docs == [f"{P.title}\nA\nB", f"{P.title}\nC", PASSAGE_DOC]  # one document per paragraph
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +235,12 @@ def test_formats_without_a_prompt(cfg, fmt):
 
 
 def test_default_yaml_has_a_template_for_every_model_format(yaml_cfg):
-    assert set(yaml_cfg["templates"]) == set(MODEL_FORMATS)
+    from seal.domains.knowledge.generators import TEMPLATES_NEEDED
+    from seal.infra.config import to_dataclass
+
+    g = to_dataclass(SelfEditConfig, yaml_cfg, "self_edit").generators
+    for_generators = {t for need in TEMPLATES_NEEDED.values() for t in need(replace(g, triples=1))}
+    assert set(yaml_cfg["templates"]) == set(MODEL_FORMATS) | for_generators  # and no template nothing uses
     assert yaml_cfg["format"] in FORMATS
     SelfEditConfig(**yaml_cfg)  # every key of the yaml is a config field
 
@@ -247,4 +255,7 @@ def test_every_default_template_formats(cfg, fmt):
     raw = cfg.templates[fmt]
     assert "{title}" in raw and "{context}" in raw
     assert "{title}" not in prompt.replace(weird.title, "") and "{context}" not in prompt.replace(weird.context, "")
+    if fmt in DIRECTIVE_FORMATS:  # the directive's syntax, allowed values and example are filled in too
+        for key, value in prompt_fields(cfg.directive).items():
+            raw = raw.replace("{" + key + "}", value)
     assert prompt == raw.replace("{title}", weird.title).replace("{context}", weird.context)

@@ -65,3 +65,15 @@ def test_full_fine_tuning_updates_every_weight_and_restores_the_base(tmp_path):
     assert (a["first_loss"], a["final_loss"]) == (b["first_loss"], b["final_loss"])
     with pytest.raises(ConfigError, match="cpt.update"):
         run(tmp_path / "h", "cpt.update=half")
+
+
+def test_multi_call_formats_pool_one_document_per_part(tmp_path):
+    out = run(tmp_path / "m", "conditions=[base,self_edit]", "formats=[implications,prompt_set]", "self_edit.k=1",
+              "self_edit.generators.prompt_set=[set_summary,set_key_facts]")
+    conds = out["conditions"]
+    assert list(conds) == ["base", "self_edit:implications", "self_edit:prompt_set"]
+    recs = [json.loads(x) for x in (tmp_path / "m" / "records.jsonl").read_text().splitlines()]
+    comps = next(r for r in recs if r["key"].startswith("completions/prompt_set"))
+    parts = sum(len([x for x in t.split("\n\n") if x.strip()]) for ts in comps["completions"].values() for t in ts)
+    assert all(c[0]["calls"] == 2 for c in comps["cost"].values())
+    assert conds["self_edit:prompt_set"]["n_docs"] == 3 + parts  # the passages, then one document per part

@@ -175,3 +175,68 @@ def test_self_edit_format_none_trains_on_the_passage_alone(tmp_path):
                         "data.limit=1")
     rec = next(r for r in records(path) if r.get("condition") == "self_edit")
     assert rec["n_docs"] == 1 and rec["self_edit"] == ""
+
+
+COMPARE = ["formats=[implications,entigraph]", "self_edit.generators.max_calls=2"]
+
+
+def test_formats_compare_generators_with_their_costs_and_resume_redoes_nothing(tmp_path):
+    results, path = run(tmp_path, *COMPARE, name="cmp")
+    conds = results["conditions"]
+    assert list(conds) == ["base", "passage", "self_edit:implications", "self_edit:entigraph"]
+    recs = records(path)
+    for fmt in ("implications", "entigraph"):
+        costs = {uid: cs for r in recs if r["key"].startswith(f"completions/{fmt}") for uid, cs in r["cost"].items()}
+        assert len(costs) == 2 and all(len(cs) == 2 for cs in costs.values())  # 2 passages x k=2, own records
+        tokens = [sum(e["tokens"] for e in cs) for cs in costs.values()]  # a passage's k self-edits summed
+        assert conds[f"self_edit:{fmt}"]["tokens_per_passage"] == pytest.approx(sum(tokens) / 2) and sum(tokens) > 0
+        assert conds[f"self_edit:{fmt}"]["gen_seconds_per_passage"] >= 0
+        loops = [r for r in recs if r.get("condition") == f"self_edit:{fmt}"]
+        assert len(loops) == 4 and all(r["gen_tokens"] == costs[r["passage"]][r["sample"]]["tokens"] for r in loops)
+        calls = [e["calls"] for cs in costs.values() for e in cs]
+        assert all(c == 1 for c in calls) if fmt == "implications" else all(1 <= c <= 3 for c in calls)
+    assert conds["base"]["tokens_per_passage"] is None and conds["passage"]["tokens_per_passage"] is None
+    pairs = {(c["b"], c["a"]) for c in results["comparisons"]}
+    assert {(f"self_edit:{f}", a) for f in ("implications", "entigraph") for a in ("base", "passage")} <= pairs
+    report = (path / "report.md").read_text()
+    assert "generated tokens / passage" in report and "self_edit:entigraph" in report
+    assert "(accuracy_vs_tokens.png)" in report and (path / "accuracy_vs_tokens.png").stat().st_size > 0
+    # a resumed finished run samples and trains nothing again, and summarises to the same results
+    before = {f: (path / f).read_text() for f in ("records.jsonl", "metrics.jsonl")}
+    resumed, _ = run(tmp_path, *COMPARE, name="cmp", resume=True)
+    assert {f: (path / f).read_text() for f in before} == before
+    assert resumed["conditions"] == conds
+
+
+def test_formats_are_checked_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"formats: unknown format 'poetry' \(choose one of .*entigraph"):
+        run(tmp_path, "formats=[implications,poetry]")
+    with pytest.raises(ConfigError, match="formats: a format is listed twice"):
+        run(tmp_path, "formats=[rewrite,rewrite]", name="r2")
+    with pytest.raises(ConfigError, match="formats: from_file is read, not generated"):
+        run(tmp_path, "formats=[from_file]", name="r3")
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+
+
+def test_a_generator_with_nothing_to_say_is_recorded_as_a_skip_with_its_reason(tmp_path, monkeypatch):
+    """The model's entity list is scripted empty (only that text: every other call is the tiny model's own),
+    so entigraph has fewer than 2 entities: the skip says so, and its one call's cost is still recorded."""
+    from seal.generation.hf import HFGenerator
+
+    real = HFGenerator.generate
+
+    def no_entities(self, prompts, sampling, seed=0, desc=None, adapters=None, with_ids=False):
+        out = real(self, prompts, sampling, seed, desc, adapters, with_ids)
+        return [(("", ids[:1]) if with_ids else "") if "List the important entities" in p else o
+                for p, o, ids in zip(prompts, out, [o[1] if with_ids else [] for o in out])]
+
+    monkeypatch.setattr(HFGenerator, "generate", no_entities)
+    results, path = run(tmp_path, "conditions=[base,self_edit]", "formats=[entigraph]",
+                        "self_edit.generators.title_entity=false")
+    cond = results["conditions"]["self_edit:entigraph"]
+    assert cond["n_inner_loops"] == 0 and cond["n_skipped"] == 4
+    reasons = {s["reason"] for s in results["skipped"] if s.get("condition") == "self_edit:entigraph"}
+    assert len(reasons) == 1 and "fewer than 2 entities" in reasons.pop()
+    recs = [r for r in records(path) if r.get("condition") == "self_edit:entigraph"]
+    assert all(r["gen_tokens"] == 1 and r["self_edit"] is None for r in recs)
+    assert cond["tokens_per_passage"] == 2  # k=2 self-edits of one 1-token call each

@@ -9,12 +9,14 @@ import torch
 import torch.nn.functional as F
 from conftest import compose
 from learning import knowledge_task, passages
-from tiny_restem import restem
+from tiny_restem import kill_on_call, restem
 
 from seal.cli import run_experiment
-from seal.infra.config import ConfigError
+from seal.data.passage import Question
+from seal.eval.self_questions import NO_PAIRS, parse_pairs
+from seal.infra.config import ConfigError, derive_seed
 from seal.models.loading import prompt_ids
-from seal.rl.reward import REWARDS, binary, likelihood, mean_accuracy
+from seal.rl.reward import REWARDS, binary, likelihood, mean_accuracy, self_questions
 
 
 def test_the_likelihood_reward_is_the_hand_computed_log_probability_and_rises_with_learning():
@@ -51,7 +53,15 @@ def test_reward_functions():
     unusable = [{"skipped": "the completion holds only filler", "seed": 1}]
     assert likelihood("p", 0, unusable, base).gain == 0.0 and likelihood("p", 0, unusable, base).unusable
     assert binary("p", 0, unusable, base).score == 0.0 and mean_accuracy("p", 0, unusable, base).score == 0.0
-    assert set(REWARDS) == {"accuracy", "binary", "likelihood"}
+    sq_base = {"accuracy": 0.25, "self_questions": 0.2, "self_questions_questions": [{"correct": True}]}
+    sq = self_questions("p", 0, [{"self_questions": 0.6}, {"self_questions": 0.4}], sq_base)
+    assert (sq.score, sq.base, sq.gain, sq.seed_scores, sq.unusable) == (0.5, 0.2, pytest.approx(0.3), (0.6, 0.4), None)
+    assert self_questions("p", 0, unusable, sq_base).gain == 0.0  # an unusable run counts the unadapted value
+    assert self_questions("p", 0, unusable, sq_base).unusable == "the completion holds only filler"
+    nothing = {"accuracy": 0.0, "self_questions": 0.0, "self_questions_questions": [], "self_questions_unusable": NO_PAIRS}
+    none = self_questions("p", 0, [{"skipped": NO_PAIRS, "seed": 1}], nothing)
+    assert (none.score, none.base, none.unusable, none.seed_scores) == (0.0, 0.0, NO_PAIRS, (None,))
+    assert set(REWARDS) == {"accuracy", "binary", "likelihood", "self_questions"}
 
 
 def test_a_restem_run_with_the_likelihood_reward_selects_on_likelihood_and_evaluates_on_accuracy(tmp_path):
@@ -69,12 +79,16 @@ def test_a_restem_run_with_the_likelihood_reward_selects_on_likelihood_and_evalu
     assert held and all("accuracy" in r for r in held if "skipped" not in r)
 
 
-def test_an_unknown_reward_is_refused_and_arc_has_no_likelihood(tmp_path):
+def test_an_unknown_reward_is_refused_and_arc_has_no_likelihood_nor_self_questions(tmp_path):
     with pytest.raises(ConfigError, match="restem.reward: unknown reward 'luck'"):
         run_experiment(compose(*restem(**{"restem.reward": "luck"})), tmp_path / "a")
-    with pytest.raises(ConfigError, match="ARC rewards are accuracy or binary"):
-        run_experiment(compose("experiment=arc_demo", "model.name=tiny-random", "wandb.mode=disabled",
-                               "restem.reward=likelihood"), tmp_path / "b")
+    for reward in ("likelihood", "self_questions"):
+        with pytest.raises(ConfigError, match="ARC rewards are accuracy or binary"):
+            run_experiment(compose("experiment=arc_demo", "model.name=tiny-random", "wandb.mode=disabled",
+                                   f"restem.reward={reward}"), tmp_path / reward)
+    with pytest.raises(ConfigError, match=r"self_questions.prompt must contain \{context\}"):
+        run_experiment(compose(*restem(**{"restem.reward": "self_questions", "self_questions.prompt": "'{title}'"})),
+                       tmp_path / "c")
 
 
 def test_both_measures_come_from_the_same_inner_loop():
@@ -89,3 +103,111 @@ def test_both_measures_come_from_the_same_inner_loop():
         assert b["accuracy"] == a["accuracy"] == 1.0  # the learning world: the trained passage is answered
         assert b["likelihood"] == pytest.approx(lk["likelihood"], abs=1e-6)
         assert set(b["measure_seconds"]) == {"accuracy", "likelihood"}
+
+
+def test_the_self_questions_measure_grades_the_adapted_model_on_the_given_questions():
+    """Self-written questions are answered by the adapted model and graded against the self-written
+    answers; one inner loop can measure all three rewards (`scripts/bench_rewards.py`)."""
+    ps = passages(2)
+    jobs = [(ps[0], "", "none", 1), (ps[1], "", "none", 2)]
+    learned = ps[0].questions[0]  # trained into slot 0 only
+    asked = [[learned, Question("Where did nobody go?", "nowhere")], [learned]]
+    three = knowledge_task(k=2).adapt_and_evaluate_many(jobs, measure=("accuracy", "likelihood", "self_questions"),
+                                                        self_questions=asked)
+    alone = knowledge_task(k=2).adapt_and_evaluate_many(jobs, measure="self_questions", self_questions=asked)
+    for t, a, qs in zip(three, alone, asked):
+        assert set(t["measure_seconds"]) == {"accuracy", "likelihood", "self_questions"}
+        assert [q["question"] for q in t["self_questions_questions"]] == [q.question for q in qs]
+        assert [q["gold"] for q in a["questions"]] == [q.answer for q in qs] and "accuracy" not in a
+        by_hand = sum(q["correct"] for q in t["self_questions_questions"]) / len(qs)
+        assert t["self_questions"] == a["self_questions"] == by_hand
+        assert t["accuracy"] == 1.0  # each loop learned its own passage
+    assert three[0]["self_questions"] == 0.5 and three[1]["self_questions"] == 0.0  # slot 1 never saw passage 0
+
+
+def fake_examiner(monkeypatch) -> list[int]:
+    """Stand in for the tiny random model, which writes no parseable pair: each passage gets a text that
+    depends on its own seed (its first gold question with its answer, and a question about the seed),
+    parsed as the real writer does. Returns the seeds it was called with."""
+    import seal.domains.knowledge.task as task_module
+
+    seeds_seen = []
+
+    def write(passages_, generator, cfg, tok, chat, system_prompt, seeds):
+        seeds_seen.extend(seeds)
+        out = []
+        for p, seed in zip(passages_, seeds):
+            q = p.questions[0]
+            text = f"Quiz:\nQ: {q.question}\nA: {q.answer}\nnoise\nQ: What number is {seed % 97}?\nA: {seed % 89}\n"
+            out.append({"text": text, "questions": parse_pairs(text, cfg.max_questions)})
+        return out
+
+    monkeypatch.setattr(task_module, "write_questions", write)
+    return seeds_seen
+
+
+def records(path) -> dict:
+    return {r["key"]: r for r in map(json.loads, (path / "records.jsonl").read_text().splitlines())}
+
+
+def test_a_restem_run_with_the_self_questions_reward_selects_on_them_and_evaluates_on_gold(tmp_path, monkeypatch):
+    fake_examiner(monkeypatch)
+    path = tmp_path / "run"
+    run_experiment(compose(*restem(**{"restem.rounds": 1, "restem.reward": "self_questions"})), path)
+    recs = records(path)
+    bases = {k.split("/", 3)[3]: r for k, r in recs.items() if k.startswith("estep/0/base/")}
+    for base in bases.values():  # what the examiner wrote, and the unadapted model's score on it
+        written = [q["question"] for q in base["self_questions_questions"]]
+        assert written == [q.question for q in parse_pairs(base["self_questions_text"], 5)] and len(written) == 2
+        assert base["self_questions"] == sum(q["correct"] for q in base["self_questions_questions"]) / 2
+    inner = [r for k, r in recs.items() if k.startswith("estep/0/") and "seed_index" in r and "skipped" not in r]
+    assert inner and all("self_questions" in r and "accuracy" not in r for r in inner)
+    for r in inner:  # the adapted model was asked the context's self-written questions
+        assert [q["question"] for q in r["questions"]] == [q["question"] for q in
+                                                           bases[r["context"]]["self_questions_questions"]]
+    for e in recs["select/0"]["edits"]:
+        runs = [recs[f"estep/0/{e['context']}/{e['sample']}/{s}"] for s in range(2)]
+        by_hand = [sum(q["correct"] for q in r["questions"]) / len(r["questions"]) if "questions" in r
+                   else bases[e["context"]]["self_questions"] for r in runs]
+        assert e["score"] == pytest.approx(sum(by_hand) / 2) and e["base"] == bases[e["context"]]["self_questions"]
+    held = [r for k, r in recs.items() if k.startswith(("eval/0/self_edit/", "eval/1/self_edit/", "eval/1/passage/"))]
+    assert held and all("accuracy" in r and "self_questions" not in r for r in held if "skipped" not in r)
+    assert all("What number is" not in q["question"] for r in held for q in r.get("questions", []))
+
+
+def test_a_context_the_policy_wrote_no_question_about_is_unusable(tmp_path):
+    """The tiny random model writes no parseable pair: nothing is trained, nothing kept, reasons recorded."""
+    path = tmp_path / "run"
+    run_experiment(compose(*restem(**{"restem.rounds": 1, "restem.reward": "self_questions"})), path)
+    recs = records(path)
+    assert all(r["self_questions_unusable"] == NO_PAIRS for k, r in recs.items() if k.startswith("estep/0/base/"))
+    inner = [r for k, r in recs.items() if k.startswith("estep/0/") and "seed_index" in r]
+    assert len(inner) == 8 and all(r["skipped"] == NO_PAIRS and "train" not in r for r in inner)
+    assert recs["select/0"]["n_kept"] == 0 and all(e["why"] == f"unusable: {NO_PAIRS}" for e in recs["select/0"]["edits"])
+
+
+def test_a_resumed_run_writes_the_same_self_questions_again(tmp_path, monkeypatch):
+    """Killed in the E-step after its base records and first chunk: the resumed session writes the
+    contexts' questions again (same seeds, no new base record) and ends as an uninterrupted run."""
+    overrides = restem(**{"restem.rounds": 1, "restem.reward": "self_questions"})
+    seeds = fake_examiner(monkeypatch)
+    full = run_experiment(compose(*overrides), tmp_path / "full")
+    first_seeds = list(seeds)
+    with monkeypatch.context() as m:
+        kill_on_call(m, 4)  # round 0's eval took 2 calls, the E-step's first chunk 1
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(compose(*overrides), tmp_path / "run")
+    before = records(tmp_path / "run")
+    contexts = [k.split("/", 3)[3] for k in before if k.startswith("estep/0/base/")]
+    assert len(contexts) == 2 and 0 < sum(k.startswith("estep/0/") and "seed_index" in r for k, r in before.items()) < 8
+    seeds.clear()
+    resumed = run_experiment(compose(*overrides, f"resume={tmp_path / 'run'}"), tmp_path / "run")
+    assert json.dumps(resumed, sort_keys=True) == json.dumps(full, sort_keys=True)
+    a, b = records(tmp_path / "full"), records(tmp_path / "run")
+    assert a["select/0"]["edits"] == b["select/0"]["edits"]
+    assert all(b[f"estep/0/base/{c}"] == before[f"estep/0/base/{c}"] for c in contexts)  # not scored again
+    round0 = {derive_seed(derive_seed(0, "self_questions", 0), c) for c in contexts}
+    assert round0 <= set(seeds) and round0 <= set(first_seeds)  # written again, with the same seeds
+    for k, r in b.items():  # the inner loops run after the resume asked what the base record shows
+        if k.startswith("estep/0/") and "seed_index" in r and k not in before:
+            assert r.get("questions") == a[k].get("questions")

@@ -4,13 +4,15 @@ passages with their self-edits into one training corpus (continued pretraining).
 
 from __future__ import annotations
 
+import re
+
 from seal.data.sources import DataError, load_seal_file
 from seal.domains.knowledge.config import CONDITIONS, ConditionsSetup
+from seal.domains.knowledge.generators import check_any_format
 from seal.domains.knowledge.self_edit import (
     MODEL_FORMATS,
     SelfEditConfig,
     SelfEditError,
-    check_format,
     passage_document,
 )
 from seal.domains.knowledge.task import KnowledgeTask
@@ -31,9 +33,18 @@ def validate_conditions(cfg: ConditionsSetup) -> None:
                               f"({', '.join(cfg.from_files) or 'none'})")
         if fmt not in MODEL_FORMATS:
             raise ConfigError(f"from_file_formats.{label}: unknown format '{fmt}' (choose {', '.join(MODEL_FORMATS)})")
-    if "self_edit" in cfg.conditions:
+    if len(set(cfg.formats)) != len(cfg.formats):
+        raise ConfigError(f"formats: a format is listed twice in {list(cfg.formats)}")
+    for fmt in cfg.formats:  # checked even without the self_edit condition: a typo is a typo
+        if fmt == "from_file":
+            raise ConfigError("formats: from_file is read, not generated: use the from_file condition with from_files")
         try:
-            check_format(cfg.self_edit.format, cfg.self_edit)
+            check_any_format(fmt, cfg.self_edit, where="formats")
+        except SelfEditError as e:
+            raise ConfigError(str(e)) from None
+    if "self_edit" in cfg.conditions and not cfg.formats:
+        try:
+            check_any_format(cfg.self_edit.format, cfg.self_edit)
         except SelfEditError as e:
             raise ConfigError(str(e)) from None
         if cfg.self_edit.format == "from_file":
@@ -55,23 +66,59 @@ def file_completions(label: str, path: str, passages: list) -> dict[str, list[st
     return out
 
 
-def sample_in_chunks(task: KnowledgeTask, rd: RunDir, prefix: str, passages: list, se: SelfEditConfig,
-                     names: tuple, seed: int) -> dict[str, list[str]]:
-    """k self-edits per passage, drawn and recorded in chunks (`seal.infra.sample_records`): a kill while
-    sampling loses at most one chunk. uid -> texts."""
+def self_edit_conditions(cfg: ConditionsSetup) -> list[tuple[str, str]]:
+    """(condition, format) of each self-edit condition: `self_edit` with `self_edit.format`, or with
+    `formats` set, one `self_edit:<format>` per format."""
+    if "self_edit" not in cfg.conditions:
+        return []
+    if not cfg.formats:
+        return [("self_edit", cfg.self_edit.format)]
+    return [(f"self_edit:{fmt}", fmt) for fmt in cfg.formats]
+
+
+def sample_recorded(task: KnowledgeTask, rd: RunDir, prefix: str, passages: list, se: SelfEditConfig, fmt: str,
+                    names: tuple, seed: int, head: dict | None = None, desc: str | None = None) -> dict:
+    """k self-edits per passage of format `fmt`, drawn and recorded in chunks (`seal.infra.sample_records`):
+    a kill while sampling loses at most one chunk. The merged record: uid -> `completions` (texts), `cost`
+    ({tokens, calls, seconds} per self-edit, `seal.domains.knowledge.generators`) and, where a self-edit
+    has no text for a known reason, `notes` (the reason, or None, per self-edit)."""
     size = contexts_per_chunk(se.k, se.sample_chunk)
 
     def draw(j: int, group: list) -> dict:
         s = chunk_seed(seed, names, j)
-        texts = task.sample(group, se.format, se.k, s, desc=f"sampling self-edits ({j + 1})")
-        return {"chunk": j, "seed": s, "completions": {p.uid: t for p, t in zip(group, texts)}}
+        rows = task.generate_self_edits(group, fmt, se.k, s, desc=desc and f"{desc} ({j + 1})")
+        rec = {**(head or {}), "chunk": j, "seed": s,
+               "completions": {p.uid: [e.text for e in row] for p, row in zip(group, rows)},
+               "cost": {p.uid: [e.cost() for e in row] for p, row in zip(group, rows)}}
+        notes = {p.uid: [e.why for e in row] for p, row in zip(group, rows) if any(e.why for e in row)}
+        return rec | ({"notes": notes} if notes else {})
 
-    return sample_chunked(rd, prefix, passages, size, draw)["completions"]
+    return sample_chunked(rd, prefix, passages, size, draw)
 
 
-def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool) -> tuple[list[str], int]:
-    """Each passage's text, then each of its completions whole as one document (REFERENCE 1.1, CPT);
-    returns the documents and how many empty completions were skipped."""
+def sample_in_chunks(task: KnowledgeTask, rd: RunDir, prefix: str, passages: list, se: SelfEditConfig,
+                     names: tuple, seed: int) -> dict[str, list[str]]:
+    """`sample_recorded` of `self_edit.format`: uid -> texts."""
+    return sample_recorded(task, rd, prefix, passages, se, se.format, names, seed,
+                           desc="sampling self-edits")["completions"]
+
+
+def generation_cost(samples: dict, passages: list, k: int) -> dict:
+    """`tokens_per_passage` and `gen_seconds_per_passage`: a passage's k self-edits summed, then the mean
+    over passages; None where no cost was recorded (a run from before costs were recorded)."""
+    costs = [samples.get("cost", {}).get(p.uid) for p in passages]
+    costs = [c[:k] for c in costs if c]
+    if not costs:
+        return {"tokens_per_passage": None, "gen_seconds_per_passage": None}
+    return {"tokens_per_passage": sum(sum(e["tokens"] for e in c) for c in costs) / len(costs),
+            "gen_seconds_per_passage": sum(sum(e["seconds"] for e in c) for c in costs) / len(costs)}
+
+
+def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool, parts: bool = False
+                     ) -> tuple[list[str], int]:
+    """Each passage's text, then each of its completions whole as one document (REFERENCE 1.1, CPT), or
+    with `parts` (a multi-call self-edit, `seal.domains.knowledge.generators`) one document per
+    blank-line-separated part; returns the documents and how many empty completions were skipped."""
     docs, skipped = [], 0
     for p in passages:
         docs.append(passage_document(p))
@@ -79,5 +126,6 @@ def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool) 
             if not text.strip():
                 skipped += 1
                 continue
-            docs.append(f"{p.title}\n{text.strip()}" if title_prefix else text.strip())
+            for piece in [x.strip() for x in re.split(r"\n\s*\n", text) if x.strip()] if parts else [text.strip()]:
+                docs.append(f"{p.title}\n{piece}" if title_prefix else piece)
     return docs, skipped

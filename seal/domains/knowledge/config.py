@@ -39,3 +39,6 @@ class ConditionsSetup(KnowledgeSetup):
     # label -> the format its completions were written in (how they split into documents: a self-qa
     # file splits per question/answer pair); labels not listed are `implications`
     from_file_formats: dict[str, str] = field(default_factory=dict)
+    # self-edit formats to compare, each its own condition `self_edit:<format>` (single- or multi-call,
+    # `seal.domains.knowledge.generators`); empty: one condition `self_edit` with `self_edit.format`
+    formats: list[str] = field(default_factory=list)

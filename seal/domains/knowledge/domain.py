@@ -1,6 +1,14 @@
 """Knowledge incorporation as a domain of the outer loop (`seal.rl.protocols`): contexts are passages,
 a self-edit is text to train on, the reward is closed-book accuracy on the passage's questions after
-the inner loop; the reference `passage` trains on the passage alone."""
+the inner loop; the reference `passage` trains on the passage alone.
+
+With `restem.reward=self_questions` the E-step's questions are the ones the round's unadapted policy
+writes itself (`seal.eval.self_questions`): the session writes them once per context, seeded by the
+config seed, the round and the context uid, in a generate call per context, and keeps them; the base
+record holds them (`self_questions_questions`, the raw text in `self_questions_text`). A session opened
+on a resumed run writes the same ones again for contexts whose base record was already written. A
+context with no parseable pair records `self_questions_unusable`; its edits are not trained and their
+reward is unusable. Held-out evaluation always uses the gold questions."""
 
 from __future__ import annotations
 
@@ -8,8 +16,11 @@ from dataclasses import replace
 
 from seal.data.passage import Passage
 from seal.domains.knowledge.config import KnowledgeSetup
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, format_lr
+from seal.domains.knowledge.directive_report import directive_section, round_directives
 from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.domains.knowledge.task import KnowledgeTask
+from seal.eval.self_questions import NO_PAIRS, SelfQuestionsConfig, examined
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.models.loading import load_model
@@ -23,9 +34,10 @@ class KnowledgeDomain:
     labels = {"self_edit": "self-edit accuracy", "base": "base (no update)", "passage": "passage only"}
 
     def __init__(self, cfg: KnowledgeSetup, held_out_source: str = "", eval_passages: int = 0,
-                 reward: str = "accuracy"):
+                 reward: str = "accuracy", self_questions: SelfQuestionsConfig | None = None):
         self.cfg, self.held_out_source, self.eval_passages = cfg, held_out_source, eval_passages
         self.reward_name = reward
+        self.self_questions = self_questions or SelfQuestionsConfig()  # the self_questions reward's exam
 
     def open(self, policy: str, round_: int) -> KnowledgeSession:
         cfg = self.cfg
@@ -34,7 +46,8 @@ class KnowledgeDomain:
         # with an engine worker (backend=vllm) each policy gets a fresh engine process
         task = KnowledgeTask(model, tok, model_cfg, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
                              backend=cfg.backend, seed=derive_seed(cfg.seed, "engine", round_))
-        return KnowledgeSession(task, cfg.self_edit, MEASURES[self.reward_name])
+        return KnowledgeSession(task, cfg.self_edit, MEASURES[self.reward_name], self.self_questions,
+                                seed=derive_seed(cfg.seed, "self_questions", round_))
 
     def reward(self, context: Passage, sample: int, runs: list[dict], base: dict) -> EditReward:
         """`restem.reward` (`seal.rl.reward.REWARDS`); the paper's is `accuracy`: the adapted model's
@@ -52,32 +65,84 @@ class KnowledgeDomain:
                 f"({self.eval_passages} passages); format `{c.self_edit.format}`; grader `{c.grader.kind}`.")
 
     def report_sections(self, rd: RunDir) -> list[str]:
-        return []
+        """With a format that carries training directives (implications-hp): what they chose per round."""
+        if self.cfg.self_edit.format not in DIRECTIVE_FORMATS:
+            return []
+        se, il = self.cfg.self_edit, self.cfg.inner_loop
+        d = se.directive
+        passage = se.append_passage if d.default_passage is None else d.default_passage
+        return directive_section(rd, f"`self_edit.directive`: defaults lr={format_lr(d.default_lr or il.lr)}, epochs="
+                                     f"{d.default_epochs or il.epochs}, passage={'yes' if passage else 'no'}; "
+                                     f"on_invalid={d.on_invalid}")
+
+    def round_summary(self, rd: RunDir, r: int) -> dict:
+        """Extra per-round entries of results.json (`seal.rl.report.summarise`): with implications-hp,
+        `directives` (share valid, settings chosen, fallbacks, per held-out / E-step / kept self-edits)."""
+        if self.cfg.self_edit.format not in DIRECTIVE_FORMATS:
+            return {}
+        found = round_directives(rd, r)
+        return {"directives": found} if found else {}
 
 
 class KnowledgeSession:
-    def __init__(self, task: KnowledgeTask, se_cfg: SelfEditConfig, estep_measure: str = "accuracy"):
+    def __init__(self, task: KnowledgeTask, se_cfg: SelfEditConfig, estep_measure: str = "accuracy",
+                 self_questions: SelfQuestionsConfig | None = None, seed: int = 0):
         self.task, self.fmt, self.se_cfg = task, se_cfg.format, se_cfg
         self.adapters_per_batch = task.adapters_per_batch
-        self.estep_measure = estep_measure
+        self.estep_measure = estep_measure  # what E-step items measure (`seal.rl.reward.MEASURES`)
+        self.sq_cfg, self.sq_seed = self_questions or SelfQuestionsConfig(), seed  # seed: per round (`open`)
+        self.written: dict[str, dict] = {}  # context uid -> {"text", "questions"} the policy wrote about it
 
     def sample(self, contexts, k, seed, desc):
         out = self.task.sample(contexts, self.fmt, k, seed, desc=desc, with_ids=True)
         return [[t for t, _ in row] for row in out], [[ids for _, ids in row] for row in out], None
+
+    def self_questions(self, contexts: list[Passage]) -> list[dict]:
+        """The questions the unadapted policy writes about each context, {"text", "questions"}: written
+        once per context (its own generate call and seed, `seal.eval.self_questions`), then kept."""
+        todo = list({c.uid: c for c in contexts if c.uid not in self.written}.values())
+        seeds = [derive_seed(self.sq_seed, c.uid) for c in todo]
+        for c, w in zip(todo, self.task.write_self_questions(todo, self.sq_cfg, seeds) if todo else []):
+            self.written[c.uid] = w
+        return [self.written[c.uid] for c in contexts]
 
     def base_many(self, contexts):
         out = [{"accuracy": acc, "questions": qs} for acc, qs in self.task.base_accuracies(contexts)]
         if self.estep_measure == "likelihood":  # the E-step's gains are over the unadapted likelihood
             for rec, (lp, qs) in zip(out, self.task.base_likelihoods(contexts)):
                 rec["likelihood"], rec["likelihood_questions"] = lp, qs
+        if self.estep_measure == "self_questions":  # ... over the unadapted accuracy on its own questions
+            written = self.self_questions(contexts)
+            scored = iter(self.task.base_accuracies([examined(c, w["questions"])
+                                                     for c, w in zip(contexts, written) if w["questions"]]))
+            for rec, w in zip(out, written):
+                acc, qs = next(scored) if w["questions"] else (0.0, [])
+                rec |= {"self_questions": acc, "self_questions_questions": qs, "self_questions_text": w["text"]}
+                if not w["questions"]:
+                    rec["self_questions_unusable"] = NO_PAIRS
         return out
 
     def adapt_many(self, items):
+        """Held-out items (self_edit and references) measure accuracy on the gold questions, E-step items
+        what the reward needs (`estep_measure`); the outer loop never mixes the two in one call."""
+        conditions = {cond for cond, *_ in items}
+        if "estep" in conditions and len(conditions) > 1:
+            raise ValueError(f"adapt_many: E-step items mixed with {sorted(conditions - {'estep'})} in one call")
         jobs = [(p, text, self.fmt, seed) if cond in ("self_edit", "estep") else (p, "", "none", seed)
                 for cond, p, text, seed in items]
-        if {cond for cond, *_ in items} == {"estep"}:  # the outer loop never mixes E-step and held-out items
+        if conditions != {"estep"}:
+            return self.task.adapt_and_evaluate_many(jobs)
+        if self.estep_measure != "self_questions":
             return self.task.adapt_and_evaluate_many(jobs, measure=self.estep_measure)
-        return self.task.adapt_and_evaluate_many(jobs)
+        # a context the policy wrote no question about has nothing to score: its edits are not trained
+        written = self.self_questions([p for p, *_ in jobs])
+        out: list[dict] = [{"skipped": NO_PAIRS, "seed": job[3]} for job in jobs]
+        asked = [j for j, w in enumerate(written) if w["questions"]]
+        done = self.task.adapt_and_evaluate_many([jobs[j] for j in asked], measure="self_questions",
+                                                 self_questions=[written[j]["questions"] for j in asked])
+        for j, rec in zip(asked, done):
+            out[j] = rec
+        return out
 
     def sample_prompt(self, context):
         return self.task.prompt(context, self.fmt)

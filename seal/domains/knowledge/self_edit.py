@@ -2,7 +2,11 @@
 
 Formats (prompt templates live in `seal/configs/self_edit/*.yaml`, in this project's own wording):
 `implications`, `implications-long`, `rewrite`, `self-qa` (model-written), `none` (the passage
-alone) and `from_file` (completions read from a SEAL-format self-edit file).
+alone) and `from_file` (completions read from a SEAL-format self-edit file). Formats made of several
+model calls (entigraph, active_reading, prompt_set) live in `seal.domains.knowledge.generators`; their
+self-edit splits into one document per paragraph (`generators.split`). `implications-hp` is
+`implications` ending in a training directive line ("Training: lr=1e-3, epochs=4, passage=yes"), so
+the self-edit carries its own hyperparameters (`seal.domains.knowledge.directive`).
 
 A completion becomes training documents as in REFERENCE 1.1: one document per non-empty line
 (question/answer output: one document per Q/A pair), a leading filler line ("Sure, here are...")
@@ -14,17 +18,43 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from seal.data.passage import Passage
+from seal.domains.knowledge.directive import (
+    DIRECTIVE_FORMATS,
+    DirectiveConfig,
+    check_directive_config,
+    enforce,
+    parse_directive,
+    prompt_fields,
+)
+from seal.domains.knowledge.errors import SelfEditError
 
-MODEL_FORMATS = ("implications", "implications-long", "implications-very-long", "rewrite", "self-qa")
+# implications-hp: implications plus a final training directive line (seal.domains.knowledge.directive)
+MODEL_FORMATS = ("implications", "implications-long", "implications-very-long", "rewrite", "self-qa",
+                 *DIRECTIVE_FORMATS)
 FORMATS = MODEL_FORMATS + ("none", "from_file")
 
 
-class SelfEditError(ValueError):
-    """A self-edit cannot be turned into training data; the message says which and why."""
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Settings of the multi-call formats (`seal.domains.knowledge.generators`: entigraph, active_reading,
+    prompt_set), whose self-edit is several model calls joined by blank lines."""
+    max_entities: int = 12  # entigraph: entities kept from the model's list (the title counts, see below)
+    title_entity: bool = True  # entigraph: the passage title is the first entity
+    max_calls: int = 8  # entigraph: relation calls per self-edit (pairs and triples together)
+    triples: int = 0  # entigraph: how many of those calls relate three entities instead of two
+    strategies: int = 4  # active_reading: study strategies asked for, each applied in one call
+    # prompt_set: the templates (names in `templates`) asked once each, their answers mixed into one self-edit
+    prompt_set: list[str] = field(default_factory=lambda: ["set_paraphrase", "set_summary", "set_quiz", "set_child",
+                                                           "set_timeline", "set_key_facts"])
+    # stop issuing calls for a self-edit once its generated tokens reach this (0: no cap); a self-edit can
+    # overshoot by at most one call's max_new_tokens. With a cap, a stage's calls go in waves, one per
+    # call index, each wave one seeded batch; without one, each stage is a single seeded batch
+    token_budget: int = 0
+    split: str = "paragraphs"  # documents of a multi-call self-edit: paragraphs (one per part) | lines | whole
 
 
 @dataclass(frozen=True)
@@ -45,12 +75,15 @@ class SelfEditConfig:
     max_new_tokens: int = 256  # the paper let EOS end it; 256 keeps a CPU run bounded
     batch_size: int = 8
     # completion -> documents
-    split: str = "lines"  # lines: one training document per line | whole: the whole completion
+    split: str = "lines"  # lines: one document per line | paragraphs: one per blank-line-separated part | whole
     drop_filler: bool = True  # drop a leading "Sure, here are..." line
     strip_markers: bool = True  # drop list markers such as "1." or "-" at the start of a line
     max_segments: int = 30
+    generators: GeneratorConfig = field(default_factory=GeneratorConfig)  # multi-call formats
     title_prefix: bool = True  # prefix every document with the passage title
     append_passage: bool = True  # add the passage itself as one more document
+    # implications-hp: what its final "Training: lr=..., epochs=..., passage=..." line may choose
+    directive: DirectiveConfig = field(default_factory=DirectiveConfig)
 
 
 def check_format(fmt: str, cfg: SelfEditConfig) -> None:
@@ -65,6 +98,8 @@ def check_format(fmt: str, cfg: SelfEditConfig) -> None:
         template_from_file(cfg.template_file)
     elif fmt in MODEL_FORMATS and fmt not in cfg.templates:
         raise SelfEditError(f"self_edit.templates has no prompt for format '{fmt}'")
+    if fmt in DIRECTIVE_FORMATS:
+        check_directive_config(cfg.directive)
 
 
 def self_edit_prompt(passage: Passage, fmt: str, cfg: SelfEditConfig) -> str:
@@ -72,7 +107,8 @@ def self_edit_prompt(passage: Passage, fmt: str, cfg: SelfEditConfig) -> str:
     if fmt not in MODEL_FORMATS:
         raise SelfEditError(f"format '{fmt}' is not written by the model, so it has no prompt")
     template = template_from_file(cfg.template_file) if cfg.template == "from_file" else cfg.templates[fmt]
-    return template.format(title=passage.title, context=passage.context)
+    extra = prompt_fields(cfg.directive) if fmt in DIRECTIVE_FORMATS else {}  # the directive's allowed values
+    return template.format(title=passage.title, context=passage.context, **extra)
 
 
 @functools.lru_cache(maxsize=8)
@@ -147,6 +183,12 @@ def _is_filler(line: str) -> bool:
     return heading or s.endswith(":") or (s.lower().startswith(("here", "below")) and bool(_META_NOUN.search(s)))
 
 
+def _without_filler_line(paragraph: str) -> str:
+    """A paragraph without its first line when that line only introduces the rest ("Sure, here is...")."""
+    first, _, rest = paragraph.partition("\n")
+    return rest.strip() if _is_filler(first) else paragraph
+
+
 def split_qa(text: str) -> list[str]:
     """One segment per question/answer pair (a 'Q:' line starts a new pair)."""
     segments: list[list[str]] = []
@@ -167,13 +209,24 @@ def passage_document(passage: Passage) -> str:
 
 def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: SelfEditConfig) -> list[str]:
     """Training documents for one self-edit (the passage document included when configured)."""
+    if fmt in DIRECTIVE_FORMATS:  # the facts part; the directive chooses the passage document (and lr, epochs:
+        completion, d = parse_directive(completion, cfg.directive)  # `KnowledgeTask.train_job`)
+        enforce(d, cfg.directive)  # on_invalid=refuse: an invalid directive makes the self-edit unusable
+        cfg = replace(cfg, append_passage=cfg.append_passage if d.append_passage is None else d.append_passage)
     segments: list[str] = []
+    # a format this module does not know is a multi-call one (`seal.domains.knowledge.generators`)
+    split = cfg.split if fmt in FORMATS else cfg.generators.split
     if fmt not in ("none",):
         if not completion or not completion.strip():
             raise SelfEditError("empty completion: the self-edit has no text")
-        if cfg.split == "whole":
+        if split == "whole":
             segments = [completion.strip()]
-        elif cfg.split == "lines":
+        elif split == "paragraphs":  # one document per blank-line-separated part, a leading filler line dropped
+            paragraphs = [para.strip() for para in re.split(r"\n\s*\n", completion)]
+            if cfg.drop_filler:
+                paragraphs = [_without_filler_line(para) for para in paragraphs]
+            segments = [para for para in paragraphs if para][: cfg.max_segments]
+        elif split == "lines":
             lines = split_qa(completion) if fmt == "self-qa" else [ln.strip() for ln in completion.splitlines()]
             lines = [ln for ln in lines if ln]
             if cfg.drop_filler and lines and _is_filler(lines[0]):
@@ -182,7 +235,8 @@ def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: Se
                 lines = [_MARKER.sub("", ln).strip() for ln in lines]
             segments = [ln for ln in lines if ln][: cfg.max_segments]
         else:
-            raise SelfEditError(f"self_edit.split: unknown mode '{cfg.split}' (choose lines or whole)")
+            where = "self_edit.split" if fmt in FORMATS else "self_edit.generators.split"
+            raise SelfEditError(f"{where}: unknown mode '{split}' (choose lines, paragraphs or whole)")
         if not segments:
             raise SelfEditError("the completion holds only filler, nothing to train on")
     docs = [f"{passage.title}\n{s}" if cfg.title_prefix else s for s in segments]

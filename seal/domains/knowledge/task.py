@@ -14,7 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from seal.data.passage import Passage
+from seal.data.passage import Passage, Question
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, parse_directive
+from seal.domains.knowledge.generators import GENERATORS, GeneratedEdit, run_generator, single_call_edits
 from seal.domains.knowledge.self_edit import (
     SelfEditConfig,
     SelfEditError,
@@ -25,6 +27,7 @@ from seal.domains.knowledge.self_edit import (
 from seal.eval.graders import GraderConfig, make_grader
 from seal.eval.probes import Probe, answer_logprob
 from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, per_passage, qa_prompts
+from seal.eval.self_questions import SelfQuestionsConfig, examined, write_questions
 from seal.generation.backends import BackendConfig, make_generator
 from seal.generation.hf import SamplingConfig
 from seal.infra.chunking import chunks
@@ -106,6 +109,12 @@ class KnowledgeTask:
         """Closed-book accuracy of the unadapted model on each passage's questions (one call)."""
         return [(accuracy(qs), qs) for qs in self.answer(passages, [-1] * len(passages))]
 
+    def write_self_questions(self, passages: list[Passage], cfg: SelfQuestionsConfig, seeds: list[int]) -> list[dict]:
+        """Question/answer pairs the unadapted model writes about each passage, one seeded generate call
+        per passage (`seal.eval.self_questions.write_questions`): {"text", "questions"} per passage."""
+        with self.inner.base_model():
+            return write_questions(passages, self.gen, cfg, self.tok, self.chat, self.system_prompt, seeds)
+
     def prompt(self, p: Passage, fmt: str) -> str:
         return format_prompt(self.tok, self_edit_prompt(p, fmt, self.se_cfg), self.chat, self.system_prompt)
 
@@ -122,26 +131,71 @@ class KnowledgeTask:
                                       with_ids=with_ids)
         return [texts[i * k:(i + 1) * k] for i in range(len(passages))]
 
+    def generate_self_edits(self, passages: list[Passage], fmt: str, k: int, seed: int, desc: str | None = None
+                            ) -> list[list[GeneratedEdit]]:
+        """k self-edits per passage with what each cost (tokens, calls, seconds): a single-call format is
+        `sample` with the same seed (so the same texts); a multi-call format runs its
+        `seal.domains.knowledge.generators.GENERATORS` entry, each stage one seeded batch; `none` is free."""
+        if fmt in GENERATORS:
+            return run_generator(fmt, passages, k, seed, self.se_cfg, self._generate_raw, desc)
+        if fmt == "none":  # no model-written text: the passage alone
+            return [[GeneratedEdit("") for _ in range(k)] for _ in passages]
+        start = time.perf_counter()
+        rows = self.sample(passages, fmt, k, seed, desc=desc, with_ids=True)
+        return single_call_edits(rows, time.perf_counter() - start)
+
+    def _generate_raw(self, prompts: list[str], seed: int, desc: str | None) -> list[tuple[str, list[int]]]:
+        """(text, ids) for raw prompts (chat template applied here) from the unadapted model, one seeded batch."""
+        cfg = self.se_cfg
+        sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  batch_size=cfg.batch_size)
+        formatted = [format_prompt(self.tok, p, self.chat, self.system_prompt) for p in prompts]
+        with self.inner.base_model():
+            return self.gen.generate(formatted, sampling, seed=seed, desc=desc, with_ids=True)
+
     def documents(self, p: Passage, text: str, fmt: str) -> list[str]:
         return completion_to_documents(text, p, fmt, self.se_cfg)
 
-    def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]], measure: str = "accuracy"
-                                ) -> list[dict]:
+    def train_job(self, p: Passage, text: str, fmt: str, seed: int) -> tuple[TrainJob | None, dict]:
+        """The inner-loop job for one self-edit, and what its record carries beside the result: for a
+        format whose self-edit ends in a training directive (`implications-hp`), the directive as applied,
+        `{"directive": {lr, epochs, append_passage, valid, reason}}` (an invalid one: the defaults, or with
+        on_invalid=refuse no job). An unusable self-edit gives None and {"skipped": why, ...}."""
+        info, lr, epochs = {}, None, None
+        if fmt in DIRECTIVE_FORMATS:  # documents from the facts part (`completion_to_documents`), lr and epochs here
+            d = parse_directive(text, self.se_cfg.directive)[1].resolved(self.inner.cfg.lr, self.inner.cfg.epochs,
+                                                                          self.se_cfg.append_passage)
+            info, lr, epochs = {"directive": d.to_record()}, d.lr, d.epochs
+        try:
+            docs = self.documents(p, text, fmt)
+        except SelfEditError as e:
+            return None, {"skipped": str(e), **info}
+        return TrainJob(docs, seed, lr=lr, epochs=epochs), info
+
+    def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]],
+                                measure: str | tuple[str, ...] = "accuracy",
+                                self_questions: list[list[Question]] | None = None) -> list[dict]:
         """For each (passage, self-edit text, format, seed): an inner loop on the self-edit's
         documents, then closed-book accuracy on the passage's questions (`measure="accuracy"`: up to K
         inner loops train together and all their questions are answered in one call), or the gold
-        answers' mean log-probability, with no generation (`measure="likelihood"`), or both with the
-        seconds each took (`measure="both"`, `scripts/bench_rewards.py`). A self-edit that
+        answers' mean log-probability, with no generation (`measure="likelihood"`), or closed-book
+        accuracy on questions the policy wrote itself (`measure="self_questions"`, `self_questions[i]`
+        for item i, graded against their self-written answers), or several of these on the same inner
+        loop with the seconds each took per loop (a tuple, `scripts/bench_rewards.py`; `"both"`:
+        accuracy and likelihood). The first of accuracy/likelihood/self_questions measured keeps its
+        per-question records under `questions`, the others under `<measure>_questions`. A self-edit that
         cannot be used (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
         out: list[dict | None] = [None] * len(items)
         jobs: list[tuple[int, TrainJob, int]] = []
+        extra: dict[int, dict] = {}  # what item i's record carries beside its result (`train_job`)
         for i, (p, text, fmt, seed) in enumerate(items):
-            try:
-                docs = self.documents(p, text, fmt)
-                jobs.append((i, TrainJob(docs, seed), len(docs)))
-            except SelfEditError as e:
-                out[i] = {"skipped": str(e), "seed": seed}
+            job, extra[i] = self.train_job(p, text, fmt, seed)
+            if job is None:
+                out[i] = {"skipped": extra[i].pop("skipped"), "seed": seed}
+            else:
+                jobs.append((i, job, len(job.documents)))
         k = self.adapters_per_batch
+        measures = measure_names(measure, len(items), self_questions)
         for c in range(0, len(jobs), k):
             chunk = jobs[c:c + k]
             stats = self.inner.train_many([job for _, job, _ in chunk])
@@ -151,27 +205,41 @@ class KnowledgeTask:
                 if isinstance(st, InnerLoopError):
                     out[i] = {"skipped": str(st), "seed": job.seed}
             passages, slots = [items[i][0] for _, i, _, _ in trained], [slot for slot, _, _, _ in trained]
-            seconds = {}
-            if measure in ("likelihood", "both"):
+            measured, seconds = {}, {}
+            for m in sorted(measures, key=MEASURE_ORDER.index):  # likelihood, accuracy, self_questions
                 start = time.perf_counter()
-                lps = self.answer_logprobs(passages, slots)
-                seconds["likelihood"] = (time.perf_counter() - start) / max(1, len(trained))
-            if measure in ("accuracy", "both"):
-                start = time.perf_counter()
-                answers = self.answer(passages, slots)
-                seconds["accuracy"] = (time.perf_counter() - start) / max(1, len(trained))
+                if m == "likelihood":  # teacher-forced, no generation
+                    measured[m] = [(mean_logprob(qs), qs) for qs in self.answer_logprobs(passages, slots)]
+                else:  # graded closed-book answers to the gold questions, or to the self-written ones
+                    asked = passages if m == "accuracy" else [
+                        examined(items[i][0], self_questions[i]) for _, i, _, _ in trained]  # type: ignore[index]
+                    measured[m] = [(accuracy(qs), qs) for qs in self.answer(asked, slots)]
+                seconds[m] = (time.perf_counter() - start) / max(1, len(trained))
+            first = min(measures, key=("accuracy", "likelihood", "self_questions").index)
             for j, (slot, i, st, n) in enumerate(trained):
-                rec: dict = {"seed": items[i][3]}
-                if measure == "likelihood":
-                    out[i] = {**rec, "likelihood": mean_logprob(lps[j]), "n_docs": n, "train": st.to_dict(),
-                              "questions": lps[j]}
-                    continue
-                out[i] = {**rec, "accuracy": accuracy(answers[j]), "n_docs": n, "train": st.to_dict(),
-                          "questions": answers[j]}
-                if measure == "both":  # both rewards of the same inner loop, and what each cost (per loop)
-                    out[i] |= {"likelihood": mean_logprob(lps[j]), "likelihood_questions": lps[j],
-                               "measure_seconds": seconds}
-        return out  # type: ignore[return-value]
+                out[i] = {"seed": items[i][3], first: measured[first][j][0], "n_docs": n, "train": st.to_dict(),
+                          "questions": measured[first][j][1]}
+                for m in measures:
+                    if m != first:
+                        out[i] |= {m: measured[m][j][0], f"{m}_questions": measured[m][j][1]}
+                if len(measures) > 1:  # several rewards of the same inner loop, and what each cost (per loop)
+                    out[i]["measure_seconds"] = seconds
+        return [rec | extra[i] for i, rec in enumerate(out)]  # type: ignore[operator]
+
+
+MEASURE_ORDER = ("likelihood", "accuracy", "self_questions")  # the order a chunk's measures run in
+
+
+def measure_names(measure: str | tuple[str, ...], n_items: int, self_questions: list | None) -> tuple[str, ...]:
+    """`adapt_and_evaluate_many`'s measures as a tuple ("both": accuracy and likelihood), checked."""
+    names = ("accuracy", "likelihood") if measure == "both" else (measure,) if isinstance(measure, str) \
+        else tuple(measure)
+    unknown = [m for m in names if m not in MEASURE_ORDER]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"measure: {measure!r}: name each of {', '.join(MEASURE_ORDER)} at most once")
+    if "self_questions" in names and (self_questions is None or len(self_questions) != n_items):
+        raise ValueError("measure self_questions needs the self-written questions of every item (self_questions=)")
+    return names
 
 
 def accuracy(questions: list[dict]) -> float:
