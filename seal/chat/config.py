@@ -1,5 +1,5 @@
-"""Settings of a chat session (`chat.*` in seal/configs/chat/default.yaml) and the check on the
-LoRA scale chat adapters are stored with."""
+"""Settings of a chat session (`chat.*` in seal/configs/chat/default.yaml), the check on the LoRA scale
+chat adapters are stored with, and the check on the self-edit format the learner writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from seal.chat.adapter_store import MAX_SCALE
 from seal.chat.gate import GateConfig
 from seal.chat.moderation import ModerationConfig
-from seal.domains.knowledge.self_edit import SelfEditConfig
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS
+from seal.domains.knowledge.generators import no_directive
+from seal.domains.knowledge.self_edit import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
 from seal.infra.config import ConfigError
 from seal.inner_loop.trainer import InnerLoopConfig
 from seal.models.loading import ModelConfig
@@ -53,3 +55,21 @@ def adapter_scale(cfg: InnerLoopConfig) -> float:
         raise ConfigError(f"inner_loop.lora_alpha / inner_loop.lora_r = {cfg.lora_alpha} / {cfg.lora_r}: seal-chat "
                           f"stores adapters with a scale in (0, {MAX_SCALE:g}]")
     return cfg.lora_alpha / cfg.lora_r
+
+
+def check_self_edit(cfg: SessionConfig) -> None:
+    """With `chat.self_edit`, the learner writes one self-edit per content in one model call and trains its
+    documents with the session's inner-loop settings (`seal.chat.learner`): a single-call, model-written
+    format without a training directive, its template present; `ConfigError` otherwise."""
+    if not cfg.chat.self_edit:
+        return
+    fmt = cfg.self_edit.format
+    no_directive(fmt, "seal-chat trains every update with inner_loop.lr and inner_loop.epochs")
+    plain = [f for f in MODEL_FORMATS if f not in DIRECTIVE_FORMATS]
+    if fmt not in plain:
+        raise ConfigError(f"self_edit.format={fmt}: seal-chat writes each self-edit in one model call; choose one of "
+                          f"{', '.join(plain)}, or chat.self_edit=false to train on the content alone")
+    try:
+        check_format(fmt, cfg.self_edit)
+    except SelfEditError as e:
+        raise ConfigError(str(e)) from None

@@ -40,7 +40,7 @@ from dataclasses import replace
 import torch
 
 from seal.chat.adapter_store import BASE, AdapterStore, StoreError, apply_adapter
-from seal.chat.config import SessionConfig, adapter_scale
+from seal.chat.config import SessionConfig, adapter_scale, check_self_edit
 from seal.chat.gate import Gate, LearnResult, everyday_replies, split_everyday
 from seal.chat.learner import NAMED_SOURCES, Learner, Replay
 from seal.chat.moderation import DefaultModerator, LearnRefused, Moderator
@@ -61,6 +61,7 @@ class Session:
         self.moderator = moderator or DefaultModerator(cfg.chat.moderation)
         self.on_event = on_event or (lambda stage, message: None)
         self.scale = adapter_scale(cfg.inner_loop)
+        check_self_edit(cfg)  # before the model loads
         self.model, self.tok = load_model(cfg.model)
         self.chat = uses_chat(cfg.model, self.tok)
         self.device = next(self.model.parameters()).device

@@ -8,13 +8,18 @@ configured grader compares its answers with the self-written ones, on the same p
 
 Determinism: each context's questions come from one generate call of its own, seeded by the caller
 (`seal.domains.knowledge.domain.KnowledgeSession` derives it from the config seed, the round and the
-context uid), so they are the same whichever other contexts are written with them, and a resumed run
-that regenerates them gets the ones its base record holds. A completion in which no pair can be parsed
-gives no questions; the reward of that context's edits is then unusable (`NO_PAIRS`).
+context uid), so they are the same whichever other contexts are written with them. They are written
+once per context, for its E-step base record, which holds them (`self_questions_exam`, `as_records`)
+with their hash (`self_questions_exam_sha`, `exam_sha`); every adapted evaluation reads its exam from
+that record (`exam_of`), never writes it again, and records the hash of the exam it used, so the
+reward can check that base and adapted model sat the same exam. A completion in which no pair can be
+parsed gives no questions; the reward of that context's edits is then unusable (`NO_PAIRS`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, replace
 
@@ -40,7 +45,9 @@ class SelfQuestionsConfig:
 _LEAD = r"^\s*(?:[-*\u2022]+\s*|\(?\d{1,3}[.)]\s*)?(?:\*\*)?"
 _Q = re.compile(_LEAD + r"q(?:uestion)?\s*\d*\s*[:.)]\s*(?:\*\*)?\s*(?P<text>.*)$", re.IGNORECASE)
 _A = re.compile(_LEAD + r"a(?:nswer)?\s*\d*\s*[:.)]\s*(?:\*\*)?\s*(?P<text>.*)$", re.IGNORECASE)
-_INLINE_A = re.compile(r"\s+(?:\*\*)?a(?:nswer)?\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)  # "Q: ...? A: ..." on one line
+# "Q: ...? A: ..." on one line: an answer only after a question that ends in "?" or "." (with ** around it
+# or not), so that "Q: What does vitamin A: do?" stays one question
+_INLINE_A = re.compile(r"(?<=[?.])(?:\*\*)?\s+(?:\*\*)?a(?:nswer)?\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
 
 
 def _clean(text: str) -> str:
@@ -100,8 +107,27 @@ def examined(p: Passage, questions: list[Question]) -> Passage:
 
 
 def as_records(questions: list[Question]) -> list[dict]:
+    """An exam as the base record holds it (`self_questions_exam`)."""
     return [{"question": q.question, "answer": q.answer} for q in questions]
 
 
 def from_records(records: list[dict]) -> list[Question]:
     return [Question(r["question"], r["answer"]) for r in records]
+
+
+def exam_sha(questions: list[Question]) -> str:
+    """A short hash of an exam's questions and answers, in order (recorded beside every score on it)."""
+    text = json.dumps(as_records(questions), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def exam_of(base: dict) -> list[Question]:
+    """The exam a context's E-step base record was scored on: `self_questions_exam`, or in a record from
+    before it was kept, the graded questions themselves (`self_questions_questions`: question and gold)."""
+    if "self_questions_exam" in base:
+        return from_records(base["self_questions_exam"])
+    return [Question(q["question"], q["gold"]) for q in base["self_questions_questions"]]
+
+
+def base_exam_sha(base: dict) -> str:
+    return base.get("self_questions_exam_sha") or exam_sha(exam_of(base))

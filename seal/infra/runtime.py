@@ -12,7 +12,9 @@ is asked for by path (a hub id, or the M-step's folder, which must be on storage
 and keeps it until a later round names another. When a worker dies (node lost, OOM-killed), the
 chunk it was running is given to a fresh worker, up to `max_retries` times per chunk; a chunk's
 records are written only when its result arrives, so nothing is lost and nothing is written twice.
-Each chunk's seeds come from the config, so the records equal the local runtime's.
+Each chunk's seeds come from the config, so the records equal the local runtime's. A worker's session
+starts with nothing cached: whatever an item is scored against travels with it (an E-step item carries
+its context's recorded base, `seal.rl.protocols.Item`), so a worker never derives it again.
 
 We use Ray for placement, process supervision and transport and keep only the queue here: Ray's
 own task retries would re-run a chunk on the same restarted actor without telling us, and we want

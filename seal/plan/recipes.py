@@ -35,11 +35,13 @@ def _example(tok, prompt: str, completion: str | None, n: int, stand_in: str) ->
 
 def restem(cfg, pc: PlanConfig) -> dict:
     from seal.data.sources import load_passages
+    from seal.domains.knowledge.directive import for_run
     from seal.domains.knowledge.self_edit import completion_to_documents, passage_document, self_edit_prompt
     from seal.models.loading import format_prompt, uses_chat
     from seal.rl.contexts import round_contexts
 
-    oc, se = cfg.restem, cfg.self_edit
+    # the directive's nulls resolved against the inner loop, as the run's KnowledgeTask does (implications-hp)
+    oc, se = cfg.restem, for_run(cfg.self_edit, cfg.inner_loop.lr, cfg.inner_loop.epochs)
     plan = {"model": model_section(cfg.model, cfg.inner_loop), "grader": grader_section(cfg.grader),
             "seed": cfg.seed, "warnings": []}
     train, err = _load("training data", lambda: load_passages(cfg.data))

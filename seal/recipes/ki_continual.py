@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from seal.data.sources import load_passages
 from seal.domains.knowledge.config import KnowledgeSetup
+from seal.domains.knowledge.generators import no_directive
 from seal.domains.knowledge.self_edit import MODEL_FORMATS, SelfEditError, passage_document
 from seal.domains.knowledge.task import KnowledgeTask, accuracy
 from seal.eval.probes import perplexity
@@ -73,6 +74,8 @@ def validate(cfg: KIContinualConfig) -> None:
     if cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format must be model-written ({', '.join(MODEL_FORMATS)}), got "
                           f"'{cfg.self_edit.format}'")
+    no_directive(cfg.self_edit.format, "ki_continual trains every edit with the inner loop's lr and epochs and the "
+                 "variant's schedule")
     if c.reference and c.reference not in c.variants:
         raise ConfigError(f"continual.reference '{c.reference}' is not one of continual.variants "
                           f"({', '.join(c.variants)}); set it to '' to skip the comparison")

@@ -12,12 +12,16 @@ schedule with warmup, loss on the documents' tokens only, never on padding); aft
 the base weights are restored. Conditions:
   base       no update
   passage    the n passages alone
-  self_edit  each passage + its `self_edit.k` self-edits, each completion whole as one document (a
-             multi-call format's, `seal.domains.knowledge.generators`: one per part); with
-             `formats=[...]`, one condition `self_edit:<format>` per format
-  from_file  the same with completions from SEAL-format files (`from_files: {label: path}`)
-Self-edits are sampled once (one seeded batch, recorded); each condition's update and answers are
-one record, so a resumed run redoes only the conditions that had not finished.
+  self_edit  each passage + its `self_edit.k` self-edits, each completion of a single-call format
+             whole as one document; a multi-call format's self-edit (`seal.domains.knowledge.generators`)
+             gives the documents ki_eval trains on, by `self_edit.generators.split` (paragraphs, the
+             default: one per part); with `formats=[...]`, one condition `self_edit:<format>` per format
+  from_file  the same with completions from SEAL-format files (`from_files: {label: path}`), each whole
+Self-edits are sampled once (seeded, recorded in chunks, with what each cost to generate: results.json
+and the report give the generated tokens and seconds per passage); each condition's update and answers
+are one record, so a resumed run redoes only the conditions that had not finished. A format whose
+self-edit carries its own training settings (`implications-hp`) is refused: one pooled update cannot
+apply a per-self-edit lr or epochs.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ from dataclasses import dataclass, field, replace
 from seal.data.sources import load_passages
 from seal.domains.knowledge.conditions import (
     file_completions,
+    generation_cost,
     pooled_documents,
     sample_recorded,
     self_edit_conditions,
     validate_conditions,
 )
 from seal.domains.knowledge.config import ConditionsSetup
-from seal.domains.knowledge.generators import GENERATORS
+from seal.domains.knowledge.generators import GENERATORS, no_directive
 from seal.domains.knowledge.self_edit import MODEL_FORMATS
 from seal.domains.knowledge.task import KnowledgeTask, accuracy
 from seal.eval.qa import mean_stderr
@@ -70,6 +75,10 @@ def validate(cfg: KICPTConfig) -> None:
         if fmt not in MODEL_FORMATS and fmt not in GENERATORS:
             raise ConfigError(f"{'formats' if cfg.formats else 'self_edit.format'} must be a model-written format "
                               f"({', '.join([*MODEL_FORMATS, *GENERATORS])}) for the self_edit condition, got '{fmt}'")
+        no_directive(fmt, "ki_cpt pools every self-edit into one update", "formats" if cfg.formats else "self_edit.format")
+    if "from_file" in cfg.conditions:
+        for label, fmt in cfg.from_file_formats.items():
+            no_directive(fmt, "ki_cpt pools every completion whole into one update", f"from_file_formats.{label}")
 
 
 def run(cfg: KICPTConfig, rd: RunDir) -> dict:
@@ -85,15 +94,16 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     if not passages:
         raise ConfigError("ki_cpt: every passage is longer than inner_loop.max_seq_len")
 
-    # the documents of each condition: passage text always, plus whole completions
+    # the documents of each condition: passage text always, plus whole completions (a multi-call format's:
+    # its documents by self_edit.generators.split), and what the self-edits cost to generate
     completions: dict[str, dict[str, list[str]]] = {}
-    multi_call: set[str] = set()  # conditions whose self-edits are several calls' parts
+    formats: dict[str, str] = {}  # self-edit condition -> its format
+    cost: dict[str, dict] = {}  # self-edit condition -> tokens_per_passage, gen_seconds_per_passage
     for cond, fmt in self_edit_conditions(cfg):
-        completions[cond] = sample_recorded(task, rd, rd.key("completions", fmt), passages, cfg.self_edit, fmt,
-                                            ("self_edit_sampling", fmt), cfg.seed, desc="sampling self-edits"
-                                            )["completions"]
-        if fmt in GENERATORS:
-            multi_call.add(cond)
+        samples = sample_recorded(task, rd, rd.key("completions", fmt), passages, cfg.self_edit, fmt,
+                                  ("self_edit_sampling", fmt), cfg.seed, desc="sampling self-edits")
+        completions[cond], formats[cond] = samples["completions"], fmt
+        cost[cond] = generation_cost(samples, passages, cfg.self_edit.k)
     for label, path in cfg.from_files.items() if "from_file" in cfg.conditions else ():
         completions[f"from_file:{label}"] = file_completions(label, path, passages)
 
@@ -103,8 +113,8 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
         key = rd.key("cpt", cond)
         if not rd.has(key):
             rd.put(key, {"condition": cond, **_update_and_answer(task, passages, cond, completions.get(cond), cfg,
-                                                                 cond in multi_call)})
-    out = summarise(cfg, rd, conds, too_long)
+                                                                 formats.get(cond))})
+    out = summarise(cfg, rd, conds, too_long, cost)
     tracker.log({f"cpt/{cond}": v["accuracy"] for cond, v in out["conditions"].items()})
     _report(cfg, rd, out)
     tracker.finish()
@@ -112,10 +122,10 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
 
 
 def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str, list[str]] | None,
-                       cfg: KICPTConfig, parts: bool = False) -> dict:
+                       cfg: KICPTConfig, fmt: str | None = None) -> dict:
     docs, skipped = [], 0
     if cond != "base":
-        docs, skipped = pooled_documents(passages, comps or {}, cfg.self_edit.title_prefix, parts)
+        docs, skipped = pooled_documents(passages, comps or {}, cfg.self_edit.title_prefix, fmt, cfg.self_edit)
         seed = derive_seed(cfg.seed, "cpt", cond)
         if cfg.cpt.update == "full":
             base_state = {k: v.detach().clone() for k, v in task.inner.model.state_dict().items()}
@@ -192,10 +202,13 @@ def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed:
             "final_loss": losses[-1] if losses else None, "update": "full"}
 
 
-def summarise(cfg: KICPTConfig, rd: RunDir, conds: list[str], too_long: dict[str, str]) -> dict:
+def summarise(cfg: KICPTConfig, rd: RunDir, conds: list[str], too_long: dict[str, str],
+              cost: dict[str, dict] | None = None) -> dict:
     """results.json from the condition records: accuracy over questions, its standard error clustered by
-    passage (`stderr`; `stderr_iid` treats questions as independent), and paired bootstrap comparisons over
-    passages of each condition against base and of self-edit conditions against passage."""
+    passage (`stderr`; `stderr_iid` treats questions as independent), paired bootstrap comparisons over
+    passages of each condition against base and of self-edit conditions against passage, and for each
+    self-edit condition the generated tokens and seconds per passage (`cost`, `generation_cost`; None for
+    conditions that generate nothing or whose cost is unknown)."""
     results, clusters = {}, {}
     for cond in conds:
         rec = rd.get(rd.key("cpt", cond))
@@ -205,7 +218,8 @@ def summarise(cfg: KICPTConfig, rd: RunDir, conds: list[str], too_long: dict[str
         results[cond] = {"accuracy": acc, "stderr": clustered_mean_se(list(clusters[cond].values()))[1],
                          "stderr_iid": se_iid, "n_questions": len(vals), "n_clusters": len(clusters[cond]),
                          "n_docs": rec.get("n_docs", 0), "train": rec.get("train"),
-                         "skipped_docs": rec.get("skipped_docs", 0)}
+                         "skipped_docs": rec.get("skipped_docs", 0),
+                         **(cost or {}).get(cond, {"tokens_per_passage": None, "gen_seconds_per_passage": None})}
     pairs = [(c, "base") for c in conds if c != "base" and "base" in conds]
     pairs += [(c, "passage") for c in conds if "passage" in conds and c not in ("base", "passage")]
     n_passages = len(next(iter(clusters.values()))) if clusters else 0
@@ -219,9 +233,14 @@ def summarise(cfg: KICPTConfig, rd: RunDir, conds: list[str], too_long: dict[str
 def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
     conds = out["conditions"]
     headers = ["condition", "accuracy ± clustered SE", "SE if independent", "questions", "documents",
-               "train tokens", "train seconds"]
+               "train tokens", "train seconds", "generated tokens / passage", "generation seconds / passage"]
+
+    def dash(v):
+        return "—" if v is None else v
+
     rows = [[c, f"{v['accuracy']:.3f} ± {v['stderr']:.3f}", f"{v['stderr_iid']:.3f}", v["n_questions"], v["n_docs"],
-             (v["train"] or {}).get("tokens", "—"), (v["train"] or {}).get("seconds", "—")] for c, v in conds.items()]
+             (v["train"] or {}).get("tokens", "—"), (v["train"] or {}).get("seconds", "—"),
+             dash(v.get("tokens_per_passage")), dash(v.get("gen_seconds_per_passage"))] for c, v in conds.items()]
     print_table(f"ki_cpt: one pooled update over {out['n_passages']} passages", headers, rows)
     bar_chart(rd.path / "accuracy.png", list(conds), [v["accuracy"] for v in conds.values()],
               [v["stderr"] for v in conds.values()], title=f"Closed-book accuracy after one update on "
@@ -235,7 +254,10 @@ def _report(cfg: KICPTConfig, rd: RunDir, out: dict) -> None:
                  f"{cfg.cpt.full_batch_size}, linear with {cfg.cpt.full_warmup_ratio:.0%} warmup)") +
               f"; {cfg.self_edit.k} self-edit(s) per passage, format(s) "
               f"{', '.join(f'`{f}`' for f in (cfg.formats or [cfg.self_edit.format]))}, kept whole (a multi-call "
-              f"format's: one document per part); seed {cfg.seed}."),
+              f"format's: its documents by generators.split={cfg.self_edit.generators.split}, paragraphs: one per "
+              f"part); seed {cfg.seed}. Generated tokens / passage: the tokens the model sampled for a passage's "
+              "self-edits (every call of a multi-call format), mean over passages; seconds: each generate batch's "
+              "wall time shared among its self-edits by their tokens."),
              "", md_table(headers, rows), "", "![accuracy](accuracy.png)", "",
              "## Paired comparisons", "", comparisons_table(out["comparisons"]), "",
              method_sentence(out["comparisons"]), ""]

@@ -45,6 +45,7 @@ from seal.decoding.proxy_tuning import ProxyGenerator
 from seal.decoding.streams import Stream
 from seal.domains.knowledge.conditions import pooled_documents, sample_in_chunks
 from seal.domains.knowledge.config import KnowledgeSetup
+from seal.domains.knowledge.generators import no_directive
 from seal.domains.knowledge.self_edit import MODEL_FORMATS
 from seal.domains.knowledge.task import KnowledgeTask
 from seal.eval.qa import answer_questions, grade_records, mean_stderr, per_passage
@@ -82,6 +83,7 @@ def validate(cfg: KIDecodingConfig) -> None:
     if cfg.self_edit.format not in MODEL_FORMATS:
         raise ConfigError(f"self_edit.format must be model-written ({', '.join(MODEL_FORMATS)}), got "
                           f"'{cfg.self_edit.format}'")
+    no_directive(cfg.self_edit.format, "ki_decoding pools each set's self-edits into one update")
     if cfg.backend.name != "hf":
         raise ConfigError("ki_decoding combines several models' next-token distributions, which runs on the "
                           "transformers path only: set backend=hf")

@@ -9,7 +9,11 @@ Conditions (closed-book accuracy on each passage's questions after the update):
   self_edit  the model writes `self_edit.k` self-edits per passage; one inner loop on each
              (its documents + the passage). With `formats=[...]`, one condition `self_edit:<format>`
              per format (single-call ones such as implications, or the multi-call generators
-             entigraph, active_reading, prompt_set: `seal.domains.knowledge.generators`)
+             entigraph, active_reading, prompt_set: `seal.domains.knowledge.generators`). A self-edit
+             the generator recorded no text for (say entigraph found fewer than 2 entities) falls back
+             to training on the passage alone (record: `fallback: "passage"` and `why`), so every
+             condition covers the same passages; `n_fallback` / `fallback_share` count them per
+             condition. An unusable single-call completion (empty, filler only) is skipped, as recorded.
   from_file  the same with completions read from SEAL-format files (`from_files: {label: path}`),
              one condition `from_file:<label>` per file
 
@@ -79,7 +83,8 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
 
     # 3. the work list: (condition, passage, sample, self-edit text or None, format or skip reason)
     jobs: list[tuple[str, Passage, int, str | None, str]] = []
-    gen: dict[tuple[str, str, int], dict] = {}  # (condition, passage, sample) -> what its self-edit cost
+    # (condition, passage, sample) -> what its record carries beside the result: the self-edit's cost, a fallback
+    gen: dict[tuple[str, str, int], dict] = {}
     if "passage" in cfg.conditions:
         jobs += [("passage", p, 0, "", "none") for p in usable]
     for cond, fmt in self_edit_conditions(cfg):
@@ -140,16 +145,21 @@ def sample_self_edits(task: KnowledgeTask, rd: RunDir, passages: list[Passage], 
 
 
 def self_edit_jobs(cond: str, fmt: str, samples: dict, passages: list[Passage], gen: dict) -> list[tuple]:
-    """One job per sampled self-edit; one with no text for a recorded reason (say entigraph found fewer
-    than 2 entities) becomes a skip with that reason. Fills `gen` with each one's gen_tokens/gen_seconds."""
+    """One job per sampled self-edit. One with no text for a recorded reason (say entigraph found fewer
+    than 2 entities) falls back to the passage alone (format `none`), its record marked `fallback:
+    "passage"` with the reason as `why`, so that every condition is measured on the same passages. Fills
+    `gen` with what each record carries beside its result: gen_tokens/gen_seconds, and any fallback."""
     jobs = []
     for p in passages:
         notes, costs = samples.get("notes", {}).get(p.uid) or [], samples.get("cost", {}).get(p.uid) or []
         for s, text in enumerate(samples["completions"][p.uid]):
             why = notes[s] if s < len(notes) else None
-            jobs.append((cond, p, s, None, why) if why else (cond, p, s, text, fmt))
+            jobs.append((cond, p, s, "", "none") if why else (cond, p, s, text, fmt))
+            extra = {"fallback": "passage", "why": why} if why else {}
             if s < len(costs):
-                gen[(cond, p.uid, s)] = {"gen_tokens": costs[s]["tokens"], "gen_seconds": costs[s]["seconds"]}
+                extra |= {"gen_tokens": costs[s]["tokens"], "gen_seconds": costs[s]["seconds"]}
+            if extra:
+                gen[(cond, p.uid, s)] = extra
     return jobs
 
 
@@ -162,15 +172,19 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
                         for n in (list(se_conds) if c == "self_edit" else [c])]
     if "from_file" in cfg.conditions:
         names += [f"from_file:{label}" for label in cfg.from_files]
-    out: dict = {"conditions": {}, "skipped": list(skipped), "n_passages": len(usable)}
+    out: dict = {"conditions": {}, "skipped": list(skipped), "fallbacks": [], "n_passages": len(usable)}
     clusters: dict[str, dict[str, list[float]]] = {}
     for cond in names:
         per_q: dict[tuple[str, int], list[float]] = {}
         f1s: list[float] = []
-        n_skipped = 0
+        n_skipped = n_fallback = 0
         for rec in rd.records.values():
             if rec.get("condition") != cond or rec["passage"] not in by_uid:
                 continue
+            if rec.get("fallback"):
+                n_fallback += 1
+                out["fallbacks"].append({"passage": rec["passage"], "condition": cond, "sample": rec["sample"],
+                                         "reason": rec.get("why")})
             if "skipped" in rec:
                 n_skipped += 1
                 out["skipped"].append({"passage": rec["passage"], "condition": cond, "sample": rec["sample"],
@@ -191,6 +205,10 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
                                                         and "skipped" not in r) if cond != "base" else 0,
                                    "mean_f1": sum(f1s) / len(f1s) if f1s else float("nan"),
                                    "n_skipped": n_skipped}
+        if cond in se_conds:  # self-edits trained on the passage alone, their generator having no text
+            n_self_edits = sum(1 for r in rd.records.values() if r.get("condition") == cond and r["passage"] in by_uid)
+            out["conditions"][cond].update(n_fallback=n_fallback,
+                                           fallback_share=n_fallback / n_self_edits if n_self_edits else 0.0)
         texts: dict[str, list[str]] = {}
         for rec in rd.records.values():
             if rec.get("condition") == cond and rec.get("self_edit") and rec["passage"] in by_uid:
@@ -224,12 +242,15 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
     def dash(v):
         return "—" if v is None else v
 
+    def fell_back(v):
+        return "—" if "n_fallback" not in v else f"{v['n_fallback']} ({v['fallback_share']:.0%})"
+
     rows = [[c, v["accuracy"], v["stderr"], v["stderr_iid"], v["accuracy"] - base, v["mean_f1"], v["n_questions"],
-             v["n_clusters"], v["n_inner_loops"], v["n_skipped"], dash(v.get("tokens_per_passage")),
+             v["n_clusters"], v["n_inner_loops"], v["n_skipped"], fell_back(v), dash(v.get("tokens_per_passage")),
              dash(v.get("gen_seconds_per_passage"))] for c, v in conds.items()]
     headers = ["condition", "accuracy", "± clustered SE", "SE if independent", "gain vs base", "token F1",
-               "questions", "passages", "inner loops", "skipped", "generated tokens / passage",
-               "generation seconds / passage"]
+               "questions", "passages", "inner loops", "skipped", "passage-only fallbacks",
+               "generated tokens / passage", "generation seconds / passage"]
     print_table("ki_eval", headers, rows)
     bar_chart(rd.path / "accuracy.png", list(conds), [v["accuracy"] for v in conds.values()],
               [v["stderr"] for v in conds.values()], title=f"Closed-book accuracy ({cfg.model.name})")
@@ -253,7 +274,9 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
          "error is clustered by passage (a passage's questions share one adapter); the SE that treats questions "
          "as independent is shown beside it. Generated tokens / passage: the tokens the model sampled for a "
          "passage's self-edits (every call of a multi-call format), mean over passages; seconds: each generate "
-         "batch's wall time shared among its self-edits by their tokens."), "",
+         "batch's wall time shared among its self-edits by their tokens. Passage-only fallbacks: self-edits the "
+         "generator had no text for (say entigraph found fewer than 2 entities), trained on the passage alone "
+         "so that every condition covers the same passages (count and share of the condition's self-edits)."), "",
         *(["![accuracy against generated tokens](accuracy_vs_tokens.png)", ""] if cost_plot else []),
         "## Paired comparisons", "", comparisons_table(results["comparisons"]), "",
         method_sentence(results["comparisons"]), "",
@@ -270,11 +293,16 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
             for uid, row in results["per_passage"].items()]
     lines += ["## Per passage (accuracy, mean over samples)", "",
               md_table(["passage", "title", "questions"] + names, prow[:100]), ""]
+    if results.get("fallbacks"):
+        lines += ["## Trained on the passage alone (the generator had no text)", "",
+                  md_table(["passage", "condition", "sample", "reason"],
+                           [[f["passage"], f["condition"], f["sample"], f["reason"]] for f in results["fallbacks"][:50]]),
+                  ""]
     if results["skipped"]:
         lines += ["## Skipped", "", md_table(["passage", "condition", "reason"],
                   [[s["passage"], s.get("condition", "all"), s["reason"]] for s in results["skipped"][:50]]), ""]
     examples = [r for r in rd.records.values() if str(r.get("condition")).startswith("self_edit")
-                and "questions" in r][:3]
+                and "questions" in r and not r.get("fallback")][:3]
     if examples:
         lines += ["## Example self-edits", ""]
         for r in examples:

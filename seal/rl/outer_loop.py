@@ -37,7 +37,7 @@ from seal.infra.tracking import Tracker
 from seal.rl.config import LoopSettings
 from seal.rl.contexts import record_contexts, round_contexts
 from seal.rl.m_step import m_step, validate_m_step
-from seal.rl.protocols import Domain, Session
+from seal.rl.protocols import Domain, Item, Session
 from seal.rl.report import eval_conditions, eval_key, eval_summary, summarise, write_report
 from seal.rl.reward import EditReward
 from seal.rl.selection import select
@@ -139,15 +139,17 @@ def _policy_path(rd: RunDir, policy: str) -> str:
     return str(inside.resolve()) if inside.is_dir() or policy.startswith("policy_round") else policy
 
 
-def record_base(session: Session, rd: RunDir, contexts: list, key, head) -> None:
-    """The unadapted policy's score per context, in fixed chunks of K, one write per chunk."""
+def record_base(session: Session, rd: RunDir, contexts: list, key, head, phase: str) -> None:
+    """The unadapted policy's score per context, in fixed chunks of K, one write per chunk; phase
+    "eval" (held-out) or "estep" (`Session.base_many`: only E-step bases hold what the reward compares with)."""
     for group in chunks(contexts, session.adapters_per_batch):
         if not all(rd.has(key(c)) for c in group):
-            rd.put_many([(key(c), {**head(c), **out}) for c, out in zip(group, session.base_many(group))])
+            outs = session.base_many(group, phase=phase)
+            rd.put_many([(key(c), {**head(c), **out}) for c, out in zip(group, outs)])
 
 
 def run_inner_loops(rnd: Round, session: Session, todo: list[list], items: list[list], desc: str, on_chunk) -> None:
-    """Run the chunks of (condition, context, text, seed) items on the round's runner (`seal.infra.runtime`;
+    """Run the chunks of items (`seal.rl.protocols.Item`) on the round's runner (`seal.infra.runtime`;
     chunks arrive as they finish) and hand each finished chunk's outputs to `on_chunk(j, outs)`."""
     bar = tqdm(total=sum(len(ch) for ch in todo), desc=desc, disable=not todo)
     for j, outs in (rnd.runner or LocalRunner()).map(session, rnd.policy, rnd.r, items):
@@ -166,14 +168,14 @@ def evaluate_policy(rnd: Round, session: Session, held_out: list, n_samples: int
     references = [c for c in conditions if c in rnd.domain.references]
     if "base" in conditions:
         record_base(session, rd, held_out, key=lambda c: eval_key(rd, r, "base", c.uid),
-                    head=lambda c: {"round": r, "condition": "base", "passage": c.uid})
+                    head=lambda c: {"round": r, "condition": "base", "passage": c.uid}, phase="eval")
     jobs = [("self_edit", c, i) for c in held_out for i in range(n_samples)]
     jobs = [("self_edit", c, 0) for c in held_out] + [j for j in jobs if j[2]] + [(ref, c, 0) for ref in references
                                                                                for c in held_out]
     todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
             if not all(rd.has(eval_key(rd, r, cond, c.uid, i)) for cond, c, i in ch)]
     texts = [[comps[c.uid][i] if cond == "self_edit" else "" for cond, c, i in ch] for ch in todo]
-    items = [[(cond, c, text, derive_seed(seed, "eval_inner", r, cond, c.uid, *([i] if i else [])))
+    items = [[Item(cond, c, text, derive_seed(seed, "eval_inner", r, cond, c.uid, *([i] if i else [])))
               for (cond, c, i), text in zip(ch, tx)] for ch, tx in zip(todo, texts)]
 
     def record(j: int, outs: list[dict]) -> None:
@@ -210,16 +212,19 @@ def sample_in_chunks(rnd: Round, session: Session, phase: str, contexts: list, p
 
 def e_step(rnd: Round, session: Session, contexts: list, k: int, n_seeds: int) -> tuple[list[EditReward], list[str]]:
     """Sample k self-edits per context and run each through n_seeds inner loops; returns each edit's
-    reward (the domain's `reward`) and its text, in (context, sample) order."""
+    reward (the domain's `reward`) and its text, in (context, sample) order. Each inner loop is given
+    its context's base record as recorded (`Item.base`), so it is scored against exactly what the base
+    was (a resumed run, or a Ray worker with a session of its own, derives nothing again)."""
     rd, r, seed = rnd.rd, rnd.r, rnd.seed
     record_base(session, rd, contexts, key=lambda c: rd.key("estep", r, "base", c.uid),
-                head=lambda c: {"round": r, "passage": c.uid})
+                head=lambda c: {"round": r, "passage": c.uid}, phase="estep")
+    bases = {c.uid: rd.get(rd.key("estep", r, "base", c.uid)) for c in contexts}
     comps = sample_in_chunks(rnd, session, "estep", contexts, k)["completions"]
     jobs = [(c, i, s) for c in contexts for i in range(k) for s in range(n_seeds)]
     todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
             if not all(rd.has(rd.key("estep", r, c.uid, i, s)) for c, i, s in ch)]
-    items = [[("estep", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s)) for c, i, s in ch]
-             for ch in todo]
+    items = [[Item("estep", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s), bases[c.uid])
+              for c, i, s in ch] for ch in todo]
 
     def record(j: int, outs: list[dict]) -> None:
         recs = rd.put_many([(rd.key("estep", r, c.uid, i, s), {"round": r, "context": c.uid, "sample": i,
@@ -227,13 +232,13 @@ def e_step(rnd: Round, session: Session, contexts: list, k: int, n_seeds: int) -
                             for (c, i, s), out in zip(todo[j], outs)])
         for (c, i, s), rec in zip(todo[j], recs):
             if "accuracy" in rec:
-                base = rd.get(rd.key("estep", r, "base", c.uid))["accuracy"]
+                base = bases[c.uid]["accuracy"]
                 rnd.tracker.log({"estep/accuracy": rec["accuracy"], "estep/gain": rec["accuracy"] - base, "round": r})
 
     run_inner_loops(rnd, session, todo, items, f"round {r} E-step: inner loops", record)
     rewards, texts = [], []
     for c in contexts:
-        base = rd.get(rd.key("estep", r, "base", c.uid))
+        base = bases[c.uid]
         for i in range(k):
             runs = [rd.get(rd.key("estep", r, c.uid, i, s)) for s in range(n_seeds)]
             rewards.append(rnd.domain.reward(c, i, runs, base))

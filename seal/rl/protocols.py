@@ -3,11 +3,27 @@ protocols in one file (see `seal.domains.knowledge.domain` and `seal.domains.arc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from seal.infra.run_dir import RunDir
     from seal.rl.reward import EditReward
+
+
+PHASES = ("eval", "estep")  # what a base_many call scores for: held-out evaluation, or the E-step's reward
+
+
+class Item(NamedTuple):
+    """One inner loop for `Session.adapt_many`. `base` is the unadapted policy's record for the context
+    (what `base_many` returned, as recorded), given with E-step items: the reward compares the adapted
+    score with it, so whatever the session measured the base on (knowledge `self_questions`: the exam
+    the policy wrote) is read from it, never derived again in whichever process runs the item. A plain
+    (condition, context, text, seed) tuple is an Item without a base."""
+    condition: str  # "self_edit", "estep" or one of the domain's references
+    context: Any
+    text: str  # the self-edit ("" for a reference)
+    seed: int
+    base: dict | None = None
 
 
 class Session(Protocol):
@@ -26,14 +42,18 @@ class Session(Protocol):
     def adapter_info(self) -> dict:
         """The inner loop's adapter: target modules and trainable parameters (`InnerLoop.adapter_info`)."""
 
-    def base_many(self, contexts: list) -> list[dict]:
-        """The unadapted policy's score per context: {accuracy, ...}, in one call."""
+    def base_many(self, contexts: list, phase: str = "eval") -> list[dict]:
+        """The unadapted policy's score per context: {accuracy, ...}, in one call. phase (`PHASES`):
+        "eval" for held-out contexts (accuracy is all that is read), "estep" for the E-step's contexts,
+        whose records also hold whatever the run's reward compares with (`seal.rl.reward.MEASURES`); a
+        domain whose reward needs nothing more ignores it."""
 
-    def adapt_many(self, items: list[tuple[str, Any, str, int]]) -> list[dict]:
-        """(condition, context, self-edit text, seed) -> {accuracy, ...} or {skipped: reason, ...}.
-        condition is "self_edit" (held-out: scored by accuracy), "estep" (a training context: scored by
-        what the run's reward measures, `seal.rl.reward.MEASURES`) or one of the domain's references;
-        up to K items per call."""
+    def adapt_many(self, items: list[Item]) -> list[dict]:
+        """Items (condition, context, self-edit text, seed[, base]) -> {accuracy, ...} or {skipped:
+        reason, ...}. condition is "self_edit" (held-out: scored by accuracy), "estep" (a training
+        context: scored by what the run's reward measures, `seal.rl.reward.MEASURES`, against the
+        item's base record) or one of the domain's references; up to K items per call, never E-step
+        items mixed with others."""
 
     def close(self) -> None: ...
 

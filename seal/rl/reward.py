@@ -20,7 +20,8 @@ must record (`MEASURES`):
   restem config; seeded per round and context, recorded in the E-step's base record); the score is the
   adapted model's closed-book accuracy on those questions, graded against the self-written answers,
   averaged over seeds (an unusable run gets the unadapted value, so its gain is 0); the base is the
-  unadapted accuracy on them. A context for which no pair could be parsed makes its edits unusable.
+  unadapted accuracy on them. A context for which no pair could be parsed makes its edits unusable, and
+  so does a run whose exam (`self_questions_exam_sha`) is not the one its base record was scored on.
   Held-out evaluation still uses the gold questions. Knowledge incorporation only.
 A new reward is a function with this signature and one entry in each table.
 """
@@ -36,7 +37,9 @@ from dataclasses import dataclass
 class EditReward:
     context: str  # uid of the context the self-edit was written for
     sample: int  # which of the k samples
-    score: float  # what selection ranks by: mean adapted score over seeds (unusable runs count 0)
+    # what selection ranks by: the mean adapted score over seeds; an unusable run counts as the reward
+    # says (accuracy and binary: 0; likelihood and self_questions: the unadapted value, so its gain is 0)
+    score: float
     base: float  # the unadapted policy's score on the same context
     seed_scores: tuple[float | None, ...]  # one per inner-loop seed; None where that run was unusable
     unusable: str | None = None  # why the edit could not be used (no text, filler, too long, NaN loss ...)
@@ -86,11 +89,23 @@ def likelihood(context: str, sample: int, runs: list[dict], base: dict) -> EditR
 
 
 def self_questions(context: str, sample: int, runs: list[dict], base: dict) -> EditReward:
-    """Mean over seeds of the adapted accuracy on the questions the unadapted policy wrote itself."""
+    """Mean over seeds of the adapted accuracy on the questions the unadapted policy wrote itself. Base
+    and adapted model must have sat the same exam: a run that records another exam's hash than the base
+    record's makes the edit unusable (a run from before hashes were kept is not checked)."""
+    from seal.eval.self_questions import base_exam_sha
+
     scores = [r.get("self_questions") for r in runs]
     if "self_questions_unusable" in base:  # the policy wrote no usable question: nothing to score by
         return EditReward(context=context, sample=sample, score=0.0, base=0.0, seed_scores=tuple(None for _ in runs),
                           unusable=base["self_questions_unusable"])
+    hashed = [(s, r["self_questions_exam_sha"]) for s, r in enumerate(runs) if "self_questions_exam_sha" in r]
+    want = base_exam_sha(base) if hashed else None
+    other = [(s, sha) for s, sha in hashed if sha != want]
+    if other:
+        return EditReward(context=context, sample=sample, score=base["self_questions"], base=base["self_questions"],
+                          seed_scores=tuple(None for _ in runs),
+                          unusable=f"self_questions: exam mismatch: seed {other[0][0]} was scored on exam "
+                                   f"{other[0][1]}, the base record on exam {want}")
     return EditReward(context=context, sample=sample,
                       score=statistics.fmean(base["self_questions"] if s is None else s for s in scores),
                       base=base["self_questions"], seed_scores=tuple(scores), unusable=_unusable(runs))

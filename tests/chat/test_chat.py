@@ -122,3 +122,21 @@ def test_probe_helpers():
     (p,) = cloze_probes(FACT, 2)
     assert p.kind == "cloze" and (p.prompt + p.answer).replace(" ", "") == FACT.rstrip(".").replace(" ", "")
     assert cloze_probes("Too short.", 3) == []
+
+
+def test_a_self_edit_format_the_learner_cannot_honour_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    """The learner trains every update with inner_loop's lr and epochs on one single-call self-edit: a
+    directive format (its lr/epochs would be ignored) or a multi-call one is refused at once."""
+    from seal.chat import session as session_module
+    from seal.infra.config import ConfigError
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the config was checked")
+
+    monkeypatch.setattr(session_module, "load_model", no_model)
+    with pytest.raises(ConfigError, match=r"self_edit.format=implications-hp: .*training directive"):
+        session(tmp_path, "chat.self_edit=true", "self_edit.format=implications-hp")
+    with pytest.raises(ConfigError, match=r"self_edit.format=entigraph: seal-chat writes each self-edit in one"):
+        session(tmp_path, "chat.self_edit=true", "self_edit.format=entigraph")
+    with pytest.raises(AssertionError, match="model was loaded"):  # without a self-edit the format is unused
+        session(tmp_path, "chat.self_edit=false", "self_edit.format=implications-hp")

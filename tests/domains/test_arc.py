@@ -174,8 +174,12 @@ def test_invalid_samples_are_resampled_a_bounded_number_of_times(session):
 
 def test_rejected_configs_score_zero_untrained_with_their_reason(session):
     over = VALID.replace('"epochs": 1', '"epochs": 5')  # 6 examples / batch 2 x 5 epochs = 15 > 6 steps
+    from seal.rl.protocols import Item
+
+    base = session.base_many([task()], phase="estep")[0]  # the phase changes nothing for ARC
     items = [("self_edit", task(), "not json", 1), ("self_edit", task(), over, 2),
-             ("self_edit", task(), VALID.replace('"lr": 0.001', '"lr": "fast"'), 3), ("self_edit", task(), VALID, 4)]
+             ("self_edit", task(), VALID.replace('"lr": 0.001', '"lr": "fast"'), 3),
+             Item("estep", task(), VALID, 4, base)]  # an E-step item with its base record (read by no ARC reward)
     out = session.adapt_many(items)
     assert out[0]["skipped"] == "no JSON object in the output"
     assert "over budget: 15 steps" in out[1]["skipped"]

@@ -16,7 +16,10 @@ from seal.data.passage import Passage, Question
 from seal.domains.knowledge.directive import (
     REFUSED,
     DirectiveConfig,
+    check_directive_config,
     directive_stats,
+    example_values,
+    for_run,
     parse_directive,
     prompt_fields,
 )
@@ -29,7 +32,7 @@ from seal.domains.knowledge.self_edit import (
 )
 
 DEFAULT_YAML = Path(__file__).resolve().parents[2] / "seal" / "configs" / "self_edit" / "default.yaml"
-CFG = DirectiveConfig()  # lr one of 5e-4, 1e-3, 2e-3, 3e-3; epochs 1..10; passage may be chosen
+CFG = DirectiveConfig(epochs_max=10)  # lr one of 5e-4, 1e-3, 2e-3, 3e-3; epochs 1..10; passage may be chosen
 P = Passage(title="Velmora", context="Velmora was founded in 1874 by Ansel Quorrin on the Tarvik.",
             questions=[Question("Who founded Velmora?", "Ansel Quorrin")], uid="t#0")
 FACTS = "Velmora dates from 1874.\nAnsel Quorrin founded Velmora."
@@ -47,6 +50,8 @@ def edit(line: str) -> str:
     ("training:lr = 5E-4 ; epochs = 1 ; passage = No.", (5e-4, 1, False)),
     ("**Training:** LR=3e-3 epochs=7 Passage=YES", (3e-3, 7, True)),  # spaces separate too; case-insensitive
     ("- Training: passage=yes, epochs=2, lr=1e-3", (1e-3, 2, True)),  # any order, a list marker
+    ("### Training: lr=1e-3, epochs=4, passage=yes", (1e-3, 4, True)),  # a markdown heading marker
+    ("# **Training:** lr=+.002, epochs=04, passage=no", (2e-3, 4, False)),
 ])
 def test_valid_directives(line, want):
     facts, d = parse_directive(edit(line), CFG)
@@ -76,7 +81,13 @@ def test_the_facts_part_drops_every_directive_line_and_keeps_the_rest():
     (edit("Training: lr=1e-3, epochs three, passage=yes"), "unparsable", ["'epochs three'"]),
     (edit("Training: lr=fast, epochs=3, passage=yes"), "lr", ["'fast'", "not a number"]),
     (edit("Training: lr=2e-4, epochs=3, passage=yes"), "lr", ["2e-4", "not one of 5e-4, 1e-3, 2e-3, 3e-3"]),
-    (edit("Training: lr=inf, epochs=3, passage=yes"), "lr", ["inf", "not a finite"]),
+    (edit("Training: lr=1e999, epochs=3, passage=yes"), "lr", ["1e999", "not a finite"]),
+    (edit("Training: lr=inf, epochs=3, passage=yes"), "lr", ["'inf'", "not a number"]),
+    # float() and int() take these; the directive does not (plain ASCII decimals only)
+    (edit("Training: lr=1_0e-4, epochs=3, passage=yes"), "lr", ["'1_0e-4'", "not a number"]),
+    (edit("Training: lr=\u0661e-3, epochs=3, passage=yes"), "lr", ["not a number"]),
+    (edit("Training: lr=1e-3, epochs=\u0664, passage=yes"), "epochs", ["'\u0664'", "not a whole number"]),
+    (edit("Training: lr=1e-3, epochs=1_0, passage=yes"), "epochs", ["'1_0'", "not a whole number"]),
     (edit("Training: lr=1e-3, epochs=30, passage=yes"), "epochs", ["30", "outside [1, 10]"]),
     (edit("Training: lr=1e-3, epochs=0, passage=yes"), "epochs", ["0", "outside [1, 10]"]),
     (edit("Training: lr=1e-3, epochs=2.5, passage=yes"), "epochs", ["'2.5'", "whole number"]),
@@ -126,17 +137,61 @@ def test_the_prompt_shows_the_syntax_and_the_allowed_values():
     yaml_cfg = yaml.safe_load(DEFAULT_YAML.read_text(encoding="utf-8"))
     directive = DirectiveConfig(**yaml_cfg["directive"])
     assert directive == DirectiveConfig()  # the yaml lists the dataclass defaults, every key
-    se = SelfEditConfig(templates=yaml_cfg["templates"], directive=directive)
+    assert directive.epochs_max is None  # null: inner_loop.epochs
+    se = for_run(SelfEditConfig(templates=yaml_cfg["templates"], directive=directive), lr=2e-3, epochs=10)
     prompt = self_edit_prompt(P, "implications-hp", se)
     assert "Training: lr=X, epochs=N, passage=P" in prompt
     assert "one of 5e-4, 1e-3, 2e-3 or 3e-3" in prompt and "from 1 to 10" in prompt and "yes or no" in prompt
     example = prompt.split("For example:\nTraining: ")[1].splitlines()[0]
-    assert parse_directive(f"A fact.\nTraining: {example}", directive)[1].valid  # the example is valid
-    rng = replace(directive, lr_mode="range", lr_values=[1e-4, 1e-2], epochs_min=2, epochs_max=6)
+    assert parse_directive(f"A fact.\nTraining: {example}", se.directive)[1].valid  # the example is valid
+    rng = replace(se.directive, lr_mode="range", lr_values=[1e-4, 1e-2], epochs_min=2, epochs_max=6)
     prompt = self_edit_prompt(P, "implications-hp", replace(se, directive=rng))
     assert "a number from 1e-4 to 1e-2" in prompt and "from 2 to 6" in prompt
     example = prompt.split("For example:\nTraining: ")[1].splitlines()[0]
     assert parse_directive(f"A fact.\nTraining: {example}", rng)[1].valid
+
+
+def test_epochs_max_null_is_the_runs_inner_loop_epochs():
+    """A directive never trains longer than the facts-only run unless epochs_max says so: with
+    inner_loop.epochs=4, epochs=5 is out of bounds and the prompt offers 1 to 4."""
+    d = DirectiveConfig().for_run(lr=2e-3, epochs=4, append_passage=True)
+    assert (d.epochs_max, d.default_lr, d.default_epochs, d.default_passage) == (4, 2e-3, 4, True)
+    assert DirectiveConfig(epochs_max=12, default_epochs=3).for_run(2e-3, 4, False).epochs_max == 12  # as set
+    _, bad = parse_directive(edit("Training: lr=1e-3, epochs=5, passage=yes"), d)
+    assert not bad.valid and bad.reason == "epochs: 5 is outside [1, 4]"
+    assert parse_directive(edit("Training: lr=1e-3, epochs=4, passage=yes"), d)[1].valid
+    assert "a whole number from 1 to 4" in prompt_fields(d)["directive_values"]
+    with pytest.raises(SelfEditError, match="epochs_max: null means inner_loop.epochs"):
+        check_directive_config(DirectiveConfig(epochs_min=5).for_run(2e-3, 4, True))
+
+
+@pytest.mark.parametrize("lr, epochs, passage, want", [
+    (2e-3, 10, True, "lr=2e-3, epochs=10, passage=yes"),  # the default run: inner_loop.lr, .epochs, the passage
+    (1e-3, 4, False, "lr=1e-3, epochs=4, passage=no"),
+    (1e-2, 4, True, "lr=3e-3, epochs=4, passage=yes"),  # a default lr the policy may not write: the nearest allowed
+])
+def test_the_prompts_example_is_the_defaults_so_copying_it_trains_as_the_facts_only_run(lr, epochs, passage, want):
+    d = DirectiveConfig().for_run(lr, epochs, passage)
+    assert prompt_fields(d)["directive_example"] == want
+    _, copied = parse_directive(edit(f"Training: {want}"), d)
+    assert copied.valid and (copied.lr, copied.epochs, copied.append_passage) == example_values(d)
+    if lr == 2e-3:  # allowed: the copy trains exactly as an invalid directive (the facts-only twin) does
+        fell = parse_directive(FACTS, d)[1]
+        assert (copied.lr, copied.epochs, copied.append_passage) == (fell.lr, fell.epochs, fell.append_passage)
+    rng = DirectiveConfig(lr_mode="range", lr_values=[1e-4, 1e-3], epochs_min=2, epochs_max=3).for_run(lr, epochs,
+                                                                                                      passage)
+    assert prompt_fields(rng)["directive_example"].startswith("lr=1e-3, epochs=3")  # clamped into the bounds
+    assert "passage" not in prompt_fields(replace(d, allow_passage=False))["directive_example"]
+
+
+def test_the_task_prompts_and_bounds_with_its_own_inner_loop():
+    task = tiny_task(DirectiveConfig(), lr=1e-3, epochs=3)
+    prompt = task.prompt(P, "implications-hp")
+    assert "For example:\nTraining: lr=1e-3, epochs=3, passage=yes" in prompt and "from 1 to 3" in prompt
+    out = task.adapt_and_evaluate_many([(P, edit("Training: lr=1e-3, epochs=4, passage=yes"), "implications-hp", 1)])
+    assert out[0]["directive"] == {"lr": 1e-3, "epochs": 3, "append_passage": True, "valid": False,
+                                   "reason": "epochs: 4 is outside [1, 3]"}
+    assert out[0]["train"]["steps"] == 3 * 3  # 3 documents, batch 1, the run's 3 epochs
 
 
 @pytest.mark.parametrize("change, key", [
@@ -178,10 +233,38 @@ def test_directive_stats_on_hand_made_records():
     assert (s["n"], s["n_valid"], s["share_valid"]) == (6, 3, 0.5)
     assert s["chosen"] == {"lr": {"1e-3": 2, "3e-3": 1}, "epochs": {"3": 2, "5": 1}, "passage": {"no": 1, "yes": 2}}
     assert s["n_fallback"] == 2 and s["fallback"] == {"lr=2e-3, epochs=10, passage=yes": 2}
-    assert s["n_refused"] == 1
-    assert s["problems"] == {"missing directive line": 1, "lr": 1, "epochs": 1, "missing key": 1}
+    assert s["n_refused"] == 1 and s["n_skipped"] == 0
+    assert s["problems"] == {"epochs": 1, "lr": 1, "missing directive line": 1, "missing key": 1}
     empty = directive_stats([])
     assert empty["n"] == 0 and empty["share_valid"] is None
+
+
+def test_directive_stats_counts_other_skips_apart_and_orders_problems_the_same_whatever_the_order():
+    """An invalid directive whose self-edit was skipped for another reason (empty, NaN loss, too long)
+    did not train with the defaults: it is neither a fallback nor a refusal. Ties among problems are
+    ordered by name, so results.json does not depend on the order records arrived in (Ray, resume)."""
+    import random
+
+    def rec(reason, **kw):
+        return {"directive": {"lr": 2e-3, "epochs": 10, "append_passage": True, "valid": False, "reason": reason},
+                **kw}
+
+    recs = [rec("missing directive line: none"), rec("lr: 7 is not one of 5e-4"),
+            rec("missing directive line: none", skipped="the completion holds only filler"),
+            rec("epochs: 99 is outside [1, 10]", skipped="inner loop: NaN loss"),
+            rec("lr: 9 is not one of 5e-4", skipped=REFUSED + "lr: 9 is not one of 5e-4"),
+            {"directive": {"lr": 1e-3, "epochs": 3, "append_passage": True, "valid": True, "reason": None},
+             "skipped": "inner loop: NaN loss"}]  # valid but skipped: still a valid choice
+    s = directive_stats(recs)
+    assert (s["n"], s["n_valid"], s["n_fallback"], s["n_refused"], s["n_skipped"]) == (6, 1, 2, 1, 2)
+    assert s["n_valid"] + s["n_fallback"] + s["n_refused"] + s["n_skipped"] == s["n"]
+    assert s["fallback"] == {"lr=2e-3, epochs=10, passage=yes": 2}
+    assert list(s["problems"].items()) == [("lr", 2), ("missing directive line", 2), ("epochs", 1)]
+    rng = random.Random(0)
+    for _ in range(10):
+        shuffled = recs[:]
+        rng.shuffle(shuffled)
+        assert json.dumps(directive_stats(shuffled)) == json.dumps(s)
 
 
 # ------------------------------------------------------------------------------------------ the inner loop
@@ -197,7 +280,8 @@ def tiny_task(directive: DirectiveConfig, lr: float = 1e-2, epochs: int = 2):
     model, tok = load_model(mc)
     inner = InnerLoopConfig(lora_r=4, lora_alpha=8, lr=lr, epochs=epochs, batch_size=1, adapters_per_batch=4)
     return KnowledgeTask(model, tok, mc, inner, QAEvalConfig(max_new_tokens=3), GraderConfig(kind="match"),
-                         SelfEditConfig(format="implications-hp", directive=directive))
+                         SelfEditConfig(format="implications-hp", directive=directive,
+                                        templates=yaml.safe_load(DEFAULT_YAML.read_text(encoding="utf-8"))["templates"]))
 
 
 def spy_jobs(monkeypatch) -> list:
@@ -217,7 +301,7 @@ def test_the_inner_loop_trains_with_the_directive_epochs_lr_and_passage(monkeypa
     """Four self-edits with the same facts in one batch of K=4 adapters: the steps follow each directive's
     epochs (3 documents, batch 1), an invalid directive trains with inner_loop's settings, passage=no
     drops the passage document, and every record carries the directive as applied."""
-    task = tiny_task(DirectiveConfig(lr_mode="range", lr_values=[1e-12, 1.0]), lr=1e-2, epochs=2)
+    task = tiny_task(DirectiveConfig(lr_mode="range", lr_values=[1e-12, 1.0], epochs_max=10), lr=1e-2, epochs=2)
     jobs = spy_jobs(monkeypatch)
     texts = [edit("Training: lr=1e-2, epochs=1, passage=yes"), edit("Training: lr=1e-2, epochs=3, passage=yes"),
              edit("Training: lr=1e-2, epochs=3, passage=no"), edit("Training: lr=1e-2, epochs=30, passage=no")]

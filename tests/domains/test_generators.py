@@ -111,6 +111,30 @@ def test_parse_entities_strips_markers_dedupes_and_caps():
         "Restate", "Quiz yourself"]
 
 
+
+def test_list_parsing_strips_a_label_and_splits_commas_only_between_names():
+    # the prompt's cue echoed before the list is a label, not an entity
+    assert parse_entities("Entities: Marie Curie, Radium", "Curie", 12) == ["Curie", "Marie Curie", "Radium"]
+    assert parse_entities("**Key entities**: Marie Curie, Pierre Curie, and radium", None, 12) == [
+        "Marie Curie", "Pierre Curie", "radium"]
+    assert parse_entities("Entities:\nMarie Curie, Radium, Polonium", None, 12) == ["Marie Curie", "Radium", "Polonium"]
+    # a comma inside one name does not split it, nor does a number's
+    assert parse_entities("Washington, D.C.", None, 12) == ["Washington, D.C."]
+    assert parse_entities("Entities: John Smith, Jr.", None, 12) == ["John Smith, Jr."]
+    assert parse_entities("Austin, TX", None, 12) == ["Austin, TX"]
+    assert parse_entities("Velmora, 1,000 tons of slate", None, 12) == ["Velmora", "1,000 tons of slate"]
+    # one entity per line: commas inside a line are part of it
+    assert parse_entities("1. Washington, D.C.\n2. Paris, France", None, 12) == ["Washington, D.C.", "Paris, France"]
+    # prose is not a list of names
+    assert parse_entities("The town was founded in 1874, and it grew quickly.", None, 12) == []
+    # strategies are sentences: one per line, never split at commas, a label stripped
+    strategies = "Study strategies: Restate each fact, then quiz yourself"
+    assert parse_list(strategies, cap=4, commas=False) == ["Restate each fact, then quiz yourself"]
+    script = Scripted(strategies="1. Restate each fact, then quiz yourself\n2. Draw a timeline, with dates")
+    assert parse_list(script.strategies, cap=4, commas=False) == ["Restate each fact, then quiz yourself",
+                                                                  "Draw a timeline, with dates"]
+
+
 def test_relation_sets_are_seeded_and_capped_by_max_calls():
     ents = ["A", "B", "C", "D", "E", "F"]
     one = relation_sets(ents, max_calls=4, triples=0, rng=random.Random(7))
@@ -168,6 +192,19 @@ def test_token_budget_stops_further_calls(task_with):
     free = Scripted(words=8)
     (e,), _ = task_with(se_cfg(prompt_set=names), free).generate_self_edits(P, "prompt_set", k=1, seed=3)
     assert e.calls == 6 and e.tokens == 60 and len(free.calls) == 1 and len(free.calls[0][0]) == 12
+
+
+def test_any_token_budget_batches_in_waves_so_a_budget_that_never_binds_still_changes_the_seeds(task_with):
+    """Documented (generators.py, GeneratorConfig.token_budget): a budget > 0 issues each stage's calls in
+    waves, each its own seeded batch, so even a budget that is never reached samples other text than 0."""
+    names = ["set_summary", "set_quiz"]
+    big = Scripted(words=8)
+    rows = task_with(se_cfg(prompt_set=names, token_budget=10**6), big).generate_self_edits(P, "prompt_set", 1, 3)
+    assert [seed for _, seed in big.calls] == [derive_seed(3, "prompts", 0), derive_seed(3, "prompts", 1)]
+    free = Scripted(words=8)
+    same = task_with(se_cfg(prompt_set=names), free).generate_self_edits(P, "prompt_set", 1, 3)
+    assert [seed for _, seed in free.calls] == [derive_seed(3, "prompts")]
+    assert content(rows) == content(same)  # the same (scripted) text and cost; a real model's text would differ
 
 
 def test_active_reading_applies_each_strategy(task_with):
@@ -237,6 +274,41 @@ def test_paragraph_split_drops_a_leading_filler_line():
     lines = completion_to_documents(text, P[0], "prompt_set", replace(cfg, generators=replace(cfg.generators,
                                                                                                split="lines")))
     assert len(lines) == 5  # filler dropped, one per non-empty line, plus the passage
+
+
+def test_parts_with_blank_lines_give_one_document_each_in_ki_eval_and_in_pooling(task_with, monkeypatch):
+    """A part holding blank lines (a quiz's "Q: ...\n\nA: ...") is stored with them collapsed, so the
+    self-edit splits back into exactly its parts: ki_eval's documents and ki_cpt's pooled ones are one per
+    part, and max_segments (a single-call cap) drops none of them."""
+    from seal.domains.knowledge.conditions import pooled_documents
+
+    answers = ["Q: Who founded Velmora?\n\nA: Ansel Quorrin.", "Velmora is old.\n   \n\n\nIt is on the Tarvik.",
+               "  Summary:\n\n  The Tarvik is long.  "]
+
+    def quiz(drafts, stages, g):
+        stages.run("quiz", [(d, "Quiz:") for d in drafts])
+        for d in drafts:
+            d.parts += answers
+
+    monkeypatch.setitem(GENERATORS, "quiz", quiz)
+    cfg = replace(se_cfg(), max_segments=2)
+    (e,), = task_with(cfg, Scripted()).generate_self_edits(P[:1], "quiz", k=1, seed=0)
+    parts = ["Q: Who founded Velmora?\nA: Ansel Quorrin.", "Velmora is old.\nIt is on the Tarvik.",
+             "Summary:\n  The Tarvik is long."]
+    assert e.text.split("\n\n") == parts and re.split(r"\n\s*\n", e.text) == parts
+    docs = completion_to_documents(e.text, P[0], "quiz", cfg)
+    assert docs == [f"Velmora\n{x}" for x in parts] + [f"Velmora\n{P[0].context}"]  # 3 parts despite max_segments=2
+    pooled, skipped = pooled_documents(P[:1], {P[0].uid: [e.text, ""]}, True, "quiz", cfg)
+    assert pooled == [f"Velmora\n{P[0].context}"] + docs[:-1] and skipped == 1  # the passage once, first
+    # generators.split is honoured by the pooling too; a single-call format stays whole
+    whole = replace(cfg, generators=replace(cfg.generators, split="whole"))
+    assert pooled_documents(P[:1], {P[0].uid: [e.text]}, False, "quiz", whole)[0] == [
+        f"Velmora\n{P[0].context}", e.text]
+    lines = replace(cfg, generators=replace(cfg.generators, split="lines"))
+    assert len(pooled_documents(P[:1], {P[0].uid: [e.text]}, True, "quiz", lines)[0]) == 1 + 6
+    assert pooled_documents(P[:1], {P[0].uid: [e.text]}, True)[0] == [f"Velmora\n{P[0].context}",
+                                                                       f"Velmora\n{e.text}"]
+    assert completion_to_documents("a\nb\nc", P[0], "implications", cfg)[:-1] == ["Velmora\na", "Velmora\nb"]
 
 
 def test_format_checks_name_the_key():

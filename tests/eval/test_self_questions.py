@@ -26,6 +26,17 @@ A. copper wire
                                      Question("What does the town export?", "copper wire")]
 
 
+def test_an_inline_answer_follows_a_question_mark_or_full_stop_only():
+    """"A:" inside a question (vitamin A, a grade, a label) does not cut it: only "...? A: x" or "... . A: x"
+    on one line is a question with its answer."""
+    assert parse_pairs("Q: What does vitamin A: do?\nA: helps vision", 5) == [
+        Question("What does vitamin A: do?", "helps vision")]
+    assert parse_pairs("Q: What? A: radium", 5) == [Question("What?", "radium")]
+    assert parse_pairs("Q: Name the element. Answer: radium", 5) == [Question("Name the element.", "radium")]
+    assert parse_pairs("Q: Who got grade A: Ann or Bo?\nA: Ann", 5) == [Question("Who got grade A: Ann or Bo?", "Ann")]
+    assert parse_pairs("Q: What is vitamin A: a mineral? A: no", 5) == [Question("What is vitamin A: a mineral?", "no")]
+
+
 def test_caps_malformed_lines_and_repeats():
     text = "Q: one?\nA: 1\nQ: two?\nA: 2\nQ: three?\nA: 3"
     assert [q.question for q in parse_pairs(text, 2)] == ["one?", "two?"]  # the first max_questions pairs

@@ -62,6 +62,9 @@ def test_impossible_continual_configs_are_refused(tmp_path):
         run(tmp_path / "r4", "continual.variants.replay.replay_sources=[general,no/such.txt]")
     with pytest.raises(ConfigError, match="continual.reference 'plan' is not one of"):
         run(tmp_path / "r3", "continual.reference=plan")
+    with pytest.raises(ConfigError, match=r"self_edit.format=implications-hp: .*training directive.*ki_continual"):
+        run(tmp_path / "r5", "self_edit.format=implications-hp")
+    assert not (tmp_path / "r5" / "records.jsonl").exists()
 
 
 def test_replay_sources_remember_lines_or_everything():

@@ -67,13 +67,45 @@ def test_full_fine_tuning_updates_every_weight_and_restores_the_base(tmp_path):
         run(tmp_path / "h", "cpt.update=half")
 
 
-def test_multi_call_formats_pool_one_document_per_part(tmp_path):
+def test_multi_call_formats_pool_one_document_per_part_with_their_cost(tmp_path):
+    from seal.data.sources import load_passages
+    from seal.domains.knowledge.self_edit import completion_to_documents
+
     out = run(tmp_path / "m", "conditions=[base,self_edit]", "formats=[implications,prompt_set]", "self_edit.k=1",
               "self_edit.generators.prompt_set=[set_summary,set_key_facts]")
     conds = out["conditions"]
     assert list(conds) == ["base", "self_edit:implications", "self_edit:prompt_set"]
     recs = [json.loads(x) for x in (tmp_path / "m" / "records.jsonl").read_text().splitlines()]
     comps = next(r for r in recs if r["key"].startswith("completions/prompt_set"))
-    parts = sum(len([x for x in t.split("\n\n") if x.strip()]) for ts in comps["completions"].values() for t in ts)
     assert all(c[0]["calls"] == 2 for c in comps["cost"].values())
-    assert conds["self_edit:prompt_set"]["n_docs"] == 3 + parts  # the passages, then one document per part
+    # the documents ki_eval trains on, by generators.split (paragraphs: one per part), without the passage
+    from seal.cli import recipe_config, resolved
+
+    typed, _ = recipe_config(resolved(compose(*FAST, "formats=[implications,prompt_set]", "self_edit.k=1",
+                                              "self_edit.generators.prompt_set=[set_summary,set_key_facts]")))
+    by_uid = {p.uid: p for p in load_passages(typed.data)}
+    docs = [d for uid, ts in comps["completions"].items() for t in ts
+            for d in completion_to_documents(t, by_uid[uid], "prompt_set", typed.self_edit)[:-1]]
+    assert all(len(t.split("\n\n")) <= 2 for ts in comps["completions"].values() for t in ts)  # a part each call
+    assert conds["self_edit:prompt_set"]["n_docs"] == 3 + len(docs)
+    # what the self-edits cost to generate, per passage, in results.json and the report
+    for fmt in ("implications", "prompt_set"):
+        costs = next(r for r in recs if r["key"].startswith(f"completions/{fmt}"))["cost"]
+        want = sum(c[0]["tokens"] for c in costs.values()) / 3
+        assert conds[f"self_edit:{fmt}"]["tokens_per_passage"] == pytest.approx(want) and want > 0
+    assert conds["base"]["tokens_per_passage"] is None
+    assert "generated tokens / passage" in (tmp_path / "m" / "report.md").read_text()
+    # generators.split is honoured: whole keeps each self-edit as one document
+    whole = run(tmp_path / "w", "conditions=[self_edit]", "formats=[prompt_set]", "self_edit.k=1",
+                "self_edit.generators.prompt_set=[set_summary,set_key_facts]", "self_edit.generators.split=whole")
+    assert whole["conditions"]["self_edit:prompt_set"]["n_docs"] == 3 + 3
+
+
+def test_formats_that_carry_their_own_training_settings_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"self_edit.format=implications-hp: .*training directive.*ki_cpt pools"):
+        run(tmp_path / "d", "self_edit.format=implications-hp")
+    with pytest.raises(ConfigError, match=r"formats=implications-hp: .*training directive"):
+        run(tmp_path / "d2", "formats=[implications,implications-hp]")
+    with pytest.raises(ConfigError, match=r"formats=\['prompt_set'\] .*has no self_edit"):
+        run(tmp_path / "d3", "conditions=[base,passage]", "formats=[prompt_set]")
+    assert not any((tmp_path / d / "records.jsonl").exists() for d in ("d", "d2", "d3"))

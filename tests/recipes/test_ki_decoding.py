@@ -67,3 +67,6 @@ def test_impossible_splits_are_refused(tmp_path):
         run(tmp_path / "r", "decoding.head_passages=2", "decoding.val_passages=1")
     with pytest.raises(ConfigError, match="need 8"):
         run(tmp_path / "r2", "decoding.set_size=4")
+    with pytest.raises(ConfigError, match=r"self_edit.format=implications-hp: .*training directive.*pools"):
+        run(tmp_path / "r3", "self_edit.format=implications-hp")
+    assert not (tmp_path / "r3" / "records.jsonl").exists()

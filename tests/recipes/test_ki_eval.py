@@ -215,12 +215,17 @@ def test_formats_are_checked_before_anything_runs(tmp_path):
         run(tmp_path, "formats=[rewrite,rewrite]", name="r2")
     with pytest.raises(ConfigError, match="formats: from_file is read, not generated"):
         run(tmp_path, "formats=[from_file]", name="r3")
+    with pytest.raises(ConfigError, match=r"formats=\['entigraph'\] .*conditions=\['base', 'passage'\] has no "
+                                          r"self_edit"):
+        run(tmp_path, "conditions=[base,passage]", "formats=[entigraph]", name="r4")
     assert not (tmp_path / "run" / "records.jsonl").exists()
 
 
-def test_a_generator_with_nothing_to_say_is_recorded_as_a_skip_with_its_reason(tmp_path, monkeypatch):
+def test_a_generator_with_nothing_to_say_falls_back_to_the_passage_alone(tmp_path, monkeypatch):
     """The model's entity list is scripted empty (only that text: every other call is the tiny model's own),
-    so entigraph has fewer than 2 entities: the skip says so, and its one call's cost is still recorded."""
+    so entigraph has fewer than 2 entities: each such self-edit trains on the passage alone, recorded as a
+    fallback with its reason, so the condition covers the same passages as the others; its one call's cost
+    is still recorded."""
     from seal.generation.hf import HFGenerator
 
     real = HFGenerator.generate
@@ -231,12 +236,21 @@ def test_a_generator_with_nothing_to_say_is_recorded_as_a_skip_with_its_reason(t
                 for p, o, ids in zip(prompts, out, [o[1] if with_ids else [] for o in out])]
 
     monkeypatch.setattr(HFGenerator, "generate", no_entities)
-    results, path = run(tmp_path, "conditions=[base,self_edit]", "formats=[entigraph]",
+    results, path = run(tmp_path, "conditions=[base,self_edit]", "formats=[implications,entigraph]",
                         "self_edit.generators.title_entity=false")
     cond = results["conditions"]["self_edit:entigraph"]
-    assert cond["n_inner_loops"] == 0 and cond["n_skipped"] == 4
-    reasons = {s["reason"] for s in results["skipped"] if s.get("condition") == "self_edit:entigraph"}
-    assert len(reasons) == 1 and "fewer than 2 entities" in reasons.pop()
+    assert cond["n_inner_loops"] == 4 and cond["n_skipped"] == 0
+    assert cond["n_fallback"] == 4 and cond["fallback_share"] == 1.0
+    assert cond["n_clusters"] == results["conditions"]["self_edit:implications"]["n_clusters"] == 2
+    assert results["conditions"]["self_edit:implications"]["n_fallback"] == 0
+    assert "n_fallback" not in results["conditions"]["base"]
+    assert len(results["fallbacks"]) == 4 and all("fewer than 2 entities" in f["reason"] for f in results["fallbacks"])
     recs = [r for r in records(path) if r.get("condition") == "self_edit:entigraph"]
-    assert all(r["gen_tokens"] == 1 and r["self_edit"] is None for r in recs)
+    assert len(recs) == 4
+    for r in recs:
+        assert r["fallback"] == "passage" and "fewer than 2 entities" in r["why"]
+        assert r["self_edit"] == "" and r["n_docs"] == 1 and "accuracy" in r and "skipped" not in r
+        assert r["gen_tokens"] == 1
     assert cond["tokens_per_passage"] == 2  # k=2 self-edits of one 1-token call each
+    report = (path / "report.md").read_text()
+    assert "passage-only fallbacks" in report and "4 (100%)" in report and "fewer than 2 entities" in report

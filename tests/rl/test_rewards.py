@@ -13,7 +13,7 @@ from tiny_restem import kill_on_call, restem
 
 from seal.cli import run_experiment
 from seal.data.passage import Question
-from seal.eval.self_questions import NO_PAIRS, parse_pairs
+from seal.eval.self_questions import NO_PAIRS, as_records, exam_sha, parse_pairs
 from seal.infra.config import ConfigError, derive_seed
 from seal.models.loading import prompt_ids
 from seal.rl.reward import REWARDS, binary, likelihood, mean_accuracy, self_questions
@@ -58,6 +58,20 @@ def test_reward_functions():
     assert (sq.score, sq.base, sq.gain, sq.seed_scores, sq.unusable) == (0.5, 0.2, pytest.approx(0.3), (0.6, 0.4), None)
     assert self_questions("p", 0, unusable, sq_base).gain == 0.0  # an unusable run counts the unadapted value
     assert self_questions("p", 0, unusable, sq_base).unusable == "the completion holds only filler"
+    # base and adapted model sat different exams (hashes differ): unusable, gain 0, the reason names both
+    exam = [Question("Q1?", "a1")]
+    sq_base |= {"self_questions_exam": as_records(exam), "self_questions_exam_sha": exam_sha(exam)}
+    same = self_questions("p", 0, [{"self_questions": 0.6, "self_questions_exam_sha": exam_sha(exam)}], sq_base)
+    assert same.unusable is None and same.score == 0.6
+    other = exam_sha([Question("Q2?", "a2")])
+    moved = self_questions("p", 0, [{"self_questions": 0.6, "self_questions_exam_sha": exam_sha(exam)},
+                                    {"self_questions": 1.0, "self_questions_exam_sha": other}], sq_base)
+    assert moved.unusable == (f"self_questions: exam mismatch: seed 1 was scored on exam {other}, the base record "
+                              f"on exam {exam_sha(exam)}")
+    assert moved.gain == 0.0 and moved.seed_scores == (None, None)
+    old_base = {k: v for k, v in sq_base.items() if not k.startswith("self_questions_exam")}  # before hashes
+    old_base["self_questions_questions"] = [{"question": "Q1?", "gold": "a1", "correct": True}]
+    assert self_questions("p", 0, [{"self_questions": 1.0, "self_questions_exam_sha": other}], old_base).unusable
     nothing = {"accuracy": 0.0, "self_questions": 0.0, "self_questions_questions": [], "self_questions_unusable": NO_PAIRS}
     none = self_questions("p", 0, [{"skipped": NO_PAIRS, "seed": 1}], nothing)
     assert (none.score, none.base, none.unusable, none.seed_scores) == (0.0, 0.0, NO_PAIRS, (None,))
@@ -71,6 +85,8 @@ def test_a_restem_run_with_the_likelihood_reward_selects_on_likelihood_and_evalu
     inner = [r for k, r in recs.items() if k.startswith("estep/0/") and "seed_index" in r]
     assert inner and all("likelihood" in r and "accuracy" not in r for r in inner if "skipped" not in r)
     assert all("likelihood" in r for k, r in recs.items() if k.startswith("estep/0/base/"))
+    held_bases = [r for k, r in recs.items() if k.startswith("eval/") and r.get("condition") == "base"]
+    assert held_bases and not any("likelihood" in r for r in held_bases)  # held-out: accuracy only, never read
     for e in recs["select/0"]["edits"]:
         runs = [recs[f"estep/0/{e['context']}/{e['sample']}/{s}"] for s in range(2)]
         base = recs[f"estep/0/base/{e['context']}"]
@@ -151,7 +167,7 @@ def records(path) -> dict:
 
 
 def test_a_restem_run_with_the_self_questions_reward_selects_on_them_and_evaluates_on_gold(tmp_path, monkeypatch):
-    fake_examiner(monkeypatch)
+    seeds = fake_examiner(monkeypatch)
     path = tmp_path / "run"
     run_experiment(compose(*restem(**{"restem.rounds": 1, "restem.reward": "self_questions"})), path)
     recs = records(path)
@@ -160,11 +176,18 @@ def test_a_restem_run_with_the_self_questions_reward_selects_on_them_and_evaluat
         written = [q["question"] for q in base["self_questions_questions"]]
         assert written == [q.question for q in parse_pairs(base["self_questions_text"], 5)] and len(written) == 2
         assert base["self_questions"] == sum(q["correct"] for q in base["self_questions_questions"]) / 2
+        exam = parse_pairs(base["self_questions_text"], 5)
+        assert base["self_questions_exam"] == as_records(exam) and base["self_questions_exam_sha"] == exam_sha(exam)
+    # only the E-step's contexts get an exam: the held-out bases write and grade none
+    assert sorted(seeds) == sorted(derive_seed(derive_seed(0, "self_questions", 0), c) for c in bases)
+    held_bases = [r for k, r in recs.items() if k.startswith("eval/") and r.get("condition") == "base"]
+    assert held_bases and not any(key.startswith("self_questions") for r in held_bases for key in r)
     inner = [r for k, r in recs.items() if k.startswith("estep/0/") and "seed_index" in r and "skipped" not in r]
     assert inner and all("self_questions" in r and "accuracy" not in r for r in inner)
-    for r in inner:  # the adapted model was asked the context's self-written questions
+    for r in inner:  # the adapted model was asked the context's self-written questions, and says which exam
         assert [q["question"] for q in r["questions"]] == [q["question"] for q in
                                                            bases[r["context"]]["self_questions_questions"]]
+        assert r["self_questions_exam_sha"] == bases[r["context"]]["self_questions_exam_sha"]
     for e in recs["select/0"]["edits"]:
         runs = [recs[f"estep/0/{e['context']}/{e['sample']}/{s}"] for s in range(2)]
         by_hand = [sum(q["correct"] for q in r["questions"]) / len(r["questions"]) if "questions" in r
@@ -186,9 +209,9 @@ def test_a_context_the_policy_wrote_no_question_about_is_unusable(tmp_path):
     assert recs["select/0"]["n_kept"] == 0 and all(e["why"] == f"unusable: {NO_PAIRS}" for e in recs["select/0"]["edits"])
 
 
-def test_a_resumed_run_writes_the_same_self_questions_again(tmp_path, monkeypatch):
-    """Killed in the E-step after its base records and first chunk: the resumed session writes the
-    contexts' questions again (same seeds, no new base record) and ends as an uninterrupted run."""
+def test_a_resumed_run_asks_the_recorded_exam_and_writes_none_again(tmp_path, monkeypatch):
+    """Killed in the E-step after its base records and first chunk: the resumed session writes no
+    question again (its inner loops read the exam from the base records) and ends as an uninterrupted run."""
     overrides = restem(**{"restem.rounds": 1, "restem.reward": "self_questions"})
     seeds = fake_examiner(monkeypatch)
     full = run_experiment(compose(*overrides), tmp_path / "full")
@@ -206,8 +229,62 @@ def test_a_resumed_run_writes_the_same_self_questions_again(tmp_path, monkeypatc
     a, b = records(tmp_path / "full"), records(tmp_path / "run")
     assert a["select/0"]["edits"] == b["select/0"]["edits"]
     assert all(b[f"estep/0/base/{c}"] == before[f"estep/0/base/{c}"] for c in contexts)  # not scored again
-    round0 = {derive_seed(derive_seed(0, "self_questions", 0), c) for c in contexts}
-    assert round0 <= set(seeds) and round0 <= set(first_seeds)  # written again, with the same seeds
+    assert seeds == []  # nothing written again
+    assert {derive_seed(derive_seed(0, "self_questions", 0), c) for c in contexts} == set(first_seeds)
     for k, r in b.items():  # the inner loops run after the resume asked what the base record shows
         if k.startswith("estep/0/") and "seed_index" in r and k not in before:
             assert r.get("questions") == a[k].get("questions")
+            assert r["self_questions_exam_sha"] == b[f"estep/0/base/{r['context']}"]["self_questions_exam_sha"]
+
+
+def test_a_fresh_session_scores_estep_items_on_the_exam_their_base_record_holds(monkeypatch):
+    """A Ray worker (or a resumed run) opens its own session with nothing cached: an E-step item is asked
+    the exam in its base record and never writes one; a held-out base writes and grades no exam."""
+    from seal.domains.knowledge.domain import KnowledgeSession
+    from seal.domains.knowledge.self_edit import SelfEditConfig
+    from seal.eval.self_questions import SelfQuestionsConfig
+    from seal.rl.protocols import Item
+
+    task = knowledge_task(k=2)
+    ps = passages(2)
+    exam = [ps[0].questions[0], Question("Where did nobody go?", "nowhere")]
+    written = []
+
+    def write(passages_, cfg, seeds):
+        written.extend(p.uid for p in passages_)
+        return [{"text": "the quiz", "questions": exam} for _ in passages_]
+
+    monkeypatch.setattr(task, "write_self_questions", write)
+    driver = KnowledgeSession(task, SelfEditConfig(), "self_questions", SelfQuestionsConfig(), seed=3)
+    held = driver.base_many(ps[:1])  # held-out: gold accuracy only
+    assert written == [] and set(held[0]) == {"accuracy", "questions"}
+    base = driver.base_many(ps[:1], phase="estep")[0]
+    assert written == [ps[0].uid] and base["self_questions_exam"] == as_records(exam)
+    base = json.loads(json.dumps(base))  # as recorded
+
+    def refuse(*_):
+        raise AssertionError("an E-step item must not write its exam again")
+
+    monkeypatch.setattr(task, "write_self_questions", refuse)
+    worker = KnowledgeSession(task, SelfEditConfig(), "self_questions", SelfQuestionsConfig(), seed=3)
+    out = worker.adapt_many([Item("estep", ps[0], ps[0].context, 5, base),
+                             Item("estep", ps[0], ps[0].context, 6, base)])
+    for rec in out:
+        assert [(q["question"], q["gold"]) for q in rec["questions"]] == [(q.question, q.answer) for q in exam]
+        assert rec["self_questions_exam_sha"] == base["self_questions_exam_sha"] == exam_sha(exam)
+        assert rec["self_questions"] == 0.5  # the trained passage's question, not the other one
+    with pytest.raises(ValueError, match="needs its context's base record"):
+        worker.adapt_many([("estep", ps[0], ps[0].context, 5)])
+
+
+def test_a_context_without_questions_keeps_each_edits_directive(tmp_path):
+    """implications-hp with the self_questions reward on the tiny random model (no parseable pair): the
+    E-step's skipped edits still record the directive they wrote, counted as skipped, not as fallbacks."""
+    path = tmp_path / "run"
+    results = run_experiment(compose(*restem(**{"restem.rounds": 1, "restem.reward": "self_questions",
+                                                "restem.seeds_per_edit": 1, "self_edit.format": "implications-hp"})),
+                             path)
+    inner = [r for k, r in records(path).items() if k.startswith("estep/0/") and "seed_index" in r]
+    assert len(inner) == 4 and all(r["skipped"] == NO_PAIRS and r["directive"]["valid"] is False for r in inner)
+    e_step = results["rounds"][0]["directives"]["e_step"]
+    assert (e_step["n"], e_step["n_fallback"], e_step["n_skipped"]) == (4, 0, 4)

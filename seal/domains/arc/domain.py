@@ -111,14 +111,15 @@ class ARCSession:
         return format_prompt(self.tok, text, self.chat, self.system_prompt)
 
     # -- scoring
-    def base_many(self, tasks: list[ARCTask]) -> list[dict]:
-        """In-context learning: the unadapted policy, the same prompts and vote."""
+    def base_many(self, tasks: list[ARCTask], phase: str = "eval") -> list[dict]:
+        """In-context learning: the unadapted policy, the same prompts and vote (the same for either
+        phase: every ARC reward reads accuracy)."""
         return self._evaluate(tasks, [-1] * len(tasks))
 
     def adapt_many(self, items) -> list[dict]:
         out: list[dict | None] = [None] * len(items)
         jobs = []
-        for n, (cond, task, text, seed) in enumerate(items):
+        for n, (cond, task, text, seed, *_) in enumerate(items):  # an Item's base: ARC rewards need only accuracy
             try:
                 edit = self.oracle if cond == "oracle" else parse_edit(text, self.arc.limits)
                 docs = self._documents(task, edit, seed)

@@ -4,15 +4,16 @@ passages with their self-edits into one training corpus (continued pretraining).
 
 from __future__ import annotations
 
-import re
+from dataclasses import replace
 
 from seal.data.sources import DataError, load_seal_file
 from seal.domains.knowledge.config import CONDITIONS, ConditionsSetup
-from seal.domains.knowledge.generators import check_any_format
+from seal.domains.knowledge.generators import GENERATORS, check_any_format
 from seal.domains.knowledge.self_edit import (
     MODEL_FORMATS,
     SelfEditConfig,
     SelfEditError,
+    completion_to_documents,
     passage_document,
 )
 from seal.domains.knowledge.task import KnowledgeTask
@@ -33,9 +34,13 @@ def validate_conditions(cfg: ConditionsSetup) -> None:
                               f"({', '.join(cfg.from_files) or 'none'})")
         if fmt not in MODEL_FORMATS:
             raise ConfigError(f"from_file_formats.{label}: unknown format '{fmt}' (choose {', '.join(MODEL_FORMATS)})")
+    if cfg.formats and "self_edit" not in cfg.conditions:
+        raise ConfigError(f"formats={list(cfg.formats)} names self-edit formats, but conditions="
+                          f"{list(cfg.conditions)} has no self_edit, so they would never run: add self_edit to "
+                          "conditions, or set formats=[]")
     if len(set(cfg.formats)) != len(cfg.formats):
         raise ConfigError(f"formats: a format is listed twice in {list(cfg.formats)}")
-    for fmt in cfg.formats:  # checked even without the self_edit condition: a typo is a typo
+    for fmt in cfg.formats:
         if fmt == "from_file":
             raise ConfigError("formats: from_file is read, not generated: use the from_file condition with from_files")
         try:
@@ -114,11 +119,16 @@ def generation_cost(samples: dict, passages: list, k: int) -> dict:
             "gen_seconds_per_passage": sum(sum(e["seconds"] for e in c) for c in costs) / len(costs)}
 
 
-def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool, parts: bool = False
-                     ) -> tuple[list[str], int]:
-    """Each passage's text, then each of its completions whole as one document (REFERENCE 1.1, CPT), or
-    with `parts` (a multi-call self-edit, `seal.domains.knowledge.generators`) one document per
-    blank-line-separated part; returns the documents and how many empty completions were skipped."""
+def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool, fmt: str | None = None,
+                     se: SelfEditConfig | None = None) -> tuple[list[str], int]:
+    """Each passage's text, then each of its completions whole as one document (REFERENCE 1.1, CPT), or,
+    for a multi-call format `fmt` (`seal.domains.knowledge.generators`, with `se`), the documents `ki_eval`
+    trains on (`completion_to_documents` by `self_edit.generators.split`: one per part by default)
+    without the passage document, which is here once already. Returns the documents and how many
+    completions were skipped (empty, or only filler)."""
+    multi_call = fmt in GENERATORS
+    if multi_call and se is None:
+        raise ValueError("pooled_documents: a multi-call format needs the self-edit config `se`")
     docs, skipped = [], 0
     for p in passages:
         docs.append(passage_document(p))
@@ -126,6 +136,12 @@ def pooled_documents(passages, comps: dict[str, list[str]], title_prefix: bool, 
             if not text.strip():
                 skipped += 1
                 continue
-            for piece in [x.strip() for x in re.split(r"\n\s*\n", text) if x.strip()] if parts else [text.strip()]:
-                docs.append(f"{p.title}\n{piece}" if title_prefix else piece)
+            if not multi_call:
+                docs.append(f"{p.title}\n{text.strip()}" if title_prefix else text.strip())
+                continue
+            try:
+                docs += completion_to_documents(text, p, fmt, replace(se, title_prefix=title_prefix,  # type: ignore
+                                                                      append_passage=False))
+            except SelfEditError:
+                skipped += 1
     return docs, skipped

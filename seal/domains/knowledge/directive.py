@@ -12,9 +12,17 @@ passage itself is appended as one more document. The allowed values are `Directi
 
 The line is schema-checked as ARC's JSON self-edit is (`seal.domains.arc.self_edit.parse_edit`):
 key=value pairs separated by commas (spaces or semicolons also separate), exactly the known keys, each
-once; key names and yes/no are case-insensitive, list markers and ** around the line are ignored. A
+once; key names and yes/no are case-insensitive, list or heading markers ("-", "1.", "###") and ** around
+the line are ignored. Numbers are plain ASCII decimals ("1e-3", "0.002", "4"): digit separators
+("1_0e-4") and non-ASCII digits are invalid, though Python's float() and int() would take them. A
 value outside the allowed values is invalid, never clamped: a clamped value would train with a setting
 the policy did not write, and ReST-EM would then clone a directive whose text says something else.
+
+The allowed values and the defaults meet the run's inner loop in `DirectiveConfig.for_run` (the
+knowledge task calls it with inner_loop.lr, inner_loop.epochs and self_edit.append_passage):
+`epochs_max: null` becomes inner_loop.epochs, so a directive never trains longer than the facts-only
+run, and null defaults become the run's own settings. The prompt's example directive is the defaults,
+so a policy that copies it trains exactly as its facts-only twin.
 
 An invalid directive (no directive line, more than one, not the last line, an unparsable pair, an
 unknown, repeated or missing key, a value that is not a number / whole number / yes or no, or one
@@ -41,10 +49,13 @@ LR_MODES = ("choices", "range")
 ON_INVALID = ("default", "refuse")
 REFUSED = "invalid training directive (self_edit.directive.on_invalid=refuse): "
 
-_LINE = re.compile(r"^\s*(?:[-*\u2022>]+\s*|\(?\d{1,3}[.)]\s*)?training\s*:(.*)$", re.IGNORECASE | re.DOTALL)
+_LINE = re.compile(r"^\s*(?:[-*\u2022>#]+\s*|\(?\d{1,3}[.)]\s*)?training\s*:(.*)$", re.IGNORECASE | re.DOTALL)
 _SEPARATOR = re.compile(r"\s*[,;]\s*|\s+(?=[A-Za-z_]+\s*=)")
 _PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*(\S+)")
 _YES, _NO = ("yes", "true"), ("no", "false")
+# plain ASCII decimals only: float() and int() also take "1_0e-4", "١e-3" or "٤", which no prompt shows
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,9 @@ class DirectiveConfig:
     # around inner_loop.lr=2e-3 for SmolLM2-135M, inside the paper's search range (1e-4 to 2e-3, a bit above)
     lr_values: list[float] = field(default_factory=lambda: [5e-4, 1e-3, 2e-3, 3e-3])
     epochs_min: int = 1
-    epochs_max: int = 10  # inner_loop.epochs' default: a directive never costs more than the facts-only run
+    # null: inner_loop.epochs (`for_run`), so a directive never costs more inner-loop steps than the
+    # facts-only run; a number allows that many (more than inner_loop.epochs: a directive may cost more)
+    epochs_max: int | None = None
     allow_passage: bool = True  # the policy may choose passage=yes|no (false: the key `passage` is refused)
     on_invalid: str = "default"  # default: an invalid directive trains with the defaults | refuse: edit unusable
     # the settings of an invalid directive (and of `passage` when it may not be chosen); null: the run's own
@@ -64,6 +77,34 @@ class DirectiveConfig:
 
     def keys(self) -> tuple[str, ...]:
         return KEYS if self.allow_passage else KEYS[:2]
+
+    def for_run(self, lr: float, epochs: int, append_passage: bool) -> DirectiveConfig:
+        """This config with every null the run decides filled in: epochs_max (null: `epochs`, the run's
+        inner_loop.epochs) and the defaults (null: the run's inner_loop.lr, .epochs, self_edit.append_passage)."""
+        return replace(self, epochs_max=epochs if self.epochs_max is None else self.epochs_max,
+                       default_lr=lr if self.default_lr is None else self.default_lr,
+                       default_epochs=epochs if self.default_epochs is None else self.default_epochs,
+                       default_passage=append_passage if self.default_passage is None else self.default_passage)
+
+    def is_for_run(self) -> bool:
+        return None not in (self.epochs_max, self.default_lr, self.default_epochs, self.default_passage)
+
+
+def for_run(se_cfg, lr: float, epochs: int):
+    """A self-edit config (`SelfEditConfig`) whose directive is resolved against the run's inner loop
+    (`DirectiveConfig.for_run`, with the config's own append_passage)."""
+    return replace(se_cfg, directive=se_cfg.directive.for_run(lr, epochs, se_cfg.append_passage))
+
+
+def _unresolved_fill(cfg: DirectiveConfig) -> DirectiveConfig:
+    """A config not resolved against a run (`for_run`) is shown and bounded with the inner loop's
+    dataclass defaults and the passage appended (the knowledge task always resolves it first)."""
+    if cfg.is_for_run():
+        return cfg
+    from seal.inner_loop.trainer import InnerLoopConfig
+
+    il = InnerLoopConfig()
+    return cfg.for_run(il.lr, il.epochs, True)
 
 
 @dataclass(frozen=True)
@@ -96,8 +137,9 @@ def check_directive_config(cfg: DirectiveConfig) -> None:
         raise SelfEditError(f"{where}.lr_values: needs positive finite learning rates, got {vals}")
     if cfg.lr_mode == "range" and (len(vals) != 2 or vals[0] > vals[1]):
         raise SelfEditError(f"{where}.lr_values: lr_mode=range needs [min, max] with min <= max, got {vals}")
-    if not 1 <= cfg.epochs_min <= cfg.epochs_max:
-        raise SelfEditError(f"{where}: needs 1 <= epochs_min <= epochs_max, got {cfg.epochs_min} and {cfg.epochs_max}")
+    if cfg.epochs_min < 1 or (cfg.epochs_max is not None and cfg.epochs_min > cfg.epochs_max):
+        raise SelfEditError(f"{where}: needs 1 <= epochs_min <= epochs_max, got {cfg.epochs_min} and {cfg.epochs_max} "
+                            "(epochs_max: null means inner_loop.epochs)")
     if cfg.on_invalid not in ON_INVALID:
         raise SelfEditError(f"{where}.on_invalid: '{cfg.on_invalid}' is not one of {', '.join(ON_INVALID)}")
     if cfg.default_lr is not None and not (math.isfinite(cfg.default_lr) and cfg.default_lr > 0):
@@ -116,23 +158,38 @@ def _or(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
 
 
+def example_values(cfg: DirectiveConfig) -> tuple[float, int, bool | None]:
+    """The prompt's example directive: the defaults (an invalid directive's settings; for a config
+    resolved by `for_run`, the run's own inner_loop.lr, .epochs and self_edit.append_passage), so a
+    policy that copies the example trains as the facts-only run does. A default the policy may not
+    write is replaced by the nearest allowed value (lr: on a log scale), so the example stays valid.
+    passage: None when the policy may not choose it."""
+    cfg = _unresolved_fill(cfg)
+    lr, epochs = float(cfg.default_lr), int(cfg.default_epochs)  # type: ignore[arg-type]
+    if cfg.lr_mode == "choices":
+        lr = min(cfg.lr_values, key=lambda v: (abs(math.log(v / lr)), v))
+    else:
+        lr = min(max(lr, cfg.lr_values[0]), cfg.lr_values[1])
+    epochs = min(max(epochs, cfg.epochs_min), cfg.epochs_max)  # type: ignore[type-var]
+    return float(lr), epochs, (cfg.default_passage if cfg.allow_passage else None)
+
+
 def prompt_fields(cfg: DirectiveConfig) -> dict[str, str]:
     """The template's directive placeholders, filled from the allowed values: the line's syntax, what
-    each value may be, and a valid example."""
+    each value may be, and a valid example (`example_values`: the defaults)."""
+    cfg = _unresolved_fill(cfg)
     if cfg.lr_mode == "choices":
         lr_text = f"X is the learning rate, one of {_or([format_lr(v) for v in cfg.lr_values])}"
-        example_lr = cfg.lr_values[len(cfg.lr_values) // 2]
     else:
         lo, hi = cfg.lr_values
         lr_text = f"X is the learning rate, a number from {format_lr(lo)} to {format_lr(hi)}"
-        example_lr = float(f"{math.sqrt(lo * hi):.0e}")  # the geometric middle, to one digit
-        example_lr = example_lr if lo <= example_lr <= hi else lo
     values = [lr_text, (f"N is how many times you are trained on your statements, a whole number from "
                         f"{cfg.epochs_min} to {cfg.epochs_max}")]
-    syntax, example = "lr=X, epochs=N", f"lr={format_lr(example_lr)}, epochs={(cfg.epochs_min + cfg.epochs_max) // 2}"
+    lr, epochs, passage = example_values(cfg)
+    syntax, example = "lr=X, epochs=N", f"lr={format_lr(lr)}, epochs={epochs}"
     if cfg.allow_passage:
         values.append("P is yes or no: whether you are also trained on the passage itself")
-        syntax, example = syntax + ", passage=P", example + ", passage=yes"
+        syntax, example = syntax + ", passage=P", example + f", passage={'yes' if passage else 'no'}"
     return {"directive_syntax": syntax, "directive_values": "; ".join(values), "directive_example": example}
 
 
@@ -203,10 +260,9 @@ def read_pairs(body: str, cfg: DirectiveConfig) -> tuple[list[str], dict]:
 
 
 def _lr(value: str, cfg: DirectiveConfig) -> tuple[float | None, str | None]:
-    try:
-        lr = float(value)
-    except ValueError:
+    if not _NUMBER.fullmatch(value):
         return None, f"{value!r} is not a number"
+    lr = float(value)
     if not math.isfinite(lr):
         return None, f"{value} is not a finite number"
     if cfg.lr_mode == "choices":
@@ -221,11 +277,11 @@ def _lr(value: str, cfg: DirectiveConfig) -> tuple[float | None, str | None]:
 
 
 def _epochs(value: str, cfg: DirectiveConfig) -> tuple[int | None, str | None]:
-    if not re.fullmatch(r"\d+", value):
+    if not _WHOLE.fullmatch(value):
         return None, f"{value!r} is not a whole number"
-    n = int(value)
-    if not cfg.epochs_min <= n <= cfg.epochs_max:
-        return None, f"{n} is outside [{cfg.epochs_min}, {cfg.epochs_max}]"
+    n, hi = int(value), _unresolved_fill(cfg).epochs_max
+    if not cfg.epochs_min <= n <= hi:  # type: ignore[operator]
+        return None, f"{n} is outside [{cfg.epochs_min}, {hi}]"
     return n, None
 
 
@@ -262,19 +318,24 @@ def setting(d: dict) -> str:
 
 def directive_stats(records: Iterable[dict]) -> dict:
     """Over inner-loop records (one per self-edit) that carry a `directive`: how many directives were
-    valid, the settings the valid ones chose (lr, epochs, passage), how many invalid ones fell back to the
-    defaults (and which settings that gave) or were refused, and how often each kind of problem occurred."""
+    valid, the settings the valid ones chose (lr, epochs, passage), and what became of the invalid ones:
+    trained with the defaults (fell back, with the settings that gave), refused (on_invalid=refuse), or
+    skipped for another reason before or during training (an empty completion, too long, NaN loss ...),
+    so n_valid + n_fallback + n_refused + n_skipped == n; and how often each kind of problem occurred,
+    most frequent first, ties by name (the same order whatever order the records came in)."""
     recs = [r for r in records if isinstance(r.get("directive"), dict)]
     valid = [r["directive"] for r in recs if r["directive"]["valid"]]
-    refused = [r for r in recs if not r["directive"]["valid"] and str(r.get("skipped", "")).startswith(REFUSED)]
-    fell_back = [r["directive"] for r in recs if not r["directive"]["valid"] and r not in refused]
-    kinds = Counter(p.split(":", 1)[0] for r in recs if not r["directive"]["valid"]
-                    for p in (r["directive"]["reason"] or "").split("; "))
+    invalid = [r for r in recs if not r["directive"]["valid"]]
+    refused = [r for r in invalid if str(r.get("skipped", "")).startswith(REFUSED)]
+    fell_back = [r["directive"] for r in invalid if "skipped" not in r]
+    skipped = [r for r in invalid if "skipped" in r and not str(r["skipped"]).startswith(REFUSED)]
+    kinds = Counter(p.split(":", 1)[0] for r in invalid for p in (r["directive"]["reason"] or "").split("; "))
     return {
         "n": len(recs), "n_valid": len(valid), "share_valid": len(valid) / len(recs) if recs else None,
         "chosen": {"lr": _counts((format_lr(d["lr"]) for d in valid), order=float),
                    "epochs": _counts((d["epochs"] for d in valid), order=int),
                    "passage": _counts("yes" if d["append_passage"] else "no" for d in valid)},
         "n_fallback": len(fell_back), "fallback": _counts(setting(d) for d in fell_back),
-        "n_refused": len(refused), "problems": dict(kinds.most_common()),
+        "n_refused": len(refused), "n_skipped": len(skipped),
+        "problems": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
     }

@@ -48,7 +48,8 @@ def _shown(counts: dict[str, int]) -> str:
 
 def directive_section(rd: RunDir, cfg_line: str) -> list[str]:
     """The report's section: per round and phase, the share of valid directives, the settings the valid
-    ones chose, what the invalid ones did (fell back to the defaults, or were refused) and why."""
+    ones chose, what the invalid ones did (fell back to the defaults, were refused, or were skipped for
+    another reason) and why."""
     from seal.infra.report import md_table
 
     rows = []
@@ -58,15 +59,16 @@ def directive_section(rd: RunDir, cfg_line: str) -> list[str]:
             fell = f"{s['n_fallback']}" + (f" ({_shown(s['fallback'])})" if s["n_fallback"] else "")
             rows.append([r, PHASES[phase], s["n"], s["n_valid"], share, _shown(s["chosen"]["lr"]),
                          _shown(s["chosen"]["epochs"]), _shown(s["chosen"]["passage"]), fell, s["n_refused"],
-                         _shown(s["problems"])])
+                         s.get("n_skipped", 0), _shown(s["problems"])])
     if not rows:
         return []
     return ["## Training directives the policy wrote", "",
             ("Each self-edit ends in a line `Training: lr=..., epochs=..., passage=...` that sets its own inner "
              f"loop ({cfg_line}). Settings chosen are over the valid directives; an invalid one trains with the "
              "defaults (fell back, with the settings that gave) or, with `self_edit.directive.on_invalid=refuse`, "
-             "makes the self-edit unusable (refused). Problems count each kind found (a directive may have "
+             "makes the self-edit unusable (refused); other skipped: an invalid one whose self-edit was unusable "
+             "for another reason (empty, too long, NaN loss ...), so it neither fell back nor was refused. Problems count each kind found (a directive may have "
              "several). E-step: one count per self-edit (its seeds share the directive); kept: the E-step "
              "self-edits selection cloned into the M-step."), "",
             md_table(["policy", "self-edits", "directives", "valid", "share valid", "lr chosen", "epochs chosen",
-                      "passage chosen", "fell back", "refused", "problems"], rows), ""]
+                      "passage chosen", "fell back", "refused", "other skipped", "problems"], rows), ""]

@@ -3,12 +3,15 @@ a self-edit is text to train on, the reward is closed-book accuracy on the passa
 the inner loop; the reference `passage` trains on the passage alone.
 
 With `restem.reward=self_questions` the E-step's questions are the ones the round's unadapted policy
-writes itself (`seal.eval.self_questions`): the session writes them once per context, seeded by the
-config seed, the round and the context uid, in a generate call per context, and keeps them; the base
-record holds them (`self_questions_questions`, the raw text in `self_questions_text`). A session opened
-on a resumed run writes the same ones again for contexts whose base record was already written. A
-context with no parseable pair records `self_questions_unusable`; its edits are not trained and their
-reward is unusable. Held-out evaluation always uses the gold questions."""
+writes itself (`seal.eval.self_questions`): the session writes them once per E-step context, seeded by
+the config seed, the round and the context uid, in a generate call per context, when it scores the
+context's base; the base record holds them (`self_questions_exam`, with its hash `self_questions_exam_sha`,
+the graded answers in `self_questions_questions`, the raw text in `self_questions_text`). Every inner
+loop of the context is then asked exactly that recorded exam, passed along with its item (`Item.base`),
+whichever process runs it and after any resume, and records the exam's hash; the reward refuses a run
+whose hash differs from the base's. A context with no parseable pair records `self_questions_unusable`;
+its edits are not trained and their reward is unusable. Held-out evaluation always uses the gold
+questions, and held-out bases write no exam."""
 
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, format_lr
 from seal.domains.knowledge.directive_report import directive_section, round_directives
 from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.domains.knowledge.task import KnowledgeTask
-from seal.eval.self_questions import NO_PAIRS, SelfQuestionsConfig, examined
+from seal.eval.self_questions import NO_PAIRS, SelfQuestionsConfig, as_records, exam_of, exam_sha, examined
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.models.loading import load_model
+from seal.rl.protocols import PHASES, Item
 from seal.rl.reward import MEASURES, REWARDS, EditReward
 
 
@@ -73,6 +77,7 @@ class KnowledgeDomain:
         passage = se.append_passage if d.default_passage is None else d.default_passage
         return directive_section(rd, f"`self_edit.directive`: defaults lr={format_lr(d.default_lr or il.lr)}, epochs="
                                      f"{d.default_epochs or il.epochs}, passage={'yes' if passage else 'no'}; "
+                                     f"epochs allowed {d.epochs_min} to {d.epochs_max or il.epochs}; "
                                      f"on_invalid={d.on_invalid}")
 
     def round_summary(self, rd: RunDir, r: int) -> dict:
@@ -106,8 +111,16 @@ class KnowledgeSession:
             self.written[c.uid] = w
         return [self.written[c.uid] for c in contexts]
 
-    def base_many(self, contexts):
+    def base_many(self, contexts, phase: str = "eval"):
+        """The unadapted accuracy on the gold questions; for E-step contexts (phase "estep") also what
+        the reward compares with: the unadapted likelihood, or the exam the policy writes itself, with
+        its hash and the unadapted accuracy on it. Held-out bases (phase "eval") write and grade nothing
+        more."""
+        if phase not in PHASES:
+            raise ValueError(f"base_many: phase must be one of {', '.join(PHASES)}, got {phase!r}")
         out = [{"accuracy": acc, "questions": qs} for acc, qs in self.task.base_accuracies(contexts)]
+        if phase != "estep":
+            return out
         if self.estep_measure == "likelihood":  # the E-step's gains are over the unadapted likelihood
             for rec, (lp, qs) in zip(out, self.task.base_likelihoods(contexts)):
                 rec["likelihood"], rec["likelihood_questions"] = lp, qs
@@ -117,31 +130,40 @@ class KnowledgeSession:
                                                      for c, w in zip(contexts, written) if w["questions"]]))
             for rec, w in zip(out, written):
                 acc, qs = next(scored) if w["questions"] else (0.0, [])
-                rec |= {"self_questions": acc, "self_questions_questions": qs, "self_questions_text": w["text"]}
+                rec |= {"self_questions": acc, "self_questions_questions": qs, "self_questions_text": w["text"],
+                        "self_questions_exam": as_records(w["questions"]),
+                        "self_questions_exam_sha": exam_sha(w["questions"])}
                 if not w["questions"]:
                     rec["self_questions_unusable"] = NO_PAIRS
         return out
 
     def adapt_many(self, items):
         """Held-out items (self_edit and references) measure accuracy on the gold questions, E-step items
-        what the reward needs (`estep_measure`); the outer loop never mixes the two in one call."""
-        conditions = {cond for cond, *_ in items}
+        what the reward needs (`estep_measure`); the outer loop never mixes the two in one call. With
+        the self_questions reward, an E-step item is asked exactly the exam its base record holds
+        (`Item.base`, `seal.eval.self_questions.exam_of`), and its record keeps that exam's hash."""
+        items = [Item(*it) for it in items]
+        conditions = {it.condition for it in items}
         if "estep" in conditions and len(conditions) > 1:
             raise ValueError(f"adapt_many: E-step items mixed with {sorted(conditions - {'estep'})} in one call")
-        jobs = [(p, text, self.fmt, seed) if cond in ("self_edit", "estep") else (p, "", "none", seed)
-                for cond, p, text, seed in items]
+        jobs = [(it.context, it.text, self.fmt, it.seed) if it.condition in ("self_edit", "estep")
+                else (it.context, "", "none", it.seed) for it in items]
         if conditions != {"estep"}:
             return self.task.adapt_and_evaluate_many(jobs)
         if self.estep_measure != "self_questions":
             return self.task.adapt_and_evaluate_many(jobs, measure=self.estep_measure)
+        if any(it.base is None for it in items):
+            raise ValueError("adapt_many: with the self_questions reward every E-step item needs its context's base "
+                             "record (Item.base), which holds the exam")
         # a context the policy wrote no question about has nothing to score: its edits are not trained
-        written = self.self_questions([p for p, *_ in jobs])
-        out: list[dict] = [{"skipped": NO_PAIRS, "seed": job[3]} for job in jobs]
-        asked = [j for j, w in enumerate(written) if w["questions"]]
+        out: list[dict] = [{"skipped": NO_PAIRS, "seed": seed, **self.task.directive_record(text, fmt)}
+                           for _, text, fmt, seed in jobs]
+        asked = [j for j, it in enumerate(items) if "self_questions_unusable" not in it.base]  # type: ignore[operator]
+        exams = {j: exam_of(items[j].base) for j in asked}  # type: ignore[arg-type]
         done = self.task.adapt_and_evaluate_many([jobs[j] for j in asked], measure="self_questions",
-                                                 self_questions=[written[j]["questions"] for j in asked])
+                                                 self_questions=[exams[j] for j in asked])
         for j, rec in zip(asked, done):
-            out[j] = rec
+            out[j] = rec if "skipped" in rec else {**rec, "self_questions_exam_sha": exam_sha(exams[j])}
         return out
 
     def sample_prompt(self, context):

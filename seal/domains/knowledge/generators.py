@@ -1,22 +1,40 @@
 """Self-edits made of several model calls, and what every self-edit cost to generate.
 
 A single-call format (`implications`, `rewrite`, ...) is one prompt -> one completion. The formats here
-ask the model several times per self-edit and join the answers, one part per call, by blank lines
-(their documents: one per paragraph, `self_edit.generators.split`):
+ask the model several times per self-edit and join the answers, one part per call, by blank lines:
 
   entigraph       call 1 lists the passage's entities; then, for seeded random pairs (and, with
                   `generators.triples`, triples) of them, one call each on how they relate according
                   to the passage, at most `generators.max_calls` such calls
   active_reading  call 1 proposes `generators.strategies` study strategies for the passage; then one
                   call per strategy applies it to the passage
-  prompt_set      one call per augmentation prompt in `generators.prompt_set` (rewrite, summary, quiz,
-                  explain to a child, timeline, key facts: templates named `set_*`)
+  prompt_set      one call per augmentation prompt in `generators.prompt_set` (paraphrase, summary, quiz,
+                  explain to a child, timeline, key facts, dialogue: templates named `set_*`)
 
-Every call of one stage (say all the relation calls) of all the self-edits being drawn together is one
-seeded generate call, its seed derived from the chunk's seed and the stage's name, so a resumed or
-recomputed chunk gives identical text. With `generators.token_budget` a self-edit stops issuing calls
-once its generated tokens reach the budget; the stage's calls then go in waves (the i-th call of every
-self-edit together), so the budget is checked before each wave.
+Parts and documents: a part is stored with its blank lines collapsed (every run of newlines holding only
+whitespace becomes one newline: a quiz "Q: What?\n\nA: radium" is stored as "Q: What?\nA: radium"),
+so the self-edit's only blank lines are those between parts and splitting it at blank lines gives back
+exactly its parts. Its training documents follow `self_edit.generators.split`: `paragraphs` (the
+default) gives one document per part (a leading filler line such as "Sure, here is a summary:" dropped;
+a part that is only filler gives none), `lines` one per non-empty line, `whole` the self-edit as one
+document. `self_edit.max_segments` caps single-call completions only: a multi-call self-edit's size is
+set by its generator's settings (max_calls, strategies, prompt_set, token_budget), so every part is
+kept. `ki_eval` (one inner loop per self-edit) and `ki_cpt` (the self-edits pooled into one update)
+make the same documents from it (`seal.domains.knowledge.self_edit.completion_to_documents`).
+
+List parsing (entities, strategies; `parse_list`): one item per line, a leading label the model echoes
+("Entities: ...", "Study strategies: ...") stripped. Entities may also come several to a line, split at
+", " only when every piece looks like a name (so "Washington, D.C." stays whole); strategies are
+sentences and are never split at commas.
+
+Seeds: every call of one stage (say all the relation calls) of all the self-edits being drawn together
+is one seeded generate call, its seed derived from the chunk's seed and the stage's name, so a resumed
+or recomputed chunk gives identical text. With `generators.token_budget` > 0 a self-edit stops issuing
+calls once its generated tokens reach the budget; the stage's calls then go in waves (the i-th call of
+every self-edit together), each wave one generate call seeded from the stage's name and the wave's
+index, so the budget is checked before each wave. This changes the batches and their seeds, so ANY
+budget > 0, even one that never binds, gives different text from token_budget=0 (the same settings
+and seed always give the same text). Compare formats with or without a budget, not across the two.
 
 Cost: every self-edit, of every format, records its generated tokens (the sampled token ids, the EOS
 the model sampled included), its number of calls, and seconds: each batch's wall time shared among the
@@ -38,6 +56,7 @@ from itertools import combinations
 from math import comb
 
 from seal.data.passage import Passage
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS
 from seal.domains.knowledge.self_edit import (
     FORMATS,
     MODEL_FORMATS,
@@ -133,22 +152,53 @@ def charge(drafts: list[Spent], ids: list[list[int]], seconds: float) -> None:
 
 
 _ITEM = re.compile(r"^\s*(?:[-*+\u2022>]+|\(?\d{1,3}[.):])\s+")  # bullets and numbers; not "J." (an initial)
+# a label before the list on its line, such as the prompt's cue echoed: "Entities: ...", "**Study strategies**: ..."
+_LABEL = re.compile(r"^(?:(?:the|key|main|important|named|relevant|study|suggested|possible|some)\s+)*"
+                    r"(?:entities|entity list|entity|names|strategies|strategy|list|answer)"
+                    r"\s*(?:\*\*|__)?\s*:\s*(?:\*\*|__)?\s*", re.IGNORECASE)
+# a comma piece that continues a name rather than starting one: "Washington, D.C.", "Smith, Jr.", "Austin, TX"
+_SUFFIX = re.compile(r"^(?:(?:[A-Za-z]\.){1,4}|(?i:jr|sr|inc|ltd|co|corp|llc|plc|phd)\.?|[IVX]{1,4}|[A-Z]{2})$")
+_VERB = re.compile(r"\b(?:is|was|are|were|has|have|had|be|been|will|would|can|could)\b", re.IGNORECASE)
+# "D.C.", "U.S.", "Jr.": the final dot is part of the name
+_ABBREVIATION_END = re.compile(r"(?:(?:\b[A-Za-z]\.){2,}|\b(?i:jr|sr|inc|ltd|co|corp)\.)$")
+
+
+def _clean(line: str) -> str:
+    """A list line without its marker, emphasis and leading label."""
+    item = _ITEM.sub("", line.strip()).strip().strip("*_`\"'").strip()
+    return _LABEL.sub("", item).strip().strip("*_`\"'").strip()
+
+
+def _comma_pieces(line: str) -> list[str] | None:
+    """The names of a line holding several ("Marie Curie, Pierre Curie and radium" is not split at "and";
+    "A, B, and C" is), or None when the line is one name with a comma ("Washington, D.C."), prose (a
+    piece of more than 5 words, or with a verb such as "was"), or holds no comma. Digits around a comma
+    ("1,000") do not split."""
+    pieces = [x.strip().strip("*_`\"'").strip() for x in re.split(r"(?<!\d),|,(?!\d)", line)]
+    pieces = [x for x in pieces if x]
+    if len(pieces) < 2:
+        return None
+    pieces[-1] = re.sub(r"^(?:and|or|&)\s+", "", pieces[-1], flags=re.IGNORECASE)
+    if all(0 < len(x.split()) <= 5 and not _SUFFIX.match(x) and not _VERB.search(x) for x in pieces):
+        return pieces
+    return None
 
 
 def parse_list(text: str, cap: int, max_words: int = 0, commas: bool = True) -> list[str]:
-    """The items of a list the model wrote, one per line: list markers and emphasis stripped, heading
-    lines (ending with ':') dropped, duplicates (ignoring case and spacing) dropped, at most `cap`; with
-    `max_words`, longer lines (sentences, not names) are dropped. A single comma-separated line is split
-    (unless `commas` is False)."""
-    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
-    if commas and len(lines) == 1 and "," in lines[0] and not lines[0].rstrip().endswith(":"):
-        lines = lines[0].split(",")
+    """The items of a list the model wrote, one per line: list markers, emphasis and a leading label
+    ("Entities:", "Study strategies:") stripped, heading lines (ending with ':') dropped, duplicates
+    (ignoring case and spacing) dropped, at most `cap`; with `max_words`, longer lines (sentences, not
+    names) are dropped. With `commas`, a list written on a single line is split at its commas when
+    every piece looks like a name (`_comma_pieces`); a list of several lines is one item per line."""
+    lines = [_clean(ln) for ln in (text or "").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.endswith(":")]
+    if commas and len(lines) == 1:
+        lines = _comma_pieces(lines[0]) or lines
     out, seen = [], set()
-    for line in lines:
-        item = _ITEM.sub("", line.strip()).strip().strip("*_`\"'").strip()
-        if not item or item.endswith(":"):
-            continue
-        item = item.rstrip(".;,").strip()
+    for item in lines:
+        item = item.rstrip(";,").strip()
+        if item.endswith(".") and not _ABBREVIATION_END.search(item):
+            item = item.rstrip(".").strip()
         key = " ".join(item.casefold().split())
         if not key or key in seen or (max_words and len(key.split()) > max_words):
             continue
@@ -199,7 +249,7 @@ def active_reading(drafts: list[Draft], stages: Stages, g: GeneratorConfig) -> N
                                       for d in drafts])
     requests = []
     for d, text in zip(drafts, lists):
-        found = parse_list(text or "", cap=g.strategies)
+        found = parse_list(text or "", cap=g.strategies, commas=False)  # a strategy is a sentence: no comma split
         if text is not None and not found:
             d.why = "active_reading: the model proposed no study strategy"
         requests += [(d, stages.prompt("active_reading_apply", d.passage, strategy=s)) for s in found]
@@ -255,12 +305,29 @@ def single_call_only(fmt: str, why: str) -> None:
                           f"cannot be used here: {why}. Use a single-call format ({', '.join(MODEL_FORMATS)})")
 
 
+def no_directive(fmt: str, why: str, where: str = "self_edit.format") -> None:
+    """Refuse a format whose self-edit ends in a training directive (`implications-hp`: "Training: lr=...,
+    epochs=..., passage=...", `seal.domains.knowledge.directive`) where the directive cannot be honoured:
+    only one inner loop per self-edit (`KnowledgeTask.train_job`: ki_eval, restem) applies its lr and epochs."""
+    if fmt in DIRECTIVE_FORMATS:
+        plain = ", ".join(f for f in MODEL_FORMATS if f not in DIRECTIVE_FORMATS)
+        raise ConfigError(f"{where}={fmt}: its self-edits end in a training directive (lr, epochs, passage) that "
+                          f"only a per-self-edit inner loop (ki_eval, restem) honours; {why}, so the directive would "
+                          f"be ignored or trained on as text. Use a format without one ({plain})")
+
+
 def single_call_edits(rows: list[list[tuple[str, list[int]]]], seconds: float) -> list[list[GeneratedEdit]]:
     """(text, ids) samples of one batch as GeneratedEdits: one call each, the batch's seconds shared."""
     spent = [Spent() for row in rows for _ in row]
     charge(spent, [ids for row in rows for _, ids in row], seconds)
     it = iter(spent)
     return [[GeneratedEdit(text, c.tokens, c.calls, c.seconds) for (text, _), c in zip(row, it)] for row in rows]
+
+
+def as_part(text: str) -> str:
+    """A call's answer as one part of a self-edit: stripped, every run of newlines holding only whitespace
+    collapsed to one newline, so that the joined self-edit splits at blank lines into exactly its parts."""
+    return re.sub(r"\n(?:[^\S\n]*\n)+", "\n", text.strip())
 
 
 def run_generator(fmt: str, passages: list[Passage], k: int, seed: int, cfg: SelfEditConfig, generate: Generate,
@@ -271,7 +338,7 @@ def run_generator(fmt: str, passages: list[Passage], k: int, seed: int, cfg: Sel
     GENERATORS[fmt](drafts, Stages(generate, fmt, seed, cfg, desc), cfg.generators)
     edits = []
     for d in drafts:
-        text = "\n\n".join(p.strip() for p in d.parts if p.strip())
+        text = "\n\n".join(as_part(p) for p in d.parts if p.strip())
         why = d.why or (None if text else f"{fmt}: its {d.calls} call(s) gave no text")
         edits.append(GeneratedEdit(text if not d.why else "", d.tokens, d.calls, d.seconds, why))
     return [edits[i * k:(i + 1) * k] for i in range(len(passages))]

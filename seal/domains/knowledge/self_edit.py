@@ -4,13 +4,15 @@ Formats (prompt templates live in `seal/configs/self_edit/*.yaml`, in this proje
 `implications`, `implications-long`, `rewrite`, `self-qa` (model-written), `none` (the passage
 alone) and `from_file` (completions read from a SEAL-format self-edit file). Formats made of several
 model calls (entigraph, active_reading, prompt_set) live in `seal.domains.knowledge.generators`; their
-self-edit splits into one document per paragraph (`generators.split`). `implications-hp` is
+self-edit splits into one document per part (`generators.split`; blank lines inside a part are
+collapsed when it is stored, so its parts are exactly its blank-line-separated paragraphs). `implications-hp` is
 `implications` ending in a training directive line ("Training: lr=1e-3, epochs=4, passage=yes"), so
 the self-edit carries its own hyperparameters (`seal.domains.knowledge.directive`).
 
 A completion becomes training documents as in REFERENCE 1.1: one document per non-empty line
 (question/answer output: one document per Q/A pair), a leading filler line ("Sure, here are...")
-dropped, at most `max_segments` kept, each prefixed with the passage title, and the passage itself
+dropped, at most `max_segments` kept (single-call formats; a multi-call self-edit keeps every
+document), each prefixed with the passage title, and the passage itself
 (title + context) appended as one more document. Every step is a config switch.
 """
 
@@ -49,12 +51,15 @@ class GeneratorConfig:
     strategies: int = 4  # active_reading: study strategies asked for, each applied in one call
     # prompt_set: the templates (names in `templates`) asked once each, their answers mixed into one self-edit
     prompt_set: list[str] = field(default_factory=lambda: ["set_paraphrase", "set_summary", "set_quiz", "set_child",
-                                                           "set_timeline", "set_key_facts"])
+                                                           "set_timeline", "set_key_facts", "set_dialogue"])
     # stop issuing calls for a self-edit once its generated tokens reach this (0: no cap); a self-edit can
     # overshoot by at most one call's max_new_tokens. With a cap, a stage's calls go in waves, one per
-    # call index, each wave one seeded batch; without one, each stage is a single seeded batch
+    # call index, each wave one seeded batch; without one, each stage is a single seeded batch. So ANY
+    # cap > 0, even one that never binds, samples different text from 0 (other batches, other seeds)
     token_budget: int = 0
-    split: str = "paragraphs"  # documents of a multi-call self-edit: paragraphs (one per part) | lines | whole
+    # documents of a multi-call self-edit: paragraphs (one per part) | lines | whole; never capped by
+    # max_segments (its size is the generator's settings)
+    split: str = "paragraphs"
 
 
 @dataclass(frozen=True)
@@ -214,8 +219,10 @@ def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: Se
         enforce(d, cfg.directive)  # on_invalid=refuse: an invalid directive makes the self-edit unusable
         cfg = replace(cfg, append_passage=cfg.append_passage if d.append_passage is None else d.append_passage)
     segments: list[str] = []
-    # a format this module does not know is a multi-call one (`seal.domains.knowledge.generators`)
+    # a format this module does not know is a multi-call one (`seal.domains.knowledge.generators`): its
+    # own split, and no cap (its size is set by the generator's settings: every part is kept)
     split = cfg.split if fmt in FORMATS else cfg.generators.split
+    cap = cfg.max_segments if fmt in FORMATS else None
     if fmt not in ("none",):
         if not completion or not completion.strip():
             raise SelfEditError("empty completion: the self-edit has no text")
@@ -225,7 +232,7 @@ def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: Se
             paragraphs = [para.strip() for para in re.split(r"\n\s*\n", completion)]
             if cfg.drop_filler:
                 paragraphs = [_without_filler_line(para) for para in paragraphs]
-            segments = [para for para in paragraphs if para][: cfg.max_segments]
+            segments = [para for para in paragraphs if para][:cap]
         elif split == "lines":
             lines = split_qa(completion) if fmt == "self-qa" else [ln.strip() for ln in completion.splitlines()]
             lines = [ln for ln in lines if ln]
@@ -233,7 +240,7 @@ def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: Se
                 lines = lines[1:]
             if cfg.strip_markers:
                 lines = [_MARKER.sub("", ln).strip() for ln in lines]
-            segments = [ln for ln in lines if ln][: cfg.max_segments]
+            segments = [ln for ln in lines if ln][:cap]
         else:
             where = "self_edit.split" if fmt in FORMATS else "self_edit.generators.split"
             raise SelfEditError(f"{where}: unknown mode '{split}' (choose lines, paragraphs or whole)")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from seal.data.passage import Passage, Question
-from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, parse_directive
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, for_run, parse_directive
 from seal.domains.knowledge.generators import GENERATORS, GeneratedEdit, run_generator, single_call_edits
 from seal.domains.knowledge.self_edit import (
     SelfEditConfig,
@@ -49,7 +49,9 @@ class KnowledgeTask:
         self.gen = make_generator(backend, None if backend.name == "hf" else model_folder(model_cfg), model, tok,
                                   self.inner.lora, inner_cfg, self.inner.slots, seed)
         self.qa_cfg = qa_cfg
-        self.se_cfg = self_edit_cfg
+        # the directive's nulls (epochs_max, defaults) become this run's inner_loop.lr, .epochs and append_passage:
+        # the prompt's example, the bounds and the fallback all follow the run (`DirectiveConfig.for_run`)
+        self.se_cfg = for_run(self_edit_cfg, inner_cfg.lr, inner_cfg.epochs)
         self.grader = make_grader(grader_cfg, model, tok, self.chat)  # a judge: its own frozen model, not the policy
 
     def close(self) -> None:
@@ -161,16 +163,21 @@ class KnowledgeTask:
         format whose self-edit ends in a training directive (`implications-hp`), the directive as applied,
         `{"directive": {lr, epochs, append_passage, valid, reason}}` (an invalid one: the defaults, or with
         on_invalid=refuse no job). An unusable self-edit gives None and {"skipped": why, ...}."""
-        info, lr, epochs = {}, None, None
-        if fmt in DIRECTIVE_FORMATS:  # documents from the facts part (`completion_to_documents`), lr and epochs here
-            d = parse_directive(text, self.se_cfg.directive)[1].resolved(self.inner.cfg.lr, self.inner.cfg.epochs,
-                                                                          self.se_cfg.append_passage)
-            info, lr, epochs = {"directive": d.to_record()}, d.lr, d.epochs
+        info = self.directive_record(text, fmt)  # documents from the facts part (`completion_to_documents`)
+        lr, epochs = (info["directive"]["lr"], info["directive"]["epochs"]) if info else (None, None)
         try:
             docs = self.documents(p, text, fmt)
         except SelfEditError as e:
             return None, {"skipped": str(e), **info}
         return TrainJob(docs, seed, lr=lr, epochs=epochs), info
+
+    def directive_record(self, text: str, fmt: str) -> dict:
+        """{"directive": the directive as applied (`train_job`)} for a format that carries one, else {}."""
+        if fmt not in DIRECTIVE_FORMATS:
+            return {}
+        d = parse_directive(text, self.se_cfg.directive)[1].resolved(self.inner.cfg.lr, self.inner.cfg.epochs,
+                                                                      self.se_cfg.append_passage)
+        return {"directive": d.to_record()}
 
     def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]],
                                 measure: str | tuple[str, ...] = "accuracy",
