@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import compose
+from conftest import REPO, compose
 from learning import knowledge_task, passages
 from tiny_restem import kill_on_call, restem
 
@@ -16,7 +18,9 @@ from seal.data.passage import Question
 from seal.eval.self_questions import NO_PAIRS, as_records, exam_sha, parse_pairs
 from seal.infra.config import ConfigError, derive_seed
 from seal.models.loading import prompt_ids
-from seal.rl.reward import REWARDS, binary, likelihood, mean_accuracy, self_questions
+from seal.rl.reward import REWARDS, EditReward, binary, likelihood, mean_accuracy, self_questions
+
+sys.path.insert(0, str(REPO / "scripts"))  # bench_rewards
 
 
 def test_the_likelihood_reward_is_the_hand_computed_log_probability_and_rises_with_learning():
@@ -288,3 +292,153 @@ def test_a_context_without_questions_keeps_each_edits_directive(tmp_path):
     assert len(inner) == 4 and all(r["skipped"] == NO_PAIRS and r["directive"]["valid"] is False for r in inner)
     e_step = results["rounds"][0]["directives"]["e_step"]
     assert (e_step["n"], e_step["n_fallback"], e_step["n_skipped"]) == (4, 0, 4)
+
+
+# ------------------------------------------------------------- reward vs accuracy (scripts/bench_rewards.py)
+
+def agreement_rows(acc: dict[str, list[float]], rew: dict[str, list[float]], unusable=()) -> list[dict]:
+    """bench_rewards rows from hand-made gains (base 0): passage uid -> one gain per sample; `unusable`
+    holds the (uid, sample) inner loops that were skipped."""
+    rows = []
+    for uid in acc:
+        for s, (a, r) in enumerate(zip(acc[uid], rew[uid])):
+            why = "skipped" if (uid, s) in unusable else None
+            rows.append({"passage": uid, "sample": s, "unusable": why,
+                         "accuracy": {"adapted": a, "base": 0.0, "gain": a, "unusable": why},
+                         "likelihood": {"adapted": r, "base": 0.0, "gain": r, "unusable": why}})
+    return rows
+
+
+def synthetic_gains(n: int, k: int, seed: int) -> dict[str, list[float]]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {f"p{i}": list(rng.normal(size=k)) for i in range(n)}
+
+
+def test_a_reward_that_ranks_as_accuracy_agrees_on_every_statistic_and_a_reversed_one_disagrees():
+    from seal.eval.reward_agreement import reward_agreement
+
+    acc = synthetic_gains(30, 3, seed=1)
+    same = reward_agreement(agreement_rows(acc, {u: [3 * g for g in gs] for u, gs in acc.items()}), "likelihood", 0)
+    assert same["pooled_spearman"]["value"] == pytest.approx(1.0)
+    assert same["within_passage_spearman"]["value"] == pytest.approx(1.0)
+    assert same["top1"]["agreement"]["value"] == 1.0 and same["top1"]["chance"] == pytest.approx(1 / 3)
+    assert same["keep_drop"]["agreement"]["value"] == 1.0 and same["keep_drop"]["kappa"]["value"] == pytest.approx(1.0)
+    assert same["pooled_spearman"]["verdict"] == same["within_passage_spearman"]["verdict"] == "positive"
+    assert same["top1"]["excess_over_chance"]["verdict"] == "above chance"
+    assert (same["inner_loops"], same["passages"], same["within_passage_spearman"]["excluded_constant"]) == (90, 30, 0)
+    rev = reward_agreement(agreement_rows(acc, {u: [-g for g in gs] for u, gs in acc.items()}), "likelihood", 0)
+    assert rev["pooled_spearman"]["value"] == pytest.approx(-1.0)
+    assert rev["within_passage_spearman"]["value"] == pytest.approx(-1.0)
+    assert rev["top1"]["agreement"]["value"] == 0.0 and rev["keep_drop"]["agreement"]["value"] == 0.0
+    assert rev["pooled_spearman"]["verdict"] == rev["keep_drop"]["kappa"]["verdict"] == "negative"
+    assert rev["top1"]["excess_over_chance"]["verdict"] == "below chance"
+    for est in (same["pooled_spearman"], rev["pooled_spearman"], same["top1"]["agreement"]):
+        assert est["lo"] <= est["value"] <= est["hi"] and est["n_passages"] == 30
+
+
+def test_a_random_reward_is_within_noise_on_every_statistic():
+    from seal.eval.reward_agreement import reward_agreement
+
+    acc, noise = synthetic_gains(300, 3, seed=2), synthetic_gains(300, 3, seed=3)
+    out = reward_agreement(agreement_rows(acc, noise), "likelihood", seed=0)
+    for est in (out["pooled_spearman"], out["within_passage_spearman"], out["top1"]["excess_over_chance"],
+                out["keep_drop"]["kappa"]):
+        assert est["lo"] < 0 < est["hi"] and est["verdict"] == "within noise" and not est["few_passages"]
+    assert out["top1"]["agreement"]["lo"] < 1 / 3 < out["top1"]["agreement"]["hi"]  # chance: 1 of 3, no ties
+    assert out == reward_agreement(agreement_rows(acc, noise), "likelihood", seed=0)  # seeded
+    # the same strong agreement over fewer than 10 passages is never called
+    few = reward_agreement(agreement_rows(dict(list(acc.items())[:4]), dict(list(acc.items())[:4])), "likelihood", 0)
+    assert few["pooled_spearman"]["value"] == pytest.approx(1.0)
+    assert few["pooled_spearman"]["verdict"] == "within noise" and few["pooled_spearman"]["few_passages"]
+
+
+def test_ties_constant_passages_and_unusable_loops():
+    from seal.eval.reward_agreement import PassageEdits as P
+    from seal.eval.reward_agreement import ranks, reward_agreement, spearman, top1
+
+    assert list(ranks([3.0, 1.0, 2.0, 2.0])) == [4.0, 1.0, 2.5, 2.5]
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9 ** 0.5)  # tie-averaged ranks, by hand
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1], [2]))
+    # accuracy ties: picking either tied best agrees; chance is the tied share
+    assert top1(P("p", (0, 1, 2), (0.5, 0.5, 0.0), (0.1, 0.3, 0.2))) == (1.0, 2 / 3)
+    assert top1(P("p", (0, 1, 2), (0.5, 0.5, 0.0), (0.1, 0.2, 0.3))) == (0.0, 2 / 3)
+    # reward ties: best_of_k keeps the earliest sample
+    assert top1(P("p", (0, 1, 2), (0.0, 1.0, 0.0), (0.3, 0.3, 0.0))) == (0.0, 1 / 3)
+    assert top1(P("p", (0, 1, 2), (1.0, 0.0, 0.0), (0.3, 0.3, 0.0))) == (1.0, 1 / 3)
+    # constant accuracy: out of the within-passage Spearman (counted), a sure top-1 (chance 1)
+    acc = {"a": [0.2, 0.2, 0.2], "b": [0.0, 0.5, 1.0], "c": [0.0, 1.0, 0.5], "d": [0.4, 0.1, 0.0]}
+    rew = {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0], "c": [1.0, 2.0, 3.0], "d": [5.0, 5.0, 5.0]}
+    out = reward_agreement(agreement_rows(acc, rew, unusable={("d", 1), ("d", 2)}), "likelihood", 0, n_boot=200)
+    w = out["within_passage_spearman"]
+    assert (w["n_passages"], w["excluded_constant"], w["excluded_too_few"]) == (2, 1, 1)  # a constant, d one edit
+    assert w["value"] == pytest.approx((1.0 + 0.5) / 2)
+    assert out["top1"]["agreement"]["value"] == pytest.approx(2 / 3) and out["top1"]["chance"] == pytest.approx(5 / 9)
+    assert (out["inner_loops"], out["passages"], out["keep_drop"]["edits"]) == (10, 4, 10)
+
+
+def test_keep_drop_agreement_and_cohens_kappa_by_hand():
+    import numpy as np
+
+    from seal.eval.reward_agreement import cohen_kappa, reward_agreement, share_agreeing
+
+    # the textbook table: 20 both keep, 5 only the reward, 10 only accuracy, 15 both drop
+    counts = np.array([20, 5, 10, 15])
+    assert share_agreeing(counts) == 0.7
+    assert cohen_kappa(counts) == pytest.approx(0.4)  # p_o 0.7, p_e 0.5 * 0.6 + 0.5 * 0.4 = 0.5
+    assert math.isnan(cohen_kappa(np.array([0, 0, 0, 4])))  # both drop everything: no kappa
+    # the same decisions as rows (gain > 0 keeps, a gain of exactly 0 drops), over 10 passages of 5 edits
+    pairs = [(1, 1)] * 20 + [(1, 0)] * 5 + [(0, 1)] * 10 + [(0, 0)] * 15
+    acc = {f"p{i}": [0.1 * a for _, a in pairs[5 * i:5 * i + 5]] for i in range(10)}
+    rew = {f"p{i}": [0.3 * r - 0.1 * (1 - r) for r, _ in pairs[5 * i:5 * i + 5]] for i in range(10)}
+    kd = reward_agreement(agreement_rows(acc, rew), "likelihood", 0)["keep_drop"]
+    assert kd["agreement"]["value"] == pytest.approx(0.7) and kd["kappa"]["value"] == pytest.approx(0.4)
+    assert (kd["edits"], kd["kept_by_reward"], kd["kept_by_accuracy"]) == (50, 25, 30)
+
+
+def test_the_agreement_statistics_pick_and_keep_as_selection_does():
+    """top-1 is the edit `best_of_k` keeps by the reward; keep/drop is `improves_baseline` (threshold 0)."""
+    from seal.eval.reward_agreement import PassageEdits, best_of_k, keep_counts
+    from seal.rl.selection import SelectionConfig, select
+
+    gains = [0.3, 0.7, 0.7, -0.2, 0.0]
+    edits = [EditReward("c", s, g, 0.0, (g,)) for s, g in enumerate(gains)]
+    kept = select(edits, SelectionConfig(rule="best_of_k"))
+    assert [s for s, (k, _) in enumerate(kept) if k] == [best_of_k(range(5), gains)] == [1]
+    kept = [k for k, _ in select(edits, SelectionConfig(rule="improves_baseline"))]
+    counts = keep_counts(PassageEdits("c", tuple(range(5)), tuple(gains), tuple(gains)))
+    assert counts.tolist() == [sum(kept), 0, 0, len(kept) - sum(kept)] == [3, 0, 0, 2]
+
+
+def test_bench_rewards_reanalyses_a_results_json_with_rows_and_refuses_one_without(tmp_path, capsys, monkeypatch):
+    import bench_rewards
+
+    acc, rew = synthetic_gains(12, 3, seed=4), synthetic_gains(12, 3, seed=5)
+    rows = agreement_rows(acc, rew)
+    for r in rows:  # the fields a run records beside the gains
+        r |= {"seed": 1, "train_seconds": 2.0, "measure_seconds": {"accuracy": 1.0, "likelihood": 0.5}}
+    res = {"model": "hand", "passages": 12, "k": 3, "measures": ["accuracy", "likelihood"], "rows": rows,
+           "self_questions": {"passages_with_questions": 0, "questions_per_passage": 0.0,
+                              "writing_seconds_per_passage": 0.0, "max_questions": 5}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(res))
+    monkeypatch.setattr(sys, "argv", ["bench_rewards.py", "--from-json", str(path)])
+    bench_rewards.main()
+    md = (tmp_path / "results.md").read_text()
+    assert capsys.readouterr().out.strip() == md.strip()
+    assert "Spearman of gains, pooled [95% CI]" in md and "loop speed-up" in md
+    assert json.loads(path.read_text()) == res  # --from-json alone leaves its input as it was
+    monkeypatch.setattr(sys, "argv", ["bench_rewards.py", "--from-json", str(path), "--out", str(tmp_path / "re")])
+    bench_rewards.main()
+    again = json.loads((tmp_path / "re" / "results.json").read_text())
+    ours = bench_rewards.reward_agreement(rows, "likelihood", bench_rewards.BOOTSTRAP_SEED, bench_rewards.N_BOOT)
+    assert again["agreement"]["likelihood"] == bench_rewards.finite(ours)
+    assert again["measure_seconds_per_loop"] == {"accuracy": 1.0, "likelihood": 0.5}
+    assert again["loop_speedup"]["likelihood"] == pytest.approx(3.0 / 2.5)
+    assert (tmp_path / "re" / "results.md").read_text() == md
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({k: v for k, v in res.items() if k != "rows"}))
+    monkeypatch.setattr(sys, "argv", ["bench_rewards.py", "--from-json", str(old)])
+    with pytest.raises(SystemExit, match=f"{old} has no 'rows' field"):
+        bench_rewards.main()
