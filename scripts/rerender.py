@@ -139,7 +139,8 @@ def render_ki_cpt(cfg, rd: RunDir, old: dict) -> dict:
 
     done = [key.split("/", 1)[1] for key in rd.records if key.startswith("cpt/")]
     order = ["base", "passage"] + [c for c in done if c not in ("base", "passage")]
-    results = ki_cpt.summarise(cfg, rd, [c for c in order if c in done], old.get("skipped_passages", {}))
+    results = ki_cpt.summarise(cfg, rd, [c for c in order if c in done], old.get("skipped_passages", {}),
+                               cost=ki_cpt.recorded_costs(cfg, rd))
     ki_cpt._report(cfg, rd, results)
     return results
 

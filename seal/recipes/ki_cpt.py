@@ -202,6 +202,21 @@ def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed:
             "final_loss": losses[-1] if losses else None, "update": "full"}
 
 
+def recorded_costs(cfg: KICPTConfig, rd: RunDir) -> dict[str, dict]:
+    """Self-edit condition -> its generation cost from the recorded samples (every sampled passage was
+    trained on), so a re-render reports what the run did without the tokenizer."""
+    from types import SimpleNamespace
+
+    from seal.infra.sample_records import read_samples
+
+    out = {}
+    for cond, fmt in self_edit_conditions(cfg):
+        samples = read_samples(rd, rd.key("completions", fmt)) or {}
+        uids = [SimpleNamespace(uid=u) for u in samples.get("completions", {})]
+        out[cond] = generation_cost(samples, uids, cfg.self_edit.k)
+    return out
+
+
 def summarise(cfg: KICPTConfig, rd: RunDir, conds: list[str], too_long: dict[str, str],
               cost: dict[str, dict] | None = None) -> dict:
     """results.json from the condition records: accuracy over questions, its standard error clustered by
