@@ -6,7 +6,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from seal.eval.diversity import diversity
-from seal.eval.stats import clustered_mean_se, compare, comparisons_table, format_se, method_sentence
+from seal.eval.stats import MIN_CLUSTERS, clustered_mean_se, compare, comparisons_table, format_se, method_sentence
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.infra.sample_records import read_samples
@@ -220,7 +220,8 @@ def verdict_line(results: dict, unit: str = "passage") -> str:
     final = max(e["round"] for e in results["rounds"])
     interval = "no interval" if lo != lo else f"95% interval [{lo:+.3f}, {hi:+.3f}]"
     return (f"Held-out self-edit accuracy, policy {final} − policy 0: {h['mean']:+.3f} ({interval}, paired over "
-            f"{h['n_clusters']} {unit}s): {h['verdict']}.")
+            f"{h['n_clusters']} {unit}s): {h['verdict']}"
+            + (f" (fewer than {MIN_CLUSTERS} {unit}s: too few to call)." if h["n_clusters"] < MIN_CLUSTERS else "."))
 
 
 def _diversity_section(rd: RunDir, rounds: list[dict]) -> list[str]:
