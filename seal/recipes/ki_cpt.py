@@ -103,7 +103,7 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
         samples = sample_recorded(task, rd, rd.key("completions", fmt), passages, cfg.self_edit, fmt,
                                   ("self_edit_sampling", fmt), cfg.seed, desc="sampling self-edits")
         completions[cond], formats[cond] = samples["completions"], fmt
-        cost[cond] = generation_cost(samples, passages, cfg.self_edit.k)
+        cost[cond] = generation_cost(samples, [p.uid for p in passages], cfg.self_edit.k)
     for label, path in cfg.from_files.items() if "from_file" in cfg.conditions else ():
         completions[f"from_file:{label}"] = file_completions(label, path, passages)
 
@@ -205,15 +205,12 @@ def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed:
 def recorded_costs(cfg: KICPTConfig, rd: RunDir) -> dict[str, dict]:
     """Self-edit condition -> its generation cost from the recorded samples (every sampled passage was
     trained on), so a re-render reports what the run did without the tokenizer."""
-    from types import SimpleNamespace
-
     from seal.infra.sample_records import read_samples
 
     out = {}
     for cond, fmt in self_edit_conditions(cfg):
         samples = read_samples(rd, rd.key("completions", fmt)) or {}
-        uids = [SimpleNamespace(uid=u) for u in samples.get("completions", {})]
-        out[cond] = generation_cost(samples, uids, cfg.self_edit.k)
+        out[cond] = generation_cost(samples, list(samples.get("completions", {})), cfg.self_edit.k)
     return out
 
 

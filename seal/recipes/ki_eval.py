@@ -217,7 +217,7 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
             out["conditions"][cond]["diversity"] = diversity(texts)
         # generated tokens and seconds per passage (its k self-edits summed); None where nothing is generated
         samples = read_samples(rd, rd.key("completions", se_conds[cond])) or {} if cond in se_conds else {}
-        out["conditions"][cond].update(generation_cost(samples, usable, cfg.self_edit.k))
+        out["conditions"][cond].update(generation_cost(samples, [p.uid for p in usable], cfg.self_edit.k))
     pairs = [(c, "base") for c in names if c != "base"]
     if "passage" in names:
         pairs += [(c, "passage") for c in names if c in se_conds or c.startswith("from_file:")]

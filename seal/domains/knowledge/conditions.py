@@ -108,10 +108,10 @@ def sample_in_chunks(task: KnowledgeTask, rd: RunDir, prefix: str, passages: lis
                            desc="sampling self-edits")["completions"]
 
 
-def generation_cost(samples: dict, passages: list, k: int) -> dict:
-    """`tokens_per_passage` and `gen_seconds_per_passage`: a passage's k self-edits summed, then the mean
-    over passages; None where no cost was recorded (a run from before costs were recorded)."""
-    costs = [samples.get("cost", {}).get(p.uid) for p in passages]
+def generation_cost(samples: dict, uids: list[str], k: int) -> dict:
+    """`tokens_per_passage` and `gen_seconds_per_passage` over the passages `uids`: a passage's k self-edits
+    summed, then the mean over passages; None where no cost was recorded (a run from before costs were recorded)."""
+    costs = [samples.get("cost", {}).get(uid) for uid in uids]
     costs = [c[:k] for c in costs if c]
     if not costs:
         return {"tokens_per_passage": None, "gen_seconds_per_passage": None}

@@ -124,13 +124,8 @@ class KnowledgeTask:
                with_ids: bool = False) -> list[list]:
         """k self-edits per passage from the unadapted model, as one seeded batch; with `with_ids`,
         (text, sampled token ids) pairs (`HFGenerator.generate`)."""
-        cfg = self.se_cfg
-        sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  batch_size=cfg.batch_size)
         prompts = [self.prompt(p, fmt) for p in passages for _ in range(k)]
-        with self.inner.base_model():
-            texts = self.gen.generate(prompts, sampling, seed=seed, desc=desc or f"sampling {len(prompts)} self-edits",
-                                      with_ids=with_ids)
+        texts = self._generate(prompts, seed, desc or f"sampling {len(prompts)} self-edits", with_ids)
         return [texts[i * k:(i + 1) * k] for i in range(len(passages))]
 
     def generate_self_edits(self, passages: list[Passage], fmt: str, k: int, seed: int, desc: str | None = None
@@ -148,12 +143,17 @@ class KnowledgeTask:
 
     def _generate_raw(self, prompts: list[str], seed: int, desc: str | None) -> list[tuple[str, list[int]]]:
         """(text, ids) for raw prompts (chat template applied here) from the unadapted model, one seeded batch."""
+        return self._generate([format_prompt(self.tok, p, self.chat, self.system_prompt) for p in prompts], seed,
+                              desc, with_ids=True)
+
+    def _generate(self, prompts: list[str], seed: int, desc: str | None, with_ids: bool) -> list:
+        """Formatted prompts sampled by the unadapted model with the self-edit settings (`self_edit.*`), one
+        seeded batch: what every self-edit format, single- or multi-call, is drawn with."""
         cfg = self.se_cfg
         sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                                   batch_size=cfg.batch_size)
-        formatted = [format_prompt(self.tok, p, self.chat, self.system_prompt) for p in prompts]
         with self.inner.base_model():
-            return self.gen.generate(formatted, sampling, seed=seed, desc=desc, with_ids=True)
+            return self.gen.generate(prompts, sampling, seed=seed, desc=desc, with_ids=with_ids)
 
     def documents(self, p: Passage, text: str, fmt: str) -> list[str]:
         return completion_to_documents(text, p, fmt, self.se_cfg)
