@@ -4,6 +4,10 @@ Hydra composes `seal/configs/` (shipped in the package); this module turns the r
 value's range (`seal.infra.config_checks`), opens the run folder (new, or the one named by `resume=`), and
 calls the recipe. Errors in configs or data, Hydra's own included, are printed as one clear line, not
 a traceback, and a refused run leaves no run folder behind.
+
+`seal -m key=a,b ...` sweeps (Hydra multirun, `seal.infra.sweep`): a failing job is recorded in its folder and
+the sweep goes on; each job returns its headline metric to the sweeper. `seal compare <folders>` tables and
+plots finished runs side by side (`seal.infra.compare`).
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import hydra
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from seal.infra import sweep
 from seal.infra.config import ConfigError, plain, to_dataclass
 from seal.infra.config_checks import check_ranges
 from seal.infra.hydra_config import CONFIG_DIR, one_line
+from seal.infra.schemas import register as register_schemas
 
 log = logging.getLogger("seal")
 
@@ -45,6 +52,11 @@ def recipes():
             "tool_use": (tool_use.ToolUseConfig, tool_use.run)}
 
 
+# Hydra composes against each recipe's typed schema (`schema/<recipe>`, seal.infra.schemas): a wrong type or an
+# unknown key fails before any run folder exists, and `--cfg job` shows every key that takes effect
+register_schemas({name: cls for name, (cls, _) in recipes().items()}, recipes=True)
+
+
 def recipe_config(raw: dict):
     """(typed config, run function) of the recipe a composed plain config names."""
     recipe = raw["experiment"].get("recipe")
@@ -56,14 +68,19 @@ def recipe_config(raw: dict):
     return to_dataclass(cls, body, "root"), fn
 
 
-RUN_KEYS = ("resume", "force_resume", "resume_inputs", "plan")  # about running, not about the experiment
+RUN_KEYS = ("resume", "force_resume", "resume_inputs", "plan", "sweep_metric")  # about running, not the experiment
+NOT_RECORDED = ("sweep_metric",)  # how a sweep reads the run's results: no part of the run, nor of its fingerprint
 
 
 def effective_config(raw: dict, typed) -> dict:
     """The config a run folder records: every value that takes effect (the typed config, defaults
     included, since the YAML files hold only overrides), after the experiment's name and recipe."""
     body = json.loads(json.dumps(dataclasses.asdict(typed), default=str))
-    return {"experiment": raw["experiment"], **body, **{k: raw[k] for k in RUN_KEYS if k in raw}}
+    return {"experiment": raw["experiment"], **body, **_run_keys(raw)}
+
+
+def _run_keys(config: dict) -> dict:
+    return {k: config[k] for k in RUN_KEYS if k in config and k not in NOT_RECORDED}
 
 
 def recorded_config(run_path: Path, config: dict, typed) -> dict:
@@ -92,7 +109,7 @@ def recorded_config(run_path: Path, config: dict, typed) -> dict:
     merged = copy.deepcopy(stored)
     patch(merged, json.loads(json.dumps(dataclasses.asdict(old), default=str)),
           json.loads(json.dumps(dataclasses.asdict(typed), default=str)))
-    return {**merged, "experiment": config["experiment"], **{k: config[k] for k in RUN_KEYS if k in config}}
+    return {**merged, "experiment": config["experiment"], **_run_keys(config)}
 
 
 def resolved(cfg: DictConfig) -> dict:
@@ -205,9 +222,11 @@ def fail(message: str) -> None:
 
 
 @hydra.main(version_base=None, config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     if _hydra_raises_set_here:  # composed: from here on Hydra reports errors as it always does
         os.environ.pop(HYDRA_RAISES, None)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return sweep.sweep_job(cfg, run_experiment, user_errors())
     run_path = Path(HydraConfig.get().runtime.output_dir)
     fresh = new_run_folder(run_path, cfg.get("resume"))
     try:
@@ -220,18 +239,32 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     global _hydra_raises_set_here
+    if sys.argv[1:2] == ["compare"]:
+        from seal.infra.compare import main as compare
+
+        sys.exit(compare(sys.argv[2:]))
+    sweep.forget_last()
     if os.environ.get(HYDRA_RAISES) == "1":  # the user asked for Hydra's full traces
         _hydra_main()
+        _after_sweep()
         return
     os.environ[HYDRA_RAISES] = "1"
     _hydra_raises_set_here = True
     try:
         _hydra_main()
     except (HydraException, OmegaConfBaseException) as e:
+        sweep.discard_refused_sweep()
         fail(one_line(e))
     finally:
         os.environ.pop(HYDRA_RAISES, None)
         _hydra_raises_set_here = False
+    _after_sweep()
+
+
+def _after_sweep() -> None:
+    """A sweep (`seal -m`) with a failed job exits 1, after its summary."""
+    if sweep.failed_jobs():
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """A folder of committed adapter versions for learning while chatting (`seal.chat`).
 
 Each version is one LoRA update trained on top of its parent (the base model with the parent's
-chain merged), stored as `versions/vNNNN/adapter.safetensors` (PEFT key names) and `meta.json`
-(source, content, probes, time, gain, retention, training stats). `HEAD` names the version a new
-session loads; `/undo` moves it to the parent and pinning moves it anywhere, so nothing is ever
-deleted. The model state of version v is base + every delta on the chain from the root to v.
+chain merged), stored as a PEFT adapter folder `versions/vNNNN/` (`adapter_config.json`,
+`adapter_model.safetensors`; `seal.chat.peft_format`) with `meta.json` beside them (source, content,
+probes, time, gain, retention, training stats). `HEAD` names the version a new session loads; `/undo`
+moves it to the parent and pinning moves it anywhere, so nothing is ever deleted. The model state of
+version v is base + every delta on the chain from the root to v; `export` writes that state as one
+PEFT adapter. Versions of stores written before the PEFT format (`adapter.safetensors`) still load.
 
 Writes are atomic (a temporary folder inside the store, then `os.replace`), so a killed process
 never leaves a half-written version or HEAD. Version names are checked against `vNNNN` and every
@@ -30,7 +32,16 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from seal.chat.peft_format import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    AdapterFormatError,
+    chain_adapter,
+    read_adapter,
+    write_adapter,
+)
 
 VERSION = re.compile(r"^v\d{4,}$")
 BASE = "base"  # HEAD value when no version is active
@@ -42,10 +53,16 @@ class StoreError(RuntimeError):
 
 
 class AdapterStore:
-    def __init__(self, root: str | Path, model_id: str):
+    """`model_id`: the model the store belongs to (checked on open); `base_model`: what the PEFT folders
+    name as their base (`base_model_name_or_path`; default `model_id`), a hub id or the model's folder."""
+
+    def __init__(self, root: str | Path, model_id: str, base_model: str | None = None):
         self.root = Path(root).expanduser().resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "versions").mkdir(exist_ok=True)
+        try:
+            (self.root / "versions").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"adapter store {self.root}: cannot create it ({e.strerror or e}); "
+                             f"choose another chat.store") from None
         self._inside(self.root / "versions")
         info = self.root / "store.json"
         if info.is_file():
@@ -55,7 +72,7 @@ class AdapterStore:
                                  f"use another chat.store")
         else:
             self.write_text(info, json.dumps({"model": model_id, "created": _now()}, indent=2))
-        self.model_id = model_id
+        self.model_id, self.base_model = model_id, base_model or model_id
 
     # ------------------------------------------------------------------ paths
 
@@ -136,23 +153,55 @@ class AdapterStore:
             version = self.meta(version).get("parent")
         return out[::-1]
 
-    def tensors(self, version: str) -> dict[str, torch.Tensor]:
-        path = self._folder(version) / "adapter.safetensors"
+    def _load(self, path: Path) -> dict[str, torch.Tensor]:
         try:
-            return load_file(str(path))
+            return load_file(str(self._inside(path)))
         except (OSError, SafetensorError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:200]
             raise StoreError(f"adapter store {self.root}: {self._name(path)} is unreadable ({reason})") from None
 
+    def _read(self, version: str) -> tuple[dict[str, torch.Tensor], dict | None]:
+        """(layer name -> tensor, adapter_config.json or None for an old-format version)."""
+        try:
+            return read_adapter(self._folder(version), self._load)
+        except AdapterFormatError as e:
+            raise StoreError(f"adapter store {self.root}: version {version}: {e}") from None
+
+    def tensors(self, version: str) -> dict[str, torch.Tensor]:
+        """The LoRA weights of `version` under the model's layer names (`<layer>.lora_A.weight`)."""
+        return self._read(version)[0]
+
     def adapter(self, version: str, shapes: dict[str, tuple[int, int]], default_scale: float
                 ) -> tuple[dict[str, torch.Tensor], float]:
         """The tensors and scale of `version`, checked (`check_adapter`) against the model's target layers
-        `shapes` (layer name -> weight shape); `default_scale` for a version whose meta has none."""
+        `shapes` (layer name -> weight shape); `default_scale` for an old-format version whose meta has
+        none. A PEFT folder's r and lora_alpha must agree with its tensors and meta.json's scale."""
         meta = self.meta(version)
-        tensors = self.tensors(version)
-        scale = meta.get("scale", default_scale)
-        check_adapter(tensors, scale, shapes, f"adapter store {self.root}: version {version}", meta)
+        tensors, config = self._read(version)
+        where = f"adapter store {self.root}: version {version}"
+        scale = meta.get("scale", default_scale if config is None else config["lora_alpha"] / config["r"])
+        check_adapter(tensors, scale, shapes, where, meta)
+        if config is not None:
+            rank = next(t for k, t in tensors.items() if k.endswith(".lora_A.weight")).shape[0]
+            if config["r"] != rank or not math.isclose(config["lora_alpha"] / config["r"], scale):
+                raise StoreError(f"{where}: {CONFIG_FILE} has r={config['r']!r}, lora_alpha={config['lora_alpha']!r}, "
+                                 f"but the tensors have rank {rank} and meta.json's scale is {scale!r}; refused")
         return tensors, float(scale)
+
+    def export(self, version: str, out: str | Path, shapes: dict[str, tuple[int, int]], default_scale: float) -> Path:
+        """Write the model state of `version` (every update of its chain, checked as `adapter` does) as one
+        PEFT adapter folder `out`, for `PeftModel.from_pretrained` or vLLM. `out` must be new, empty,
+        or an earlier export; returns it resolved."""
+        out = Path(out).expanduser().resolve()
+        if out.exists() and (not out.is_dir() or {p.name for p in out.iterdir()} - {CONFIG_FILE, WEIGHTS_FILE}):
+            raise StoreError(f"export: {out} exists and is not an empty folder or an earlier export; choose a new one")
+        tensors, alpha = chain_adapter([self.adapter(v, shapes, default_scale) for v in self.chain(version)])
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            write_adapter(out, tensors, alpha, self.base_model)
+        except OSError as e:
+            raise StoreError(f"export: cannot write {out} ({e.strerror or e})") from None
+        return out
 
     # ------------------------------------------------------------------ writing
 
@@ -163,8 +212,8 @@ class AdapterStore:
         final = self._folder(version)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
         try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / "adapter.safetensors"))
             record = {**meta, "version": version, "parent": self.head(), "time": _now()}
+            write_adapter(tmp, tensors, _alpha(tensors, meta), self.base_model)
             (tmp / "meta.json").write_text(json.dumps(record, indent=2))
             os.chmod(tmp / "meta.json", 0o600)  # the learned text, in plain text (the folder is 700 as well)
             os.replace(tmp, final)
@@ -252,6 +301,15 @@ def apply_adapter(model: torch.nn.Module, tensors: dict[str, torch.Tensor], scal
             w = modules[name].weight
             b = tensors[f"{name}.lora_B.weight"]
             w += (b.to(torch.float32) @ a.to(torch.float32)).mul_(sign * scale).to(w.dtype).to(w.device)
+
+
+def _alpha(tensors: dict[str, torch.Tensor], meta: dict) -> float:
+    """lora_alpha of a new version: meta's `lora_alpha`, or its `scale` times the rank."""
+    if "lora_alpha" in meta:
+        return meta["lora_alpha"]
+    if "scale" not in meta:
+        raise StoreError("a version is committed with its meta's 'scale' (lora_alpha / lora_r) or 'lora_alpha'")
+    return meta["scale"] * next(t for k, t in tensors.items() if k.endswith(".lora_A.weight")).shape[0]
 
 
 def _now() -> str:

@@ -6,12 +6,16 @@
 Learning: `/learn <text>`, `/learn-file <path>`, or plain requests ("remember that ..."); `/probe
 <question> => <answer>` adds a gate probe for the next learning request. Versions: `/history`,
 `/undo`, `/pin <vNNNN|base>`, `/status`. Learning runs in the background (stage lines show its
-progress) and the chat answers meanwhile with the last committed weights.
-Config: seal/configs/seal_chat.yaml and seal/configs/chat/default.yaml.
+progress) and the chat answers meanwhile with the last committed weights. `/export <dir>` writes
+the active version as one PEFT adapter folder (peft, vLLM). At a terminal, lines can be edited and
+earlier ones recalled (arrow keys, Ctrl-R), across sessions.
+Config: seal/configs/seal_chat.yaml and seal/configs/chat/default.yaml. A bad setting is one line on
+stderr and exit status 2 (HYDRA_FULL_ERROR=1 shows Hydra's full trace instead).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,6 +29,7 @@ HELP = """commands:
   /undo                    roll back the last commit
   /pin <vNNNN|base>        switch to a version (it becomes HEAD)
   /status                  model, store, version, learning progress
+  /export <dir>            write the active version as one PEFT adapter folder (peft, vLLM)
   /wait                    wait until queued learning has finished
   /help, /quit"""
 
@@ -34,7 +39,7 @@ def load_config(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from seal.chat.config import SessionConfig
+    from seal.chat.config import SessionConfig, check_scheduler
     from seal.infra.config import ConfigError, to_dataclass
     from seal.infra.config_checks import check_ranges
     from seal.infra.hydra_config import CONFIG_DIR, one_line
@@ -43,9 +48,12 @@ def load_config(overrides: list[str]):
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
             cfg = compose(config_name="seal_chat", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:  # a bad override: one line, not Hydra's trace
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":  # as with `seal`: the user asked for the full trace
+            raise
         raise ConfigError(one_line(e)) from None
-    typed = to_dataclass(SessionConfig, cfg, "chat")
+    typed = to_dataclass(SessionConfig, cfg, "seal_chat")
     check_ranges(typed)  # the same ranges as `seal`: a nonsense value is refused before the model loads
+    check_scheduler(typed)
     return typed
 
 
@@ -130,9 +138,11 @@ def _history_line(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")  # stage lines instead of bars that would garble the prompt
     from seal.chat.adapter_store import StoreError
-    from seal.chat.probe_writing import remember_request
+    from seal.chat.line_editing import HISTORY_FILE, enable_history
     from seal.chat.session import Session
+    from seal.data.sources import DataError
     from seal.infra.config import ConfigError
+    from seal.inner_loop.trainer import InnerLoopError
 
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
@@ -141,11 +151,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(argv)
         session = Session(cfg, on_event=lambda stage, msg: _say(f"  · {stage}: {msg}"))
-    except (ConfigError, StoreError) as e:
+    except (ConfigError, StoreError, DataError, InnerLoopError) as e:  # a replay file, a target module
         print(f"seal-chat: error: {e}", file=sys.stderr)
         return 2
     st = session.status()
     _say(f"seal-chat · {st['model']} · store {st['store']} · version {st['version']} · /help for commands")
+    save_history = enable_history(session.store.root / HISTORY_FILE) if sys.stdin.isatty() else None
+    try:
+        return _loop(session)
+    finally:
+        if save_history:
+            save_history()
+
+
+def _loop(session) -> int:
+    """Read and run typed lines until /quit (or end of input); returns the exit status."""
+    from seal.chat.adapter_store import StoreError
+    from seal.chat.probe_writing import remember_request
+
     probes: list[tuple[str, str]] = []
     noticed: list[bool] = []  # the stored-text notice is said once a session
     while True:
@@ -192,6 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "/status":
                 st = session.status()
                 _say(" · ".join(f"{k} {v}" for k, v in st.items()))
+            elif cmd == "/export":
+                if not arg:
+                    _say("usage: /export <dir>")
+                    continue
+                out = Path(session.export(arg))
+                rank = json.loads((out / "adapter_config.json").read_text())["r"]
+                note = " (above 512, vLLM's largest max_lora_rank: peft loads it, vLLM does not)" if rank > 512 else ""
+                _say(f"[export] {session.version} -> {out}: a PEFT adapter of rank {rank}{note}")
             elif cmd == "/wait":
                 session.wait()
                 _say("[idle] no learning in progress")

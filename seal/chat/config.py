@@ -1,5 +1,6 @@
 """Settings of a chat session (`chat.*` in seal/configs/chat/default.yaml), the check on the LoRA scale
-chat adapters are stored with, and the check on the self-edit format the learner writes."""
+chat adapters are stored with, and the checks on the self-edit format the learner writes and on the
+schedule it trains with."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from seal.domains.knowledge.directive import DIRECTIVE_FORMATS
 from seal.domains.knowledge.generators import no_directive
 from seal.domains.knowledge.self_edit import MODEL_FORMATS, SelfEditConfig, SelfEditError, check_format
 from seal.infra.config import ConfigError
+from seal.inner_loop.schedules import Scheduler
 from seal.inner_loop.trainer import InnerLoopConfig
 from seal.models.loading import ModelConfig
 
@@ -35,7 +37,7 @@ class ChatConfig:
     replay_sources: list[str] = field(default_factory=lambda: ["general", "accepted", "chat"])
     # the inner loop's schedule for chat updates (seal.inner_loop.schedules); infinite: warmup, cooldown,
     # constant, anneal
-    scheduler: str = "infinite"
+    scheduler: Scheduler = "infinite"
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -73,3 +75,22 @@ def check_self_edit(cfg: SessionConfig) -> None:
         check_format(fmt, cfg.self_edit)
     except SelfEditError as e:
         raise ConfigError(str(e)) from None
+
+
+def check_scheduler(cfg: SessionConfig) -> None:
+    """`chat.scheduler` built once on a placeholder optimizer, as the inner loop builds it for every
+    update (`seal.inner_loop.schedules`): a name it does not know is a `ConfigError` before the model
+    loads, not a failed first update."""
+    import torch
+
+    from seal.inner_loop.schedules import ScheduleShape, make_scheduler
+
+    il = cfg.inner_loop
+    shape = ScheduleShape(il.min_lr_ratio, il.const_lr_ratio, il.cooldown_ratio, il.anneal_ratio, il.anneal)
+    holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=il.lr)
+    try:
+        make_scheduler(cfg.chat.scheduler, holder, 1, 10, shape)
+    except (ValueError, KeyError, TypeError) as e:
+        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise ConfigError(f"chat.scheduler={cfg.chat.scheduler}: {reason} (rewarm_cosine, infinite or a transformers "
+                          f"scheduler name)") from None

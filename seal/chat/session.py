@@ -6,9 +6,10 @@
     s.learn("The capital of Zorblatia is Quenmoor.")   # -> LearnResult (committed or rejected, with figures)
     s.ask("What is the capital of Zorblatia?")
     s.undo(); s.history(); s.status()
+    s.export("my_adapter")                    # the active version as one PEFT adapter folder
 
 `Session` coordinates: it holds the chat model and the active version (ask, undo, checkout,
-history, status) and queues learning requests, one at a time, for the learner, which works on a
+history, status, export) and queues learning requests, one at a time, for the learner, which works on a
 private copy of the model so the chat stays usable meanwhile (`chat.background`):
 1. moderation (`seal.chat.moderation`; the default refuses empty, huge or binary content and says why);
 2. probes: questions about the content with answers copied from it (model-written and kept only
@@ -49,7 +50,7 @@ from seal.infra.config import derive_seed
 from seal.inner_loop.multi_lora import target_layers
 from seal.inner_loop.replay import general_corpus, load_corpus
 from seal.inner_loop.trainer import InnerLoop
-from seal.models.loading import load_model, prompt_ids, uses_chat
+from seal.models.loading import load_model, model_folder, prompt_ids, uses_chat
 
 
 class Session:
@@ -65,7 +66,8 @@ class Session:
         self.model, self.tok = load_model(cfg.model)
         self.chat = uses_chat(cfg.model, self.tok)
         self.device = next(self.model.parameters()).device
-        self.store = AdapterStore(cfg.chat.store, cfg.model.name)
+        # the PEFT folders name the model the chat loaded: a hub id, a folder, or the embedded model's cache
+        self.store = AdapterStore(cfg.chat.store, cfg.model.name, model_folder(cfg.model) or cfg.model.name)
         self.base = {n: m.weight.detach().clone() for n, m in target_layers(self.model, cfg.inner_loop.target_modules)}
         self.shapes = {n: tuple(w.shape) for n, w in self.base.items()}  # what a stored adapter must fit
         if cfg.chat.background:  # the learner trains its own copy; the chat model only receives commits
@@ -154,6 +156,15 @@ class Session:
         chain = self._read_chain(version)  # checked before HEAD moves
         self.store.set_head(version)
         self._apply_chain(chain, version)
+
+    def export(self, out: str, version: str | None = None) -> str:
+        """Write the model state of `version` (default: the active one) as one PEFT adapter folder `out`,
+        loadable with `PeftModel.from_pretrained(base, out)` or served by vLLM; returns the folder."""
+        self._sync()
+        version = version or self.version
+        if version is None:
+            raise StoreError("nothing to export: the base model is active")
+        return str(self.store.export(version, out, self.shapes, self.scale))
 
     def history(self) -> list[dict]:
         """Committed versions, oldest first, each with `active` and `in_chain` (part of the active state)."""

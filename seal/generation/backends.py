@@ -9,15 +9,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from seal.infra.config import ConfigError
 
-BACKENDS = ("hf", "vllm", "peft")
+Backend = Literal["hf", "vllm", "peft"]
+BACKENDS = get_args(Backend)
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    name: str = "hf"
+    name: Backend = "hf"
     gpu_memory_utilization: float = 0.35  # vLLM's share of the GPU; training uses the rest
     max_loras: int = 0  # adapters in one vLLM batch; 0: the inner loop's K
     sleep_between_calls: bool = False  # vLLM sleep mode: free the engine's GPU memory while training

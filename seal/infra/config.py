@@ -8,7 +8,6 @@ result can be reproduced from the config and the record's key alone.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import typing
@@ -16,6 +15,8 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from seal.infra.schemas import schema, to_config
 
 T = TypeVar("T")
 
@@ -25,44 +26,19 @@ class ConfigError(ValueError):
 
 
 def to_dataclass(cls: type[T], node: Any, where: str) -> T:
-    """Validate `node` (a DictConfig/dict section) against dataclass `cls` and build it."""
+    """Validate `node` (a DictConfig/dict section) against dataclass `cls` and build it: the node is merged
+    into `cls`'s schema (`seal.infra.schemas`, the one Hydra composes against), so a value is read the same
+    way here as on the command line."""
     if node is None:
         node = {}
     try:
         _check_sections(cls, node, "", where)
-        with _mergeable(cls):
-            merged = OmegaConf.merge(OmegaConf.structured(cls), node)
-            return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        merged = OmegaConf.merge(OmegaConf.structured(schema(cls)), node)
+        return to_config(OmegaConf.to_object(merged))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
         msg = str(e).splitlines()[0]
         raise ConfigError(f"config section '{where}'" + (f", key '{key}'" if key else "") + f": {msg}") from None
-
-
-@contextlib.contextmanager
-def _mergeable(cls: type):
-    """Config dataclasses are frozen; OmegaConf makes the nodes of a frozen dataclass read-only, so a
-    merge into them (and into new entries of a `dict[str, <dataclass>]` field) would fail. For the
-    merge only, the types reachable from `cls` are reported as not frozen; the objects built are frozen."""
-    seen: list[type] = []
-
-    def walk(t: Any) -> None:
-        for arg in typing.get_args(t):
-            walk(arg)
-        if dataclasses.is_dataclass(t) and isinstance(t, type) and t not in seen:
-            seen.append(t)
-            for sub in typing.get_type_hints(t).values():
-                walk(sub)
-
-    walk(cls)
-    frozen = [t for t in seen if t.__dataclass_params__.frozen]
-    for t in frozen:
-        t.__dataclass_params__.frozen = False
-    try:
-        yield
-    finally:
-        for t in frozen:
-            t.__dataclass_params__.frozen = True
 
 
 def _check_sections(cls: type, node: Any, prefix: str, where: str) -> None:
@@ -81,9 +57,10 @@ def _check_sections(cls: type, node: Any, prefix: str, where: str) -> None:
 
 
 def plain(node: Any) -> Any:
-    """A resolved plain-Python copy of a config node (for writing to disk)."""
+    """A resolved plain-Python copy of a config node (for writing to disk); a name checked against a closed
+    set (an Enum in the schema) comes back as the plain string."""
     if isinstance(node, DictConfig) or OmegaConf.is_config(node):
-        return OmegaConf.to_container(node, resolve=True)
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
     return node
 
 

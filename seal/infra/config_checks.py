@@ -11,6 +11,8 @@ the values it allows, in this notation:
 A list of numbers is checked element by element against its key's rule. Keys a recipe lacks are
 skipped. Values the table does not name still meet two generic rules: a float must be finite, and
 an int named like a count of things that must exist (`GENERIC_AT_LEAST_ONE`) must be at least 1.
+`check_ranges` also checks the names a config gives against their tables (`seal.infra.name_checks`), so one
+message lists everything wrong before the run starts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seal.infra.config import ConfigError
+from seal.infra.name_checks import name_problems
 
 CONSTRAINTS: dict[str, str] = {
     "seed": ">= 0",
@@ -306,9 +309,12 @@ def _hint(rule: Rule) -> str:
 
 
 def check_ranges(cfg: Any) -> None:
-    """Raise one ConfigError listing every numeric value of `cfg` (a recipe's typed config) out of range."""
-    found = problems(cfg)
-    if len(found) == 1:
-        raise ConfigError(f"config value out of range: {found[0]}")
-    if found:
-        raise ConfigError(f"{len(found)} config values out of range: " + "; ".join(found))
+    """Raise one ConfigError listing every value of `cfg` (a recipe's typed config) that it cannot run with:
+    each number out of its range, and each name not in the table it names or schedule that cannot be built
+    (`seal.infra.name_checks`)."""
+    found, named = problems(cfg), name_problems(cfg)
+    what = "out of range" if not named else "not allowed" if not found else "out of range or not allowed"
+    if len(found) + len(named) == 1:
+        raise ConfigError(f"config value out of range: {found[0]}" if found else named[0])
+    if found or named:
+        raise ConfigError(f"{len(found) + len(named)} config values {what}: " + "; ".join(found + named))

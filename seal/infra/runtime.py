@@ -19,6 +19,12 @@ its context's recorded base, `seal.rl.protocols.Item`), so a worker never derive
 We use Ray for placement, process supervision and transport and keep only the queue here: Ray's
 own task retries would re-run a chunk on the same restarted actor without telling us, and we want
 the retry count in the log and a bounded, explicit failure.
+
+What workers print reaches the driver (`log_to_driver`): warnings, log records and errors as lines
+prefixed `(InnerLoopWorker pid=...)`, repeats folded by Ray's deduplication. Their progress bars
+(the inner loop's training steps, weight loading) are drawn by the driver as Ray's distributed bars
+(`ray.experimental.tqdm_ray`), beside the driver's own bar for the round, instead of arriving as a
+terminal's redraws cut into lines (`seal.infra.ray_console`).
 """
 
 from __future__ import annotations
@@ -28,17 +34,19 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 from seal.infra.config import ConfigError
+from seal.infra.ray_console import bars_to_driver
 
 log = logging.getLogger("seal")
-RUNTIMES = ("local", "ray")
+Runtime = Literal["local", "ray"]
+RUNTIMES = get_args(Runtime)
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    name: str = "local"  # local | ray
+    name: Runtime = "local"  # local | ray
     address: str | None = None  # ray: join this cluster ("auto", "ray://head:10001"); None: start a local one
     workers: int = 0  # ray: pool size; 0: one per GPU of the cluster if gpus_per_worker > 0, else per CPU slot
     cpus_per_worker: float = 1.0
@@ -62,6 +70,11 @@ def validate(cfg: RuntimeConfig) -> None:
 
 class LocalRunner:
     """Chunks run one after another on the driver's own session."""
+
+    def progress(self, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, disable=not total)
 
     def map(self, session, policy: str, round_: int, chunks: list[list]) -> Iterator[tuple[int, list[dict]]]:
         for i, items in enumerate(chunks):
@@ -101,12 +114,13 @@ class RayRunner:
 
         self.cfg, self.domain, self.ray = cfg, domain, ray
         if not ray.is_initialized():
+            console = {"worker_process_setup_hook": bars_to_driver}
             if cfg.address:
-                ray.init(address=cfg.address, log_to_driver=False)
+                ray.init(address=cfg.address, log_to_driver=True, runtime_env=console)
             else:  # a private local cluster without the dashboard (its HTTP UI); Ray's own gRPC servers still
                 # listen on all interfaces in Ray 2.60, guarded by Ray's token authentication (on by default)
-                ray.init(include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+                ray.init(include_dashboard=False, log_to_driver=True,
+                         runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}, **console})
         self.actor = ray.remote(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                 max_restarts=0)(InnerLoopWorker)
         n = cfg.workers or self._slots()
@@ -125,6 +139,12 @@ class RayRunner:
 
     def _spawn(self):
         return self.actor.remote(self.domain, self.cfg.torch_threads or max(1, int(self.cfg.cpus_per_worker)))
+
+    def progress(self, total: int, desc: str):
+        """The driver's bar for a round's inner loops, drawn with the workers' (`tqdm_ray`) so none overlap."""
+        from ray.experimental import tqdm_ray
+
+        return tqdm_ray.tqdm(total=total, desc=desc) if total else LocalRunner().progress(0, desc)
 
     def worker_pids(self) -> list[int]:
         return self.ray.get([w.pid.remote() for w in self.workers])

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from seal.inner_loop.multi_lora import MultiLoRA, target_layers
-from seal.inner_loop.schedules import ScheduleShape, make_scheduler
+from seal.inner_loop.schedules import Scheduler, ScheduleShape, make_scheduler
 from seal.models.loading import prompt_ids
 
 
@@ -65,15 +65,19 @@ class InnerLoopConfig:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
-    # any transformers scheduler name, rewarm_cosine or infinite (seal.inner_loop.schedules); the default
-    # linear decay with no warmup is REFERENCE 1.1's
-    scheduler: str = "linear"
+    # any transformers scheduler name but those stepped with a metric, rewarm_cosine or infinite
+    # (seal.inner_loop.schedules); the default linear decay with no warmup is REFERENCE 1.1's
+    scheduler: Scheduler = "linear"
+    # the transformers schedule's own arguments (its `scheduler_specific_kwargs`, e.g. num_cycles for
+    # cosine_with_restarts, decay_type for warmup_stable_decay); checked against the schedule when composed
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     warmup_ratio: float = 0.0
-    # schedule shapes for scheduler=rewarm_cosine | infinite (REFERENCE 2); ratios of lr are x peak lr
+    # schedule shapes for scheduler=rewarm_cosine | infinite (REFERENCE 2); ratios of lr are x peak lr. The floor and
+    # the anneal share also fill transformers' *_with_min_lr and warmup_stable_decay arguments left unset
     min_lr_ratio: float = 0.1  # rewarm_cosine / infinite floor (where the infinite schedule's anneal ends)
     const_lr_ratio: float = 0.55  # infinite: constant phase (1.65e-4 / 3e-4)
     cooldown_ratio: float = 0.2  # infinite: cooldown share of the steps
-    anneal_ratio: float = 0.1  # infinite: final anneal share of the steps
+    anneal_ratio: float = 0.1  # infinite: final anneal share of the steps (warmup_stable_decay: its decay)
     anneal: bool = True  # infinite: anneal at the end (false: stay at the constant, ready to continue)
     max_seq_len: int = 1024  # a document longer than this is an error, never silently truncated
     add_eos: bool = True
@@ -279,7 +283,8 @@ class InnerLoop:
             self.reset(job.seed, j)
             # the schedule is transformers' own, driven through a placeholder optimizer per slot
             holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
-            sched = make_scheduler(cfg.scheduler, holder, int(cfg.warmup_ratio * len(plan)), len(plan), shape)
+            sched = make_scheduler(cfg.scheduler, holder, int(cfg.warmup_ratio * len(plan)), len(plan), shape,
+                                   cfg.scheduler_kwargs)
             slots[j] = _Slot(j, rows, plan, sched)
         start = time.perf_counter()
         n_steps = max((len(s.plan) for s in slots.values()), default=0)

@@ -35,6 +35,7 @@ from seal.infra.report import md_table, print_table
 from seal.infra.run_dir import RunDir
 from seal.infra.tracking import Tracker
 from seal.inner_loop.replay import general_corpus, load_corpus
+from seal.inner_loop.schedules import Scheduler
 from seal.inner_loop.trainer import InnerLoopError, TrainJob
 from seal.models.loading import load_model
 
@@ -43,7 +44,7 @@ SEQUENCE_SOURCES = ("general", "self_edits", "past_documents")
 
 @dataclass(frozen=True)
 class VariantConfig:
-    scheduler: str | None = None  # None: inner_loop.scheduler
+    scheduler: Scheduler | None = None  # None: inner_loop.scheduler
     anneal: bool | None = None  # infinite schedule: anneal at the end of each edit (None: inner_loop.anneal)
     replay_fraction: float = 0.0
     # general | self_edits (earlier self-edits' lines) | past_documents (everything earlier updates trained
@@ -90,6 +91,11 @@ def validate(cfg: KIContinualConfig) -> None:
 
 def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
     validate(cfg)
+    with Tracker(cfg.wandb, rd, rd.config, name=f"ki_continual-{rd.path.name}") as tracker:
+        return _run(cfg, rd, tracker)
+
+
+def _run(cfg: KIContinualConfig, rd: RunDir, tracker: Tracker) -> dict:
     c = cfg.continual
     passages = load_passages(cfg.data)
     need = c.sequences * c.length
@@ -98,7 +104,6 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
                           f"gives {len(passages)} (raise data.num_passages)")
     general = general_corpus()
     probe, replay_general = general[-c.probe_docs:], general[:-c.probe_docs]
-    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_continual-{rd.path.name}")
     cfg = replace(cfg, inner_loop=replace(cfg.inner_loop, adapters_per_batch=1))
     model, tok = load_model(cfg.model)
     task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
@@ -148,7 +153,6 @@ def run(cfg: KIContinualConfig, rd: RunDir) -> dict:
     out = {"base_perplexity": base_ppl, "variants": summary}
     rd.write_json("results.json", out)
     _report(cfg, rd, out)
-    tracker.finish()
     return out
 
 

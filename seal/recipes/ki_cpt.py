@@ -83,8 +83,12 @@ def validate(cfg: KICPTConfig) -> None:
 
 def run(cfg: KICPTConfig, rd: RunDir) -> dict:
     validate(cfg)
+    with Tracker(cfg.wandb, rd, rd.config, name=f"ki_cpt-{rd.path.name}") as tracker:
+        return _run(cfg, rd, tracker)
+
+
+def _run(cfg: KICPTConfig, rd: RunDir, tracker: Tracker) -> dict:
     passages = load_passages(cfg.data)
-    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_cpt-{rd.path.name}")
     cfg = replace(cfg, inner_loop=replace(cfg.inner_loop, adapters_per_batch=1))  # one pooled update
     model, tok = load_model(cfg.model)
     task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
@@ -113,27 +117,29 @@ def run(cfg: KICPTConfig, rd: RunDir) -> dict:
         key = rd.key("cpt", cond)
         if not rd.has(key):
             rd.put(key, {"condition": cond, **_update_and_answer(task, passages, cond, completions.get(cond), cfg,
-                                                                 formats.get(cond))})
+                                                                 formats.get(cond), tracker)})
     out = summarise(cfg, rd, conds, too_long, cost)
     tracker.log({f"cpt/{cond}": v["accuracy"] for cond, v in out["conditions"].items()})
     _report(cfg, rd, out)
-    tracker.finish()
     return out
 
 
 def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str, list[str]] | None,
-                       cfg: KICPTConfig, fmt: str | None = None) -> dict:
+                       cfg: KICPTConfig, fmt: str | None = None, tracker: Tracker | None = None) -> dict:
     docs, skipped = [], 0
     if cond != "base":
         docs, skipped = pooled_documents(passages, comps or {}, cfg.self_edit.title_prefix, fmt, cfg.self_edit)
         seed = derive_seed(cfg.seed, "cpt", cond)
         if cfg.cpt.update == "full":
             base_state = {k: v.detach().clone() for k, v in task.inner.model.state_dict().items()}
-            stats = full_update(task.inner.model, task.tok, docs, cfg.cpt, task.inner.cfg.max_seq_len, seed)
+            stats = full_update(task.inner.model, task.tok, docs, cfg.cpt, task.inner.cfg.max_seq_len, seed,
+                                tracker.trainer_callbacks(f"cpt/{cond}/train") if tracker else [])
         else:
             stats = task.inner.train_many([TrainJob(docs, seed)])[0]
             if isinstance(stats, InnerLoopError):
                 raise ConfigError(f"ki_cpt: the pooled update for '{cond}' failed: {stats}")
+            if tracker:
+                tracker.log_steps(f"cpt/{cond}/train", [{"loss": x} for x in stats.losses])
             stats = stats.to_dict()
     full = cfg.cpt.update == "full"
     answers = task.answer(passages, [-1 if cond == "base" or full else 0] * len(passages))
@@ -146,9 +152,10 @@ def _update_and_answer(task: KnowledgeTask, passages, cond: str, comps: dict[str
     return out
 
 
-def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed: int) -> dict:
+def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed: int, callbacks=()) -> dict:
     """Full fine-tuning of every weight on the documents (causal LM loss on their tokens, padding
-    masked), with the transformers Trainer; the model is updated in place."""
+    masked), with the transformers Trainer; the model is updated in place. `callbacks`: the run's
+    wandb logging (`Tracker.trainer_callbacks`) when it is on."""
     import math
     import tempfile
     import time
@@ -187,7 +194,7 @@ def full_update(model, tok, docs: list[str], cfg: CPTConfig, max_len: int, seed:
                 seed=seed, data_seed=seed, use_cpu=not torch.cuda.is_available(), remove_unused_columns=False,
                 dataloader_num_workers=0, bf16=False, fp16=False)
             trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": r} for r in rows],
-                              data_collator=collate)
+                              data_collator=collate, callbacks=list(callbacks))
             trainer.remove_callback(PrinterCallback)
             result = trainer.train()
             losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

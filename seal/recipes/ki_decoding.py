@@ -109,6 +109,11 @@ def _split(passages: list[Passage], d: DecodingConfig) -> _Split:
 
 def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
     validate(cfg)
+    with Tracker(cfg.wandb, rd, rd.config, name=f"ki_decoding-{rd.path.name}") as tracker:
+        return _run(cfg, rd, tracker)
+
+
+def _run(cfg: KIDecodingConfig, rd: RunDir, tracker: Tracker) -> dict:
     d = cfg.decoding
     passages = load_passages(cfg.data)
     if len(passages) < 2 * d.set_size:
@@ -116,7 +121,6 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
                           f"{len(passages)} (raise data.num_passages)")
     sets = {"A": passages[:d.set_size], "B": passages[d.set_size:2 * d.set_size]}
     splits = {name: _split(ps, d) for name, ps in sets.items()}
-    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_decoding-{rd.path.name}")
     cfg = replace(cfg, inner_loop=replace(cfg.inner_loop, adapters_per_batch=1))
     base_model, tok = load_model(cfg.model)
     task = KnowledgeTask(base_model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
@@ -193,7 +197,6 @@ def run(cfg: KIDecodingConfig, rd: RunDir) -> dict:
            "updates": {n: rd.get(rd.key("adapter", n))["train"] for n in ("A", "B", "M+B")}}
     rd.write_json("results.json", out)
     _report(cfg, rd, out)
-    tracker.finish()
     return out
 
 

@@ -61,8 +61,12 @@ class KIEvalConfig(ConditionsSetup):  # the shared knowledge sections and the co
 
 def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     validate_conditions(cfg)
+    with Tracker(cfg.wandb, rd, rd.config, name=f"ki_eval-{rd.path.name}") as tracker:
+        return _run(cfg, rd, tracker)
+
+
+def _run(cfg: KIEvalConfig, rd: RunDir, tracker: Tracker) -> dict:
     passages = load_passages(cfg.data)
-    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"ki_eval-{rd.path.name}")
     model, tok = load_model(cfg.model)
     task = KnowledgeTask(model, tok, cfg.model, cfg.inner_loop, cfg.qa_eval, cfg.grader, cfg.self_edit,
                          backend=cfg.backend, seed=derive_seed(cfg.seed, "engine"))
@@ -124,7 +128,7 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
                 rd.metric(condition=cond, passage=p.uid, sample=s, accuracy=out["accuracy"], gain=out["gain"],
                           final_loss=out["train"]["final_loss"], train_seconds=out["train"]["seconds"])
                 tracker.log({f"{cond}/accuracy": out["accuracy"], f"{cond}/gain": out["gain"],
-                             f"{cond}/final_loss": out["train"]["final_loss"]})
+                             f"{cond}/final_loss": out["train"]["final_loss"]}, axis="inner_loop")
         bar.update(len(chunk))
     bar.close()
     task.close()
@@ -132,7 +136,6 @@ def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
     results = summarise(cfg, rd, usable, skipped, by_uid)
     write_report(cfg, rd, results)
     tracker.log({f"final/{c}": v["accuracy"] for c, v in results["conditions"].items()})
-    tracker.finish()
     return results
 
 

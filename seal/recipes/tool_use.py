@@ -63,12 +63,16 @@ def validate(cfg: ToolUseConfig) -> None:
 
 def run(cfg: ToolUseConfig, rd: RunDir) -> dict:
     validate(cfg)
+    with Tracker(cfg.wandb, rd, rd.config, name=f"tool_use-{rd.path.name}") as tracker:
+        return _run(cfg, rd, tracker)
+
+
+def _run(cfg: ToolUseConfig, rd: RunDir, tracker: Tracker) -> dict:
     t = cfg.tools
     system = SYSTEM + api_docs()
     pool = make_examples(max(t.counts) + t.probes, derive_seed(cfg.seed, "train_examples"), "train")
     probes, train = pool[:t.probes], pool[t.probes:]  # every n takes a prefix: 10 within 50 within 100
     test = make_examples(t.test, derive_seed(cfg.seed, "test_examples"), "test")
-    tracker = Tracker(cfg.wandb, rd, rd.config, name=f"tool_use-{rd.path.name}")
     session = None
 
     def get_session(store: str) -> Session:
@@ -105,11 +109,10 @@ def run(cfg: ToolUseConfig, rd: RunDir) -> dict:
         for m in ("exact", "tool", "parsed"):
             rec[m] = statistics.fmean(float(sc[m]) for sc in scores)
         rd.put(key, rec)
-        tracker.log({f"{cond}/exact": rec["exact"]}, step=n)
+        tracker.log({f"{cond}/exact": rec["exact"], "examples": n}, axis="examples")
     out = _summary(cfg, rd, jobs)
     rd.write_json("results.json", out)
     _report(cfg, rd, out)
-    tracker.finish()
     return out
 
 

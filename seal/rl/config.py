@@ -4,6 +4,7 @@ the parts of a recipe's config it runs on (`LoopSettings`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from seal.infra.config import ConfigError
 from seal.infra.runtime import RuntimeConfig
@@ -21,7 +22,7 @@ class OuterLoopConfig:
     seeds_per_edit: int = 3  # each self-edit is trained and evaluated this many times; its score is the mean
     eval_passages: int = 200
     eval_samples: int = 1  # self-edits per held-out context (ARC: 5)
-    references: str = "every_round"  # every_round | first_round: when to recompute base/passage references
+    references: Literal["every_round", "first_round"] = "every_round"  # when to recompute base/passage references
     reward: str = "accuracy"  # a name in seal.rl.reward.REWARDS: accuracy | binary | likelihood | self_questions
 
 

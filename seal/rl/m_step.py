@@ -11,10 +11,12 @@ import random
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
 from seal.infra.config import ConfigError
+from seal.inner_loop.schedules import TrainerScheduler
 from seal.models.loading import ModelConfig, load_model, prompt_ids
 
 
@@ -31,12 +33,14 @@ class MStepConfig:
     epochs: int = 2
     effective_batch: int = 10  # examples per optimizer step, whatever the number of processes (REFERENCE 1.1)
     batch_size: int = 1  # examples per forward on one process; gradient accumulation makes up the rest
-    scheduler: str = "linear"
+    scheduler: TrainerScheduler = "linear"  # a transformers scheduler name (seal.inner_loop.schedules)
+    # its own arguments: the Trainer's lr_scheduler_kwargs (e.g. num_decay_steps for warmup_stable_decay)
+    scheduler_kwargs: dict[str, Any] = field(default_factory=dict)
     warmup_ratio: float = 0.0
     max_length: int = 2048  # a longer example is left out and recorded, never truncated
     # where it runs: inline (this process, one device) | torchrun (`nproc` processes on this node, DDP; gloo
     # on CPU) | accelerate (`accelerate launch` with `accelerate_config`: FSDP or DeepSpeed for 7B policies)
-    launcher: str = "inline"
+    launcher: Literal["inline", "torchrun", "accelerate"] = "inline"
     nproc: int = 1
     accelerate_config: str | None = None  # e.g. seal/configs/accelerate/fsdp_7b.yaml for a 7B policy on 8 GPUs
 
@@ -137,11 +141,13 @@ def step_ordered(rows: list[dict], layout: StepLayout, epochs: int, seed: int, p
 
 
 def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int,
-           out: Path) -> dict:
+           out: Path, callbacks=(), log: Path | None = None) -> dict:
     """SFT the policy on (prompt, completion) pairs, loss on the completion only; merge; save to `out`.
-    With `cfg.launcher` torchrun or accelerate it runs in worker processes (`seal.rl.m_step_main`)."""
+    With `cfg.launcher` torchrun or accelerate it runs in worker processes (`seal.rl.m_step_main`),
+    whose output is kept in `log` (default: beside `out`). `callbacks` go to the Trainer of an
+    inline M-step (the run's wandb logging, `seal.infra.tracking.Tracker.trainer_callbacks`)."""
     if cfg.launcher != "inline":
-        return _launch_m_step(policy_path, model_cfg, pairs, cfg, seed, out)
+        return _launch_m_step(policy_path, model_cfg, pairs, cfg, seed, out, log or out.parent / f"{out.name}.log")
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -158,6 +164,7 @@ def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MSt
     args = SFTConfig(
         output_dir=str(work / "trainer"), num_train_epochs=1, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=layout.grad_accum, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
+        lr_scheduler_kwargs=dict(cfg.scheduler_kwargs),
         warmup_steps=cfg.warmup_ratio, max_length=None, completion_only_loss=True,
         train_sampling_strategy="sequential", average_tokens_across_devices=True,
         gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=seed,
@@ -175,7 +182,7 @@ def m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MSt
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(data), processing_class=tok,
-                         peft_config=peft_config)
+                         peft_config=peft_config, callbacks=list(callbacks))
     result = trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     acc = trainer.accelerator
@@ -217,9 +224,10 @@ def _merge_saved(policy_path: str, model_cfg: ModelConfig, trained: Path, full: 
 
 
 def _launch_m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], cfg: MStepConfig, seed: int,
-                   out: Path) -> dict:
+                   out: Path, log_path: Path) -> dict:
     """Run the M-step in `cfg.nproc` torchrun processes or under `accelerate launch`; the job (policy by
-    path, pairs, settings) goes by a JSON file and the new policy comes back as the folder `out`."""
+    path, pairs, settings) goes by a JSON file and the new policy comes back as the folder `out`. The
+    processes' output is kept in `log_path`, whether they succeed or fail."""
     import dataclasses
     import json
     import subprocess
@@ -240,9 +248,9 @@ def _launch_m_step(policy_path: str, model_cfg: ModelConfig, pairs: list[dict], 
     else:
         raise ConfigError(f"m_step.launcher must be inline, torchrun or accelerate, got '{cfg.launcher}'")
     cmd += ["-m", "seal.rl.m_step_main", str(job_dir / "job.json")]
-    log_path = job_dir / "log.txt"
+    env = {**os.environ, "WANDB_MODE": "disabled"}  # the driver's run logs the curve (`seal.rl.m_step_main`)
     with open(log_path, "w") as log_file:
-        rc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, check=False).returncode
     if rc != 0 or not out.is_dir():
         tail = log_path.read_text()[-3000:]
         raise RuntimeError(f"m_step ({cfg.launcher}, {cfg.nproc} processes) failed with exit code {rc}; "

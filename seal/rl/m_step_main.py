@@ -2,6 +2,12 @@
 `accelerate launch` (`m_step.launcher`). The driver (`seal.rl.m_step._launch_m_step`) writes the job:
 the policy by path, the pairs, the model and M-step settings, the seed and where the new policy
 goes. Every process trains its shard; the main process writes the policy folder and `stats.json`.
+
+These processes open no wandb run (the driver starts them with `WANDB_MODE=disabled`): the run is
+the driver's, and a second process logging under its id would write a second, conflicting copy of
+it. The per-step losses come back in `stats.json` and the driver logs them into its run against
+`m_step/train/step` when the job ends. The processes' output is kept in the run folder
+(`m_step_round<r>.log`).
 """
 
 from __future__ import annotations

@@ -26,8 +26,6 @@ import gc
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from seal.infra.chunking import chunks
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
@@ -41,6 +39,10 @@ from seal.rl.protocols import Domain, Item, Session
 from seal.rl.report import eval_conditions, eval_key, eval_summary, summarise, write_report
 from seal.rl.reward import EditReward
 from seal.rl.selection import select
+
+# the wandb table of a round's self-edits (`estep/self_edits`): column -> key of the edit's `select/<r>` record
+EDIT_COLUMNS = {"context": "context", "sample": "sample", "self_edit": "self_edit", "reward": "score",
+                "gain": "gain", "kept": "kept", "why": "why"}
 
 
 @dataclass(frozen=True)
@@ -64,39 +66,40 @@ def outer_loop(domain: Domain, train: list, held_out: list, s: LoopSettings, rd:
     validate_m_step(s.m_step)
     rounds = round_contexts(train, oc, s.seed)
     record_contexts(rd, rounds)
-    tracker = Tracker(s.wandb, rd, rd.config, name=f"restem-{rd.path.name}")
-    runner = make_runner(s.runtime, domain)
-    evals = {}
-    try:
-        for r in range(oc.rounds + 1):
-            # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
-            policy = s.model.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
-            rnd = Round(domain, rd, tracker, runner, s.seed, r, policy, s.sample_chunk)
-            session = domain.open(policy, r)
-            if not rd.has(rd.key("adapter", r)):
-                rd.put(rd.key("adapter", r), {"round": r, **session.adapter_info()})
-            evals[r] = evaluate_policy(rnd, session, held_out, oc.eval_samples, eval_conditions(domain, oc, r))
-            if r == oc.rounds:
-                session.close()
-                break
-            contexts = rounds[r]
-            rewards, texts = e_step(rnd, session, contexts, s.k, oc.seeds_per_edit)
-            edits = [{**rw.to_record(text), "kept": kept, "why": why}
-                     for rw, text, (kept, why) in zip(rewards, texts, select(rewards, s.selection))]
-            kept = [e for e in edits if e["kept"]]
-            if not rd.has(rd.key("select", r)):
-                rd.put(rd.key("select", r), {"round": r, "rule": s.selection.rule, "edits": edits,
-                                             "n_kept": len(kept)})
-            pairs = m_step_pairs(session, rd, r, contexts, kept)
-            session.close()  # the engine's GPU memory is the M-step's now
-            del session
-            gc.collect()
-            m_step_round(rnd, s, pairs)
-    finally:
-        runner.close()
-    results = summarise(rd, evals, seed=s.seed, domain=domain)
-    write_report(domain, s, rd, results)
-    tracker.finish()
+    with Tracker(s.wandb, rd, rd.config, name=f"restem-{rd.path.name}") as tracker:
+        runner = make_runner(s.runtime, domain)
+        evals = {}
+        try:
+            for r in range(oc.rounds + 1):
+                # policy r: the base model, or the folder the previous M-step wrote (kept relative to the run folder)
+                policy = s.model.name if r == 0 else _policy_path(rd, rd.get(rd.key("m_step", r - 1))["policy"])
+                rnd = Round(domain, rd, tracker, runner, s.seed, r, policy, s.sample_chunk)
+                session = domain.open(policy, r)
+                if not rd.has(rd.key("adapter", r)):
+                    rd.put(rd.key("adapter", r), {"round": r, **session.adapter_info()})
+                evals[r] = evaluate_policy(rnd, session, held_out, oc.eval_samples, eval_conditions(domain, oc, r))
+                if r == oc.rounds:
+                    session.close()
+                    break
+                contexts = rounds[r]
+                rewards, texts = e_step(rnd, session, contexts, s.k, oc.seeds_per_edit)
+                edits = [{**rw.to_record(text), "kept": kept, "why": why}
+                         for rw, text, (kept, why) in zip(rewards, texts, select(rewards, s.selection))]
+                kept = [e for e in edits if e["kept"]]
+                if not rd.has(rd.key("select", r)):
+                    rd.put(rd.key("select", r), {"round": r, "rule": s.selection.rule, "edits": edits,
+                                                 "n_kept": len(kept)})
+                tracker.log_table("estep/self_edits", list(EDIT_COLUMNS),
+                                  [[e[k] for k in EDIT_COLUMNS.values()] for e in edits], round=r)
+                pairs = m_step_pairs(session, rd, r, contexts, kept)
+                session.close()  # the engine's GPU memory is the M-step's now
+                del session
+                gc.collect()
+                m_step_round(rnd, s, pairs)
+        finally:
+            runner.close()
+        results = summarise(rd, evals, seed=s.seed, domain=domain)
+        write_report(domain, s, rd, results)
     return results
 
 
@@ -112,10 +115,17 @@ def m_step_round(rnd: Round, s: LoopSettings, pairs: list[dict]) -> None:
                                      "skipped": f"selection '{s.selection.rule}' kept no self-edit"})
         return
     name = f"policy_round{r + 1}"
-    stats = m_step(rnd.policy, s.model, pairs, s.m_step, derive_seed(s.seed, "m_step", r), rd.path / name)
+    # the M-step's training curve in wandb: m_step/train/* against its step, counted over the whole run
+    offset = sum((rd.get(rd.key("m_step", i)) or {}).get("steps", 0) for i in range(r))
+    inline = s.m_step.launcher == "inline"
+    callbacks = rnd.tracker.trainer_callbacks("m_step/train", offset, round=r) if inline else []
+    stats = m_step(rnd.policy, s.model, pairs, s.m_step, derive_seed(s.seed, "m_step", r), rd.path / name,
+                   callbacks=callbacks, log=rd.path / f"m_step_round{r}.log")
+    if not inline:  # launched processes log nothing to wandb (`seal.rl.m_step_main`); their losses came back
+        rnd.tracker.log_steps("m_step/train", [{"loss": x} for x in stats["losses"]], offset, round=r)
     rd.put(rd.key("m_step", r), {"round": r, "policy": name, **stats})
     rd.metric(round=r, m_step_loss=stats["train_loss"], m_step_pairs=len(pairs))
-    rnd.tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r})
+    rnd.tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r}, axis="round")
 
 
 def m_step_pairs(session: Session, rd: RunDir, r: int, contexts: list, kept: list[dict]) -> list[dict]:
@@ -151,8 +161,9 @@ def record_base(session: Session, rd: RunDir, contexts: list, key, head, phase: 
 def run_inner_loops(rnd: Round, session: Session, todo: list[list], items: list[list], desc: str, on_chunk) -> None:
     """Run the chunks of items (`seal.rl.protocols.Item`) on the round's runner (`seal.infra.runtime`;
     chunks arrive as they finish) and hand each finished chunk's outputs to `on_chunk(j, outs)`."""
-    bar = tqdm(total=sum(len(ch) for ch in todo), desc=desc, disable=not todo)
-    for j, outs in (rnd.runner or LocalRunner()).map(session, rnd.policy, rnd.r, items):
+    runner = rnd.runner or LocalRunner()
+    bar = runner.progress(sum(len(ch) for ch in todo), desc)
+    for j, outs in runner.map(session, rnd.policy, rnd.r, items):
         on_chunk(j, outs)
         bar.update(len(todo[j]))
     bar.close()
@@ -186,7 +197,7 @@ def evaluate_policy(rnd: Round, session: Session, held_out: list, n_samples: int
     run_inner_loops(rnd, session, todo, items, f"round {r} eval: inner loops", record)
     summary = eval_summary(rnd.domain, rd, r, held_out, n_samples, conditions)
     rd.metric(round=r, **{f"eval_{c}": v["accuracy"] for c, v in summary.items()})
-    rnd.tracker.log({f"eval/{c}": v["accuracy"] for c, v in summary.items()} | {"round": r})
+    rnd.tracker.log({f"eval/{c}": v["accuracy"] for c, v in summary.items()} | {"round": r}, axis="round")
     return summary
 
 
@@ -233,7 +244,8 @@ def e_step(rnd: Round, session: Session, contexts: list, k: int, n_seeds: int) -
         for (c, i, s), rec in zip(todo[j], recs):
             if "accuracy" in rec:
                 base = bases[c.uid]["accuracy"]
-                rnd.tracker.log({"estep/accuracy": rec["accuracy"], "estep/gain": rec["accuracy"] - base, "round": r})
+                rnd.tracker.log({"estep/accuracy": rec["accuracy"], "estep/gain": rec["accuracy"] - base, "round": r},
+                                axis="inner_loop")
 
     run_inner_loops(rnd, session, todo, items, f"round {r} E-step: inner loops", record)
     rewards, texts = [], []

@@ -42,12 +42,15 @@ def test_two_process_m_step_writes_a_merged_policy(tmp_path):
     assert changed and not any("lora" in k for k in weights)  # trained, and merged into plain weights
     assert [r["round"] for r in results["rounds"]] == [0, 1]  # the next round loaded it by path
     assert not any(p.name.startswith(".policy_round1") for p in path.iterdir())  # no job leftovers
+    assert "'loss'" in (path / "m_step_round0.log").read_text()  # the processes' output is kept
     records = [json.loads(x) for x in (path / "records.jsonl").read_text().splitlines()]
     assert sum(r["key"] == "m_step/0" for r in records) == 1
 
 
 def test_bad_launcher_is_refused_before_any_work(tmp_path):
-    with pytest.raises(ConfigError, match="m_step.launcher"):
+    from hydra.errors import HydraException
+
+    with pytest.raises(HydraException, match="m_step.launcher"):  # refused while the config is composed
         run_experiment(compose(*FAST, "m_step.launcher=slurm"), tmp_path / "r")
     assert not (tmp_path / "r" / "records.jsonl").exists()
     with pytest.raises(ConfigError, match="no such file"):

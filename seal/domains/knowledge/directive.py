@@ -40,13 +40,16 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 from seal.domains.knowledge.errors import SelfEditError
 
 DIRECTIVE_FORMATS = ("implications-hp",)  # formats whose self-edit ends in a training directive
 KEYS = ("lr", "epochs", "passage")
-LR_MODES = ("choices", "range")
-ON_INVALID = ("default", "refuse")
+LrMode = Literal["choices", "range"]
+LR_MODES = get_args(LrMode)
+OnInvalid = Literal["default", "refuse"]
+ON_INVALID = get_args(OnInvalid)
 REFUSED = "invalid training directive (self_edit.directive.on_invalid=refuse): "
 
 _LINE = re.compile(r"^\s*(?:[-*\u2022>#]+\s*|\(?\d{1,3}[.)]\s*)?training\s*:(.*)$", re.IGNORECASE | re.DOTALL)
@@ -61,7 +64,7 @@ _WHOLE = re.compile(r"[0-9]+")
 @dataclass(frozen=True)
 class DirectiveConfig:
     """What a training directive may choose (`self_edit.directive.*`, used by format implications-hp)."""
-    lr_mode: str = "choices"  # choices: lr must be one of lr_values | range: lr_values is [min, max]
+    lr_mode: LrMode = "choices"  # choices: lr must be one of lr_values | range: lr_values is [min, max]
     # around inner_loop.lr=2e-3 for SmolLM2-135M, inside the paper's search range (1e-4 to 2e-3, a bit above)
     lr_values: list[float] = field(default_factory=lambda: [5e-4, 1e-3, 2e-3, 3e-3])
     epochs_min: int = 1
@@ -69,7 +72,7 @@ class DirectiveConfig:
     # facts-only run; a number allows that many (more than inner_loop.epochs: a directive may cost more)
     epochs_max: int | None = None
     allow_passage: bool = True  # the policy may choose passage=yes|no (false: the key `passage` is refused)
-    on_invalid: str = "default"  # default: an invalid directive trains with the defaults | refuse: edit unusable
+    on_invalid: OnInvalid = "default"  # default: an invalid directive trains with the defaults | refuse: edit unusable
     # the settings of an invalid directive (and of `passage` when it may not be chosen); null: the run's own
     default_lr: float | None = None  # null: inner_loop.lr
     default_epochs: int | None = None  # null: inner_loop.epochs

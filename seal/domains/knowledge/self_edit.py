@@ -22,6 +22,7 @@ import functools
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from seal.data.passage import Passage
 from seal.domains.knowledge.directive import (
@@ -59,7 +60,7 @@ class GeneratorConfig:
     token_budget: int = 0
     # documents of a multi-call self-edit: paragraphs (one per part) | lines | whole; never capped by
     # max_segments (its size is the generator's settings)
-    split: str = "paragraphs"
+    split: Literal["paragraphs", "lines", "whole"] = "paragraphs"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class SelfEditConfig:
     # config: the prompt is templates[format]; from_file: it is read at run time from the `prompt` field
     # of the SEAL-format records in template_file (e.g. the reference's released self-edit files), so a
     # run can use the paper's exact wording without that text living in this repository
-    template: str = "config"
+    template: Literal["config", "from_file"] = "config"
     template_file: str | None = None
     k: int = 1  # self-edits per passage
     max_k: int = 64  # a larger k is refused as a likely typo (raise this if you mean it)
@@ -80,7 +81,8 @@ class SelfEditConfig:
     max_new_tokens: int = 256  # the paper let EOS end it; 256 keeps a CPU run bounded
     batch_size: int = 8
     # completion -> documents
-    split: str = "lines"  # lines: one document per line | paragraphs: one per blank-line-separated part | whole
+    # lines: one document per line | paragraphs: one per blank-line-separated part | whole
+    split: Literal["lines", "paragraphs", "whole"] = "lines"
     drop_filler: bool = True  # drop a leading "Sure, here are..." line
     strip_markers: bool = True  # drop list markers such as "1." or "-" at the start of a line
     max_segments: int = 30
