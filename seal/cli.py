@@ -205,6 +205,7 @@ def remove_stub(path: Path) -> None:
     first, through `RunDir.discard`, while it still holds the lock)."""
     if not only_hydra_files(path):
         return
+    _close_logs_in(path)
     try:
         if (path / ".hydra").is_dir():
             for name in HYDRA_FILES[".hydra"]:
@@ -214,6 +215,17 @@ def remove_stub(path: Path) -> None:
         path.rmdir()
     except OSError:  # best effort: a stub left behind is untidy, not wrong
         pass
+
+
+def _close_logs_in(path: Path) -> None:
+    """Detach the log files Hydra opened in `path`: a handler left on a removed file would fail the
+    next message logged in this process (a later job of a sweep, or a caller that runs seal in-process)."""
+    for logger in (logging.getLogger(), logging.getLogger("seal")):
+        for handler in list(logger.handlers):
+            name = getattr(handler, "baseFilename", None)
+            if name and Path(name).parent == path.resolve():
+                logger.removeHandler(handler)
+                handler.close()
 
 
 def fail(message: str) -> None:
@@ -255,6 +267,10 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException) as e:
         sweep.discard_refused_sweep()
         fail(one_line(e))
+    except ValueError as e:  # Hydra refuses two modes at once (`-m --cfg job`) with a bare ValueError
+        if "can be specified" not in str(e):
+            raise
+        fail(f"{e} (to see a sweep job's config, drop -m and give that job's values)")
     finally:
         os.environ.pop(HYDRA_RAISES, None)
         _hydra_raises_set_here = False

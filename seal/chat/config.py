@@ -78,19 +78,10 @@ def check_self_edit(cfg: SessionConfig) -> None:
 
 
 def check_scheduler(cfg: SessionConfig) -> None:
-    """`chat.scheduler` built once on a placeholder optimizer, as the inner loop builds it for every
-    update (`seal.inner_loop.schedules`): a name it does not know is a `ConfigError` before the model
-    loads, not a failed first update."""
-    import torch
+    """`chat.scheduler`, with `inner_loop.scheduler_kwargs`, built once as every update builds it
+    (`seal.infra.name_checks.schedule_problems`): a name or argument it refuses is a `ConfigError` before the
+    model loads, not a failed first update."""
+    from seal.infra.name_checks import schedule_problems
 
-    from seal.inner_loop.schedules import ScheduleShape, make_scheduler
-
-    il = cfg.inner_loop
-    shape = ScheduleShape(il.min_lr_ratio, il.const_lr_ratio, il.cooldown_ratio, il.anneal_ratio, il.anneal)
-    holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=il.lr)
-    try:
-        make_scheduler(cfg.chat.scheduler, holder, 1, 10, shape)
-    except (ValueError, KeyError, TypeError) as e:
-        reason = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-        raise ConfigError(f"chat.scheduler={cfg.chat.scheduler}: {reason} (rewarm_cosine, infinite or a transformers "
-                          f"scheduler name)") from None
+    if problems := schedule_problems(cfg):
+        raise ConfigError(problems[0])

@@ -42,12 +42,15 @@ def test_a_config_typo_is_one_line_and_exit_2(tmp_path, typo, key):
 
 @pytest.mark.parametrize("setting,named", [("chat.replay_sources=[{tmp}/none.txt]", "none.txt: no such file"),
                                            ("inner_loop.target_modules=[qq_proj]", "inner_loop.target_modules"),
-                                           ("chat.store={tmp}/a_file/store", "cannot create it")])
+                                           ("chat.store={tmp}/a_file/store", "cannot create it"),
+                                           ("inner_loop.scheduler_kwargs={{num_cycles:2}}", "chat.scheduler=infinite"),
+                                           ("chat.scheduler=cosine_with_restarts inner_loop.scheduler_kwargs.bogus=1",
+                                            "chat.scheduler=cosine_with_restarts")])
 def test_a_setting_that_fails_when_the_session_starts_is_one_line(tmp_path, capsys, setting, named):
     from seal.chat.cli import main
 
     (tmp_path / "a_file").write_text("not a folder")
-    code = main([*TINY, f"chat.store={tmp_path / 'store'}", setting.format(tmp=tmp_path)])
+    code = main([*TINY, f"chat.store={tmp_path / 'store'}", *setting.format(tmp=tmp_path).split(" ")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("seal-chat: error:") and named in err[0], err
 

@@ -117,12 +117,24 @@ def test_resume_is_refused_in_a_sweep_before_anything_is_written(tmp_path, monke
         assert not (tmp_path / "sweep").exists()
 
 
-def test_a_value_that_fails_when_composed_stops_the_sweep_before_any_job(tmp_path, monkeypatch, capsys):
-    code, out, err = run_seal(monkeypatch, capsys, "-m", "experiment=ki_eval", "inner_loop.lrr=1,2",
+@pytest.mark.parametrize("swept, named", [("inner_loop.lrr=1,2", "lrr"), ("inner_loop.lr=0.001,abc", "abc")])
+def test_a_value_that_fails_when_composed_stops_the_sweep_before_any_job(tmp_path, monkeypatch, capsys, swept,
+                                                                        named):
+    """Hydra's basic sweeper composes every job before the first runs: one bad value among good ones
+    refuses the whole sweep, and no job folder is written."""
+    code, out, err = run_seal(monkeypatch, capsys, "-m", "experiment=ki_eval", swept,
                               f"hydra.sweep.dir={tmp_path / 'sweep'}")
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("seal: error: ") and "lrr" in lines[0], err
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("seal: error: ") and named in lines[0], err
     assert not (tmp_path / "sweep").exists() and "job(s)" not in out
+
+
+def test_showing_the_config_of_a_sweep_is_one_line_naming_the_way_out(tmp_path, monkeypatch, capsys):
+    code, out, err = run_seal(monkeypatch, capsys, "-m", "experiment=ki_eval", "inner_loop.lr=0.001,0.002",
+                              f"hydra.sweep.dir={tmp_path / 'sweep'}", "--cfg", "job")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "drop -m" in lines[0] and not out, err
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_metric_paths_read_keys_that_hold_dots():

@@ -84,7 +84,7 @@ def test_a_planted_api_key_appears_nowhere_in_a_run(tmp_path):
     out = subprocess.run([sys.executable, "-m", "seal.cli", "experiment=ki_eval", "model=tiny-random",
                           "data.num_passages=2", "self_edit.max_new_tokens=8", "inner_loop.epochs=1",
                           "inner_loop.lora_r=4", "inner_loop.lora_alpha=8", "qa_eval.max_new_tokens=4",
-                          "wandb.mode=offline", "+grader.api_key_env=SEAL_TEST_KEY", f"hydra.run.dir={run}"],
+                          "wandb.mode=offline", "grader.api_key_env=SEAL_TEST_KEY", f"hydra.run.dir={run}"],
                          cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     files = [p for p in list(run.rglob("*")) + list((tmp_path / "wandb_home").rglob("*")) if p.is_file()]
