@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,22 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "seal"
+
+
+@pytest.fixture(autouse=True)
+def _drop_run_log_files():
+    """A run started in-process leaves Hydra's handlers on the root logger (`cli.log`, and the console
+    stream, which under pytest is a capture that closes with the test), as one `seal` process would until
+    it exits; drop them after the test, so a later test never logs into a closed stream or removed folder."""
+    loggers = (logging.getLogger(), logging.getLogger("seal"))
+    before = {id(h) for lg in loggers for h in lg.handlers}
+    yield
+    for lg in loggers:
+        for h in list(lg.handlers):
+            if id(h) not in before and not type(h).__module__.startswith("_pytest"):
+                lg.removeHandler(h)
+                if isinstance(h, logging.FileHandler):
+                    h.close()
 
 
 @pytest.fixture

@@ -142,7 +142,7 @@ def test_worker_warnings_and_progress_reach_the_driver(capfd):
         assert [o for _, outs in runner.map(None, "policy", 0, [[1, 2, 3]]) for o in outs] == [
             {"item": 1}, {"item": 2}, {"item": 3}]
         deadline = time.time() + 60  # worker output reaches the driver through Ray's log monitor, not at once
-        while time.time() < deadline and "the learning rate looks high" not in out:
+        while time.time() < deadline and not ("the learning rate looks high" in out and "chatty inner loops: 100%" in out):
             time.sleep(0.2)
             out += "".join(capfd.readouterr())
     finally:
@@ -150,6 +150,7 @@ def test_worker_warnings_and_progress_reach_the_driver(capfd):
         ray.shutdown()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     lines = out.splitlines()
+    assert "Logging error" not in out, out[:3000]
     assert any("InnerLoopWorker pid=" in x and "the learning rate looks high" in x for x in lines), out[-3000:]
     # the worker's bar is drawn by the driver (`tqdm_ray`), not relayed as the worker's terminal redraws
     assert any("(pid=" in x and "chatty inner loops: 100%" in x for x in lines), out[-3000:]
