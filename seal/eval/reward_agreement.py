@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from seal.eval.stats import MIN_CLUSTERS, WITHIN_NOISE, verdict
+from seal.rl.reward import EditReward
+from seal.rl.selection import SelectionConfig, select
 
 ACCURACY = "accuracy"
 NAN = float("nan")
@@ -83,23 +85,31 @@ def within_spearman(p: PassageEdits) -> float:
     return spearman(p.accuracy, p.reward)
 
 
-def best_of_k(samples: Sequence[int], scores: Sequence[float]) -> int:
-    """The sample `best_of_k` keeps: the highest score, ties to the earliest sample."""
-    return max(zip(samples, scores), key=lambda e: (e[1], -e[0]))[0]
+def kept(uid: str, samples: Sequence[int], gains: Sequence[float], rule: SelectionConfig) -> np.ndarray:
+    """Which of one passage's edits the selection rule keeps when it ranks them by these gains (the
+    passage's base is shared, so its gains rank its edits as its adapted scores do)."""
+    edits = [EditReward(uid, s, g, 0.0, (g,)) for s, g in zip(samples, gains)]
+    return np.array([k for k, _ in select(edits, rule)])
+
+
+def best_of_k(p: PassageEdits) -> int:
+    """The sample `best_of_k` keeps by the reward."""
+    picks = kept(p.uid, p.samples, p.reward, SelectionConfig(rule="best_of_k"))
+    return p.samples[int(np.flatnonzero(picks)[0])]
 
 
 def top1(p: PassageEdits) -> tuple[float, float]:
     """(1 if the reward's pick is one of accuracy's best edits else 0, the chance a uniform pick is)."""
     best = max(p.accuracy)
     tied = [s for s, a in zip(p.samples, p.accuracy) if a == best]
-    return float(best_of_k(p.samples, p.reward) in tied), len(tied) / len(p.samples)
+    return float(best_of_k(p) in tied), len(tied) / len(p.samples)
 
 
 def keep_counts(p: PassageEdits, threshold: float = 0.0) -> np.ndarray:
     """`improves_baseline`'s decisions (keep: gain > threshold) as counts [both keep, reward only keeps,
     accuracy only keeps, both drop]."""
-    r = np.asarray(p.reward) > threshold
-    a = np.asarray(p.accuracy) > threshold
+    rule = SelectionConfig(rule="improves_baseline", threshold=threshold)
+    r, a = kept(p.uid, p.samples, p.reward, rule), kept(p.uid, p.samples, p.accuracy, rule)
     return np.array([(r & a).sum(), (r & ~a).sum(), (~r & a).sum(), (~r & ~a).sum()], dtype=float)
 
 

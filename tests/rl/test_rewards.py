@@ -405,10 +405,13 @@ def test_the_agreement_statistics_pick_and_keep_as_selection_does():
     gains = [0.3, 0.7, 0.7, -0.2, 0.0]
     edits = [EditReward("c", s, g, 0.0, (g,)) for s, g in enumerate(gains)]
     kept = select(edits, SelectionConfig(rule="best_of_k"))
-    assert [s for s, (k, _) in enumerate(kept) if k] == [best_of_k(range(5), gains)] == [1]
+    p = PassageEdits("c", tuple(range(5)), tuple(gains), tuple(gains))
+    assert [s for s, (k, _) in enumerate(kept) if k] == [best_of_k(p)] == [1]
+    assert best_of_k(PassageEdits("c", (2, 5, 7), (0.0, 0.0, 0.0), (0.1, 0.4, 0.4))) == 5  # ties: earliest sample
     kept = [k for k, _ in select(edits, SelectionConfig(rule="improves_baseline"))]
-    counts = keep_counts(PassageEdits("c", tuple(range(5)), tuple(gains), tuple(gains)))
-    assert counts.tolist() == [sum(kept), 0, 0, len(kept) - sum(kept)] == [3, 0, 0, 2]
+    assert keep_counts(p).tolist() == [sum(kept), 0, 0, len(kept) - sum(kept)] == [3, 0, 0, 2]
+    flipped = PassageEdits("c", tuple(range(5)), tuple(gains), tuple(-g for g in gains))
+    assert keep_counts(flipped).tolist() == [0, 1, 3, 1]
 
 
 def test_bench_rewards_reanalyses_a_results_json_with_rows_and_refuses_one_without(tmp_path, capsys, monkeypatch):
