@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,8 +136,29 @@ def train_flops(tokens: int, linear_params: int, lora_params: int) -> float:
 
 # ----------------------------------------------------------------------------------------- pipelines
 
-def seal_pipeline(task: KnowledgeTask, items, passages, device):
-    """(a): base accuracy once per passage, then the inner loops K at a time."""
+@contextmanager
+def recorded_losses(inner, curves: dict | None):
+    """Inside this block each job `inner.train_many` trains puts its per-step losses (which it computes
+    anyway; the records keep only the first and last) into `curves` under the job's seed."""
+    if curves is None:
+        yield
+        return
+    train_many = inner.train_many
+
+    def recording(jobs):
+        out = train_many(jobs)
+        curves.update({j.seed: list(s.losses) for j, s in zip(jobs, out) if not isinstance(s, Exception)})
+        return out
+    inner.train_many = recording
+    try:
+        yield
+    finally:
+        del inner.train_many  # the class's method again
+
+
+def seal_pipeline(task: KnowledgeTask, items, passages, device, curves: dict | None = None):
+    """(a): base accuracy once per passage, then the inner loops K at a time. With `curves`, each
+    trained job's per-step losses go there under its seed."""
     inner = task.inner
     inner.pad_slots = inner.total_slots = 0
     sync(device)
@@ -144,14 +166,15 @@ def seal_pipeline(task: KnowledgeTask, items, passages, device):
     base = task.base_accuracies(passages)
     outs, train_s, tokens = [], 0.0, 0
     k = task.adapters_per_batch
-    for c in range(0, len(items), k):
-        chunk = items[c:c + k]
-        res = task.adapt_and_evaluate_many(chunk)
-        outs += res
-        done = [r for r in res if "train" in r]
-        if done:
-            train_s += done[0]["train"]["seconds"]  # the chunk trained together: one wall time
-            tokens += sum(r["train"]["tokens"] for r in done)
+    with recorded_losses(inner, curves):
+        for c in range(0, len(items), k):
+            chunk = items[c:c + k]
+            res = task.adapt_and_evaluate_many(chunk)
+            outs += res
+            done = [r for r in res if "train" in r]
+            if done:
+                train_s += done[0]["train"]["seconds"]  # the chunk trained together: one wall time
+                tokens += sum(r["train"]["tokens"] for r in done)
     sync(device)
     total = time.perf_counter() - t0
     return {"seconds": total, "train_seconds": train_s, "train_tokens": tokens, "pad_fraction": inner.pad_fraction,
@@ -177,9 +200,11 @@ def grade(p: Passage, answers: list[str]) -> float:
     return sum(x.correct for x in g) / len(g)
 
 
-def plain_pipeline(model, tok, cfg: InnerLoopConfig, items, docs, qa: QAEvalConfig, chat, device, dtype_name):
+def plain_pipeline(model, tok, cfg: InnerLoopConfig, items, docs, qa: QAEvalConfig, chat, device, dtype_name,
+                   curves: dict | None = None):
     """(b): fresh PEFT adapter and TRL SFTTrainer per self-edit; one generate per question;
-    the baseline recomputed every time."""
+    the baseline recomputed every time. With `curves`, the trainer logs its loss every step (as (a)
+    records it) and each job's losses go there under its seed."""
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from trl import SFTConfig, SFTTrainer
@@ -201,7 +226,8 @@ def plain_pipeline(model, tok, cfg: InnerLoopConfig, items, docs, qa: QAEvalConf
                              lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio
                              max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay, max_length=cfg.max_seq_len,
                              gradient_checkpointing=False,  # TRL turns it on by default: recompute costs time
-                             logging_steps=1000, save_strategy="no", report_to="none", seed=seed, data_seed=seed,
+                             logging_steps=1 if curves is not None else 1000, save_strategy="no", report_to="none",
+                             seed=seed, data_seed=seed,
                              use_cpu=device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
                              bf16=dtype_name == "bfloat16" and device == "cuda", fp16=False)
             trainer = SFTTrainer(model=peft_model, args=args, train_dataset=Dataset.from_dict({"text": d}),
@@ -211,6 +237,8 @@ def plain_pipeline(model, tok, cfg: InnerLoopConfig, items, docs, qa: QAEvalConf
             trainer.train()
             sync(device)
             train_s += time.perf_counter() - ts
+            if curves is not None:
+                curves[seed] = [h["loss"] for h in trainer.state.log_history if "loss" in h]
             tokens += sum(len(tok(x)["input_ids"]) + 1 for x in d) * cfg.epochs
             peft_model.eval()
             accs.append(grade(p, answer_one_by_one(peft_model, tok, prompts, qa.max_new_tokens, device)))
@@ -275,18 +303,36 @@ def reference_pipeline(model, tok, cfg: InnerLoopConfig, items, docs, qa: QAEval
 
 # ----------------------------------------------------------------------------------------------- main
 
+def section(cls, group: str, **changes):
+    """A config section as its group's default file sets it (nested sections typed too), with `changes`."""
+    from seal.infra.config import to_dataclass
+
+    raw = yaml.safe_load((REPO / "seal" / "configs" / group / "default.yaml").read_text())
+    return to_dataclass(cls, {**raw, **changes}, group)
+
+
+def random_model(spec: dict, device: str, dtype: torch.dtype, tok=None, seed: int = 0):
+    """A randomly initialised model from an architecture's config (`ARCHS`), built on `device` in
+    `dtype`; with `tok`, its special token ids are the tokenizer's."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    spec = dict(spec)
+    if tok is not None:
+        spec |= dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    mcfg = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    torch.manual_seed(seed)
+    with torch.device(device):  # initialised where it runs: a 7B model's init on the CPU takes minutes
+        model = AutoModelForCausalLM.from_config(mcfg, dtype=dtype)
+    return model.eval()
+
+
 def build(args):
     device = args.device
     if args.arch:
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         from seal.models.tiny import tiny_tokenizer
 
-        spec = dict(ARCHS[args.arch])
-        mcfg = AutoConfig.for_model(spec.pop("model_type"), **spec)
-        torch.manual_seed(0)
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_config(mcfg, torch_dtype=dtype).to(device)
+        model = random_model(ARCHS[args.arch], device, dtype)
         tok = tiny_tokenizer(vocab_size=4096)  # random weights: any tokenizer does for timing
         model_cfg = ModelConfig(name="tiny-random", dtype="bfloat16" if device == "cuda" else "float32")
         return model, tok, model_cfg
@@ -295,7 +341,7 @@ def build(args):
     return model, tok, model_cfg
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--arch", choices=sorted(ARCHS), help="randomly initialised model of this architecture")
@@ -312,17 +358,35 @@ def main():
     ap.add_argument("--backend", choices=["hf", "vllm", "peft"], default="hf",
                     help="also run (a) with this generation backend and report it beside backend=hf")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = parser().parse_args()
     torch.manual_seed(args.seed)
     if args.ref_steps is None and args.device == "cpu":
         args.ref_steps = 3
-
     model, tok, model_cfg = build(args)
+    result, table, prof_table = run(args, model, tok, model_cfg)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(result, indent=2))
+        (args.out / "table.md").write_text(table + "\n")
+        if prof_table:
+            (args.out / "profile.txt").write_text(prof_table)
+    print(f"speedup_vs_plain={result['speedup_vs_plain']:.2f} speedup_vs_reference={result['speedup_vs_reference']:.2f} "
+          f"train_peak_fraction={result['train_peak_fraction']:.2f}")
+
+
+def run(args, model, tok, model_cfg, curves: dict | None = None):
+    """The three pipelines on `model` as `args` (`parser()`) set them: (result, markdown table, profile
+    table or None). With `curves` (a dict), {"seal": {seed: losses}, "plain": {seed: losses}} are filled in,
+    and (b) then logs its loss every step, as (a) records it."""
+    record, curves = curves is not None, {} if curves is None else curves
     chat = uses_chat(model_cfg, tok)
-    cfg = InnerLoopConfig(**yaml.safe_load((REPO / "seal/configs/inner_loop/default.yaml").read_text()))
-    qa = QAEvalConfig(**{**yaml.safe_load((REPO / "seal/configs/qa_eval/default.yaml").read_text()), "max_new_tokens": 32})
-    se = SelfEditConfig(**{**yaml.safe_load((REPO / "seal/configs/self_edit/default.yaml").read_text()),
-                           "max_new_tokens": 128, "batch_size": 16})
+    cfg = section(InnerLoopConfig, "inner_loop")
+    qa = section(QAEvalConfig, "qa_eval", max_new_tokens=32)
+    se = section(SelfEditConfig, "self_edit", max_new_tokens=128, batch_size=16)
     passages = generate_passages(args.passages, seed=args.seed + 1000)
 
     # the self-edits every pipeline trains on: sampled once, outside the timings
@@ -339,7 +403,7 @@ def main():
           f" matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
 
     with PeakMemory(args.device) as mem_a:
-        a = seal_pipeline(task, items, passages, args.device)
+        a = seal_pipeline(task, items, passages, args.device, curves.setdefault("seal", {}) if record else None)
     a["peak_memory_gb"] = mem_a.gb
     print(f"(a) seal: {a['seconds']:.1f} s", flush=True)
     task.inner.lora.remove()  # (b) and (c) use PEFT on the plain model
@@ -365,7 +429,7 @@ def main():
     sample_b = items[: args.plain_sample or len(items)]
     with PeakMemory(args.device) as mem_b:
         b, model = plain_pipeline(model, tok, cfg, sample_b, docs[: len(sample_b)], qa, chat, args.device,
-                                  model_cfg.dtype)
+                                  model_cfg.dtype, curves.setdefault("plain", {}) if record else None)
     b["peak_memory_gb"] = mem_b.gb
     print(f"(b) plain: {b['seconds']:.1f} s for {len(sample_b)}", flush=True)
     with PeakMemory(args.device) as mem_c:
@@ -431,14 +495,7 @@ def main():
         print(f"seal backend={args.backend} vs backend=hf: {result[f'{args.backend}_vs_hf']:.2f}x inner loops per hour")
     print(f"training share of wall time: seal {result['seal_train_seconds_share']:.2f}, "
           f"plain {result['plain_train_seconds_share']:.2f}")
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.json").write_text(json.dumps(result, indent=2))
-        (args.out / "table.md").write_text(table + "\n")
-        if prof_table:
-            (args.out / "profile.txt").write_text(prof_table)
-    print(f"speedup_vs_plain={speed_plain:.2f} speedup_vs_reference={speed_ref:.2f} "
-          f"train_peak_fraction={fa / peak:.2f}")
+    return result, table, prof_table
 
 
 if __name__ == "__main__":
