@@ -4,7 +4,8 @@ It reads only run folders: each run's `config.yaml` (every value that took effec
 a failed sweep job, `failed.json`; a sweep folder stands for its job folders. It writes one table,
 `compare.md` and `compare.csv`, of every run's headline figures with their intervals (what the recipe wrote
 in results.json: clustered standard errors, paired-bootstrap intervals; `seal.infra.headline`) and of the
-config keys whose values differ between the runs; and one plot, `compare.png`: accuracy per round, one line
+config keys whose values differ between the runs; each run's paired difference from one reference run over
+the passages both scored (`seal.infra.compare_paired`; compare_paired.csv); and one plot, `compare.png`: accuracy per round, one line
 per run (ReST-EM), or per condition, one group of bars per run. The table is printed too. Runs whose
 results cannot share a plot (per round and per condition) are still tabled, and the plot is left out.
 """
@@ -205,9 +206,12 @@ def csv_rows(runs: list[Run], names: list[str], keys: list[str]) -> tuple[list[s
 # ---------------------------------------------------------------------------------------------- the command
 
 
-def compare(paths: list[Path], out: Path, keys: list[str] | None = None) -> tuple[str, list[str], list[Path]]:
-    """Write compare.md, compare.csv and (where the runs share one) compare.png into `out`; returns the
-    markdown table, the notes printed beside it, and the files written."""
+def compare(paths: list[Path], out: Path, keys: list[str] | None = None,
+            against: str | None = None) -> tuple[str, list[str], list[Path]]:
+    """Write compare.md, compare.csv and (where the runs share one) compare.png into `out`, and the paired
+    differences against one run (`against`: its label; default the first finished run) into compare.md and
+    compare_paired.csv; returns the markdown table, the notes printed beside it, and the files written."""
+    from seal.infra.compare_paired import paired_against
     from seal.infra.compare_plot import plot
 
     runs = collect(paths)
@@ -229,6 +233,9 @@ def compare(paths: list[Path], out: Path, keys: list[str] | None = None) -> tupl
     else:
         png = plot(out / "compare.png", kinds[0], [(short_label(r, cols), r.points[1]) for r in plotted])
     failed = [r for r in runs if r.state != "ok"]
+    reference = pick_reference(runs, against)
+    paired, found, paired_notes = paired_against(runs, reference) if reference else (None, [], [])
+    notes += paired_notes
     lines = ["# seal compare", "", f"{len(runs)} run(s): {len(runs) - len(failed)} ok, {len(failed)} not.", "",
              table, "",
              ("Figures: value ± the clustered standard error the recipe wrote, or a difference with its 95% paired "
@@ -237,6 +244,11 @@ def compare(paths: list[Path], out: Path, keys: list[str] | None = None) -> tupl
              ""]
     if png:
         lines += [f"![compare]({png.name})", ""]
+    if paired:
+        lines += [f"## Paired differences against `{reference.label}`", "",
+                  "Each run minus the reference on the passages both scored: the difference of their accuracies and "
+                  "its 95% percentile interval from a bootstrap over passages (seed 0); \"within noise\" when the "
+                  "interval spans 0.", "", paired, ""]
     if failed:
         lines += ["## Not finished", ""] + [f"- `{r.label}` ({r.state}): {r.why}" for r in failed] + [""]
     lines += ["## Runs", ""] + [f"- `{r.label}`: {r.path}" for r in runs] + [""]
@@ -246,7 +258,25 @@ def compare(paths: list[Path], out: Path, keys: list[str] | None = None) -> tupl
         w = csv.writer(f)
         w.writerow(ch)
         w.writerows(cr)
-    return table, notes, [out / "compare.md", out / "compare.csv", *([png] if png else [])]
+    written = [out / "compare.md", out / "compare.csv"]
+    if found:
+        with open(out / "compare_paired.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["run", "reference", "condition", "diff", "ci95 low", "ci95 high", "verdict", "passages"])
+            w.writerows([c["run"], c["reference"], c["condition"], c["diff"], c["lo"], c["hi"], c["verdict"],
+                         c["n_clusters"]] for c in found)
+        written.append(out / "compare_paired.csv")
+    return table, notes, written + ([png] if png else [])
+
+
+def pick_reference(runs: list[Run], against: str | None) -> Run | None:
+    """The run the others are paired against: the one labelled `against`, else the first finished run."""
+    if against is None:
+        return next((r for r in runs if r.state == "ok"), None)
+    for r in runs:
+        if against in (r.label, str(r.path), r.path.name):
+            return r
+    raise CompareError(f"--against {against}: no such run (runs: {', '.join(r.label for r in runs)})")
 
 
 def short_label(r: Run, keys: list[str]) -> str:
@@ -270,6 +300,8 @@ def main(argv: list[str]) -> int:
                         help="where to write (default: the sweep folder given, else runs/compare/<time>)")
     parser.add_argument("--keys", nargs="+", default=None,
                         help="config keys (or sections) to show, in place of the keys that differ")
+    parser.add_argument("--against", default=None,
+                        help="the run the others are paired against (its label or folder; default: the first finished)")
     args = parser.parse_args(argv)
     out = args.out
     if out is None:
@@ -277,7 +309,7 @@ def main(argv: list[str]) -> int:
         sweep = len(args.folders) == 1 and one.is_dir() and not is_run(one)
         out = one if sweep else _new_folder(Path("runs") / "compare" / time.strftime("%Y-%m-%d_%H-%M-%S"))
     try:
-        table, notes, written = compare(args.folders, out, args.keys)
+        table, notes, written = compare(args.folders, out, args.keys, args.against)
     except CompareError as e:
         print(f"seal compare: error: {e}", file=sys.stderr)
         return 2

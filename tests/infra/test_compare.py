@@ -83,6 +83,28 @@ def test_table_shows_each_runs_figures_and_the_keys_that_differ(ki_runs, tmp_pat
     assert (out / "compare.png").read_bytes().startswith(PNG) and "![compare](compare.png)" in md
 
 
+def test_runs_are_paired_over_their_shared_passages_against_a_reference(ki_runs, tmp_path, capsys):
+    """Each run minus the reference, per condition, from the runs' per-passage accuracies (weighed by
+    questions); 2 passages are too few to call a difference, and the table says so."""
+    fast, slow, short = ki_runs
+    assert compare([*map(str, ki_runs), "--out", str(tmp_path), "--against", "slow"]) == 0
+    rows = {(r["run"], r["condition"]): r for r in read_csv(tmp_path / "compare_paired.csv")}
+    assert {r["reference"] for r in rows.values()} == {"slow"} and ("slow", "passage") not in rows
+    for run in (fast, short):
+        per = results(run)["per_passage"]
+        ref = results(slow)["per_passage"]
+        n = sum(p["n_questions"] for p in per.values())
+        want = sum(p["n_questions"] * (p["passage"] - ref[u]["passage"]) for u, p in per.items()) / n
+        row = rows[(run.name, "passage")]
+        assert float(row["diff"]) == pytest.approx(want) and row["passages"] == str(len(per))
+        assert float(row["ci95 low"]) <= float(row["diff"]) <= float(row["ci95 high"])
+    assert float(rows[("fast", "passage")]["diff"]) == 1.0  # learns all of it, against nothing learned
+    md = (tmp_path / "compare.md").read_text()
+    assert "## Paired differences against `slow`" in md and "too few to call" in md
+    assert compare([*map(str, ki_runs), "--out", str(tmp_path), "--against", "nope"]) == 2
+    assert "--against nope: no such run (runs: fast, slow, short)" in capsys.readouterr().err
+
+
 def test_only_the_keys_asked_for(ki_runs, tmp_path):
     assert compare([*map(str, ki_runs[:2]), "--out", str(tmp_path), "--keys", "inner_loop.lr", "model.name"]) == 0
     headers = list(read_csv(tmp_path / "compare.csv")[0])
