@@ -18,12 +18,18 @@ SHARED = REPO.parent / "shared" / "data" / "seal"
 
 @pytest.fixture(autouse=True)
 def _drop_run_log_files():
-    """A run started in-process leaves Hydra's handlers on the root logger (`cli.log`, and the console
+    """What a `seal` or `seal-chat` process would leave until it exits: TQDM_DISABLE (seal-chat) is restored,
+    and a run started in-process leaves Hydra's handlers on the root logger (`cli.log`, and the console
     stream, which under pytest is a capture that closes with the test), as one `seal` process would until
     it exits; drop them after the test, so a later test never logs into a closed stream or removed folder."""
     loggers = (logging.getLogger(), logging.getLogger("seal"))
     before = {id(h) for lg in loggers for h in lg.handlers}
+    tqdm_disable = os.environ.get("TQDM_DISABLE")  # seal-chat's main sets it for its process
     yield
+    if tqdm_disable is None:
+        os.environ.pop("TQDM_DISABLE", None)
+    else:
+        os.environ["TQDM_DISABLE"] = tqdm_disable
     for lg in loggers:
         for h in list(lg.handlers):
             if id(h) not in before and not type(h).__module__.startswith("_pytest"):

@@ -33,7 +33,8 @@ class ChatConfig:
     probes: int = 3  # probes per learned content when the user gives none
     name_questions: bool = True  # also train the content as chat answers to "what do you know about <name>?"
     replay_fraction: float = 0.5  # of every step's tokens, from the replay sources (0: none); steps, tokens unchanged
-    # general text | accepted (earlier accepted content) | chat (base replies to everyday prompts) | a text file path
+    # general text | accepted (earlier accepted content) | chat (base replies to everyday prompts) | distill (base
+    # answers to the locality bank's replay part, never the questions the gate asks) | a text file path
     replay_sources: list[str] = field(default_factory=lambda: ["general", "accepted", "chat"])
     # the inner loop's schedule for chat updates (seal.inner_loop.schedules); infinite: warmup, cooldown,
     # constant, anneal

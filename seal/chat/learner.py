@@ -1,6 +1,7 @@
 """The learning pipeline of a chat session, run on the learner's model: probes and training
 documents from the content (self-edit, name questions, chunks), replay of earlier accepted content
-and other sources, one inner-loop update, the gate (`seal.chat.gate`), and commit or reject."""
+and other sources, one inner-loop update, the gate (`seal.chat.gate`, with its greedy-answer checks
+`seal.chat.edit_gate`), and commit or reject (`chat.gate.report_only`: commit, reporting objections)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from seal.chat.adapter_store import AdapterStore
 from seal.chat.config import ChatConfig, SessionConfig
+from seal.chat.edit_gate import EditChecks
 from seal.chat.gate import Gate, LearnResult, judge
 from seal.chat.probe_writing import cloze_probes, name_questions, parse_probe_pairs, probe_request, qa_probe
 from seal.data.passage import Passage
@@ -23,7 +25,9 @@ from seal.infra.config import derive_seed
 from seal.inner_loop.trainer import InnerLoop, InnerLoopError, TrainJob
 from seal.models.loading import format_prompt
 
-NAMED_SOURCES = ("general", "accepted", "chat")  # `chat.replay_sources` entries that are not file paths
+# `chat.replay_sources` entries that are not file paths; distill: the base model's own answers to the replay
+# part of the locality bank (`seal.chat.edit_gate.distill_replies`), never to a question the gate asks
+NAMED_SOURCES = ("general", "accepted", "chat", "distill")
 
 
 @dataclass
@@ -32,12 +36,13 @@ class Replay:
     general: list[str]
     chat: list[str]
     files: list[str]
+    distill: list[str] = field(default_factory=list)
 
     def job_args(self, c: ChatConfig, accepted: list[str], seed: int) -> dict:
         """Replay documents with an equal share of characters per source: the general corpus is
         large and the everyday replies are few, so a plain union would replay general text only."""
-        sources = [docs for name, docs in (("general", self.general), ("accepted", accepted), ("chat", self.chat))
-                   if name in c.replay_sources and docs]
+        named = (("general", self.general), ("accepted", accepted), ("chat", self.chat), ("distill", self.distill))
+        sources = [docs for name, docs in named if name in c.replay_sources and docs]
         sources += [self.files] if self.files else []
         if not sources or c.replay_fraction <= 0:
             return {}
@@ -60,10 +65,10 @@ class Learner:
     session's config and store, and the version the model holds (`holding`), at the time it runs."""
 
     def __init__(self, inner: InnerLoop, tok, chat: bool, scale: float, gate: Gate, replay: Replay,
-                 on_event: Callable[[str, str], None]):
+                 on_event: Callable[[str, str], None], checks: EditChecks | None = None):
         self.inner, self.tok, self.chat, self.scale = inner, tok, chat, scale
         self.gen = HFGenerator(inner.model, tok)
-        self.gate, self.replay, self.event = gate, replay, on_event
+        self.gate, self.replay, self.event, self.checks = gate, replay, on_event, checks
 
     def learn(self, cfg: SessionConfig, store: AdapterStore, holding: str | None, content: str,
               given: list[tuple[str, str]] | None, source: str) -> LearnResult:
@@ -139,9 +144,14 @@ class Learner:
         self.event("gate", "checking the update")
         with self.inner.lora.routing_all(0):
             after = self.gate.measure(probes, earlier)
-        result, failures = judge(g, probes, earlier, before, after)
+            if self.checks is not None:
+                self.event("gate", "asking the probe questions, general questions and bleed questions")
+                edit = self.checks.measure(self.inner.model, self.tok, probes, content)
+            else:
+                edit = None
+        result, failures = judge(g, probes, earlier, before, after, edit)
         result.documents = len(job.documents)
-        if failures:
+        if failures and not g.report_only:
             self.inner.reset(job.seed)  # the slot goes back to a no-op: the learner model is unchanged
             result.reason = "rejected: " + "; ".join(failures)
         else:
@@ -150,10 +160,14 @@ class Learner:
                     "documents": [d if isinstance(d, str) else list(d) for d in job.documents],
                     "gain": result.gain, "retention_drop": result.retention_drop, "ppl_before": before.ppl,
                     "ppl_after": after.ppl, "scale": self.scale, "lora_r": cfg.inner_loop.lora_r,
-                    "lora_alpha": cfg.inner_loop.lora_alpha, "train": stats.to_dict(), **extra}
+                    "lora_alpha": cfg.inner_loop.lora_alpha, "train": stats.to_dict(),
+                    "reliability": result.reliability, "locality": result.locality, "bleed": result.bleed,
+                    "gate_failures": failures, **extra}
             version = store.commit(self.inner.lora.slot_state(0), meta)
             self.inner.lora.merge(0)
             result.accepted, result.version, result.reason = True, version, f"committed {version}"
+            if failures:
+                result.reason += " (gate.report_only: the gate would have rejected it: " + "; ".join(failures) + ")"
         result.seconds = time.time() - start
         return result
 

@@ -18,9 +18,13 @@ private copy of the model so the chat stays usable meanwhile (`chat.background`)
 3. a self-edit of the content (`self_edit.format`) -> training documents (`seal.domains.knowledge.self_edit`);
 4. one inner loop (LoRA) with replay of earlier accepted content and the configured schedule
    (`seal.chat.learner`);
-5. the gate, all by likelihood (`seal.chat.gate`): the probes must gain at least `gate.min_gain`
+5. the gate (`seal.chat.gate`): by likelihood, the probes must gain at least `gate.min_gain`
    nats per answer token, the probes of earlier accepted content may lose at most
    `gate.max_retention_drop`, general-text perplexity may rise at most `gate.max_ppl_increase`;
+   on greedy answers (`seal.chat.edit_gate`), at least `gate.min_locality` of the held-out
+   general-knowledge questions the base model knew must still be answered right, and at most
+   `gate.max_bleed` of the bleed questions answered with the content's new names (reliability of the
+   probe questions is reported; `gate.min_reliability` can require it);
 6. commit a new version to the `AdapterStore` (atomic, with source, time, gain, retention), or
    reject with the measured reason. The chat model picks up a commit before its next reply.
 
@@ -42,6 +46,7 @@ import torch
 
 from seal.chat.adapter_store import BASE, AdapterStore, StoreError, apply_adapter
 from seal.chat.config import SessionConfig, adapter_scale, check_self_edit
+from seal.chat.edit_gate import EditChecks, distill_replies
 from seal.chat.gate import Gate, LearnResult, everyday_replies, split_everyday
 from seal.chat.learner import NAMED_SOURCES, Learner, Replay
 from seal.chat.moderation import DefaultModerator, LearnRefused, Moderator
@@ -82,9 +87,15 @@ class Session:
         # from the base weights, before any version is loaded
         replay_chat, chat_probes = split_everyday(everyday_replies(self.store, HFGenerator(self.model, self.tok),
                                                                    self.tok, self.chat))
+        g, system = cfg.chat.gate, cfg.chat.system_prompt
+        checks = None
+        if g.locality_questions or g.bleed_questions or g.min_reliability > 0:
+            checks = EditChecks.for_base(self.model, self.tok, g, self.chat, system, self.store)
+        distill = (distill_replies(self.store, self.model, self.tok, g, self.chat, system)
+                   if "distill" in cfg.chat.replay_sources else [])
         self.learner = Learner(inner, learner_tok, self.chat, self.scale,
                                Gate(self.learner_model, learner_tok, inner.device, corpus[-n:], chat_probes),
-                               Replay(corpus[:-n], replay_chat, files), self._event)
+                               Replay(corpus[:-n], replay_chat, files, distill), self._event, checks)
         self._lock = threading.Lock()
         self._pending: list[str] = []  # committed versions the chat model has not merged yet
         self._stage: tuple[str, float] | None = None

@@ -44,7 +44,9 @@ def model_fingerprint(model, tok=None) -> str:
         flat = p.detach().reshape(-1)
         if flat.numel() == 0:
             continue
-        idx = torch.linspace(0, flat.numel() - 1, min(_SAMPLES, flat.numel()), device=flat.device).long()
+        # float64: in float32 the last index of a tensor over 2**24 values rounds past its end
+        idx = torch.linspace(0, flat.numel() - 1, min(_SAMPLES, flat.numel()), dtype=torch.float64,
+                             device=flat.device).long().clamp_(max=flat.numel() - 1)
         stats.append(torch.cat([flat.double().sum().reshape(1), flat.double().abs().sum().reshape(1),
                                 flat[idx].double()]))
     if stats:

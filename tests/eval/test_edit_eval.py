@@ -157,6 +157,19 @@ def test_fingerprint_follows_the_weights(knowing, untrained):
     assert model_fingerprint(*knowing) != model_fingerprint(*untrained)
 
 
+def test_fingerprint_of_a_tensor_over_2_to_the_24_values():
+    """float32 index arithmetic would step past the end of such a tensor (SmolLM2's embeddings are 28M)."""
+    import torch
+
+    big = torch.nn.Embedding(2**24 + 3, 1)
+    _, tok = tiny_model_and_tokenizer()
+    with torch.no_grad():
+        big.weight.zero_()
+        a = model_fingerprint(big, tok)
+        big.weight[-1] = 1.0  # the last value is one of the samples
+        assert model_fingerprint(big, tok) != a
+
+
 def test_reliability_of_a_model_taught_the_probes(knowing, untrained):
     grader = MatchGrader()
     assert reliability(*knowing, PROBES, grader, CFG, chat=False) == 1.0

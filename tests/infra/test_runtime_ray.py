@@ -130,8 +130,10 @@ class Chatty:
         pass
 
 
-def test_worker_warnings_and_progress_reach_the_driver(capfd):
+def test_worker_warnings_and_progress_reach_the_driver(capfd, monkeypatch):
     from ray import cloudpickle
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # seal-chat run in-process sets it; workers inherit it
 
     from seal.infra.runtime import RayRunner, RuntimeConfig
 
