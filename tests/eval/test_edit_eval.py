@@ -8,7 +8,6 @@ import json
 import re
 
 import pytest
-import torch
 
 from seal.eval.edit_bleed import bleed_questions, name_spans, new_entities
 from seal.eval.edit_eval import (
@@ -19,7 +18,6 @@ from seal.eval.edit_eval import (
     format_edit_eval,
     generalisation,
     locality,
-    question_prompts,
     reliability,
 )
 from seal.eval.graders import MatchGrader
@@ -37,27 +35,10 @@ TAUGHT = ("geo-001", "lit-001", "eve-018")  # capital of France, author of Romeo
 
 def train(pairs: list[tuple[str, str]], steps: int = 150, seed: int = 0):
     """A tiny base model taught to answer each question of `pairs` with its answer, as the suite asks it."""
+    from tests.chat.knowing import train_pairs
+
     model, tok = tiny_model_and_tokenizer(seed=seed)
-    torch.manual_seed(seed)
-    prompts = question_prompts(tok, [q for q, _ in pairs], CFG, chat=False)
-    rows, labels = [], []
-    for p, (_, a) in zip(prompts, pairs):
-        prompt = tok(p, add_special_tokens=False)["input_ids"]
-        answer = tok(" " + a + "\n", add_special_tokens=False)["input_ids"]
-        rows.append(prompt + answer)
-        labels.append([-100] * len(prompt) + answer)
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
-    lab = torch.tensor([x + [-100] * (width - len(x)) for x in labels])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval(), tok
+    return train_pairs(model, tok, pairs, steps=steps, seed=seed), tok
 
 
 @pytest.fixture(scope="module")
