@@ -11,16 +11,19 @@ The gate runs in report-only mode (`chat.gate.report_only=true`): every update i
 `gate_failures` says what the gate would have refused. The figures choose the gate's thresholds
 (`seal.chat.gate.GateConfig`).
 
-SmolLM2-135M on CPU, today's chat settings (measured on a shared 2-core machine: about 10 min per fact,
-of which training ~6 min and the gate's checks ~3 min; 20 facts x 4 mitigations is about 13 h; one
-mitigation per run, each in its own --out, splits it):
+SmolLM2-135M on CPU, today's chat settings: about 10 min per fact on a shared 2-core machine (training
+~6 min, the gate's checks ~3 min), so 20 facts x 4 mitigations is about 13 h. Run one mitigation per
+invocation into the same --out; each fact's row is appended to <out>/rows_<mitigation>.jsonl as it is
+measured and the store keeps the learned facts, so the same command after a stop continues after the last
+measured fact (--fresh starts a mitigation again):
 
-    OMP_NUM_THREADS=2 python scripts/locality_sequence.py --out experiments/locality_sequence_smollm2 \\
-        --facts 20 --mitigations default,self_distill,gentle,mlp_only
+    OMP_NUM_THREADS=2 python scripts/locality_sequence.py --out experiments/locality_smollm2 \\
+        --facts 20 --mitigations default        # then self_distill, gentle, mlp_band
 
 Tiny models, for tests (a few seconds): `--tiny --facts 2 --mitigations default,gentle`.
 Writes <out>/locality.json, <out>/locality.md (a table per mitigation, the last row after N facts) and
-<out>/locality.png (each measure against facts learned, one line per mitigation); stores under <out>/stores.
+<out>/locality.png (each measure against facts learned, one line per mitigation), from every mitigation
+measured under <out>; the stores under <out>/stores (not committed: they are large).
 """
 
 from __future__ import annotations
@@ -127,13 +130,30 @@ def _gentle(cfg: SessionConfig) -> SessionConfig:
 
 
 def _mlp_only(cfg: SessionConfig) -> SessionConfig:
-    """LoRA on the MLP projections only, in every layer: `inner_loop` has no option to pick layers, so
-    the middle-band variant (`mlp_band`) cannot be expressed yet."""
+    """LoRA on the MLP projections only, in every layer."""
     return replace(cfg, inner_loop=replace(cfg.inner_loop, target_modules=["gate_proj", "up_proj", "down_proj"]))
 
 
+def _mlp_band(cfg: SessionConfig) -> SessionConfig:
+    """LoRA on the MLP projections of a band of early-middle decoder layers only (10 % to 35 % of the depth,
+    where MEMIT edits GPT-J's facts: layers 3-8 of 28), with the rank's LoRA scale kept."""
+    n = decoder_layers(cfg)
+    band = list(range(max(0, round(0.10 * n)), max(1, round(0.35 * n))))
+    return replace(cfg, inner_loop=replace(cfg.inner_loop, target_modules=["gate_proj", "up_proj", "down_proj"],
+                                           layers_to_transform=band))
+
+
+def decoder_layers(cfg: SessionConfig) -> int:
+    from transformers import AutoConfig
+
+    from seal.models.loading import model_folder
+
+    return AutoConfig.from_pretrained(model_folder(cfg.model)).num_hidden_layers
+
+
 MITIGATIONS: dict[str, Callable[[SessionConfig], SessionConfig]] = {
-    "default": _default, "self_distill": _self_distill, "gentle": _gentle, "mlp_only": _mlp_only}
+    "default": _default, "self_distill": _self_distill, "gentle": _gentle, "mlp_band": _mlp_band,
+    "mlp_only": _mlp_only}
 MEASURES = ("reliability", "reliability_new", "generalisation", "locality", "bleed", "perplexity")
 
 TINY = ["model.chat=false", "chat.self_edit=false", "chat.gate.general_docs=2", "chat.max_new_tokens=8",
@@ -175,14 +195,19 @@ def tiny_model(folder: Path) -> Path:
     return folder
 
 
-def run_mitigation(name: str, cfg: SessionConfig, facts: list[Fact], log: Callable[[str], None]) -> list[dict]:
-    """Learn `facts` in order in a fresh store; one row of measures per fact."""
+def run_mitigation(name: str, cfg: SessionConfig, facts: list[Fact], log: Callable[[str], None],
+                   rows_file: Path | None = None, rows: list[dict] | None = None) -> list[dict]:
+    """Learn `facts` in order; one row of measures per fact, appended to `rows_file` as it is measured.
+    `rows`: the rows of an earlier run of this mitigation whose store (HEAD after their last fact) this
+    session continues from: those facts are not learned again."""
     session = Session(cfg)
     g, system = cfg.chat.gate, cfg.chat.system_prompt
     ask_cfg, grader = eval_config(g), MatchGrader()
-    rows: list[dict] = []
+    rows = list(rows or [])
     try:
         for i, fact in enumerate(facts, start=1):
+            if i <= len(rows):
+                continue
             start = time.time()
             r = session.learn(fact.content, probes=list(fact.probes))
             learned = facts[:i]
@@ -199,11 +224,69 @@ def run_mitigation(name: str, cfg: SessionConfig, facts: list[Fact], log: Callab
             if not r.accepted:  # report-only commits every update that trains; a failed training is recorded
                 row["error"] = r.reason
             rows.append(row)
+            if rows_file is not None:
+                with rows_file.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
             log(f"{name} fact {i}/{len(facts)}: " + ", ".join(f"{m} {_fmt(row[m])}" for m in MEASURES)
                 + f" ({row['seconds']:.0f} s)")
     finally:
         session.close()
     return rows
+
+
+def rows_path(out: Path, name: str) -> Path:
+    return out / f"rows_{name}.jsonl"
+
+
+def settings_path(out: Path, name: str) -> Path:
+    return out / f"settings_{name}.json"
+
+
+def prepare(out: Path, name: str, cfg: SessionConfig, settings: dict, facts: list[Fact], fresh: bool) -> list[dict]:
+    """The rows already measured for mitigation `name` under `out`, with its store's HEAD moved back to the
+    last of them (a fact learned but not yet measured when a run stopped is learned again); [] and a
+    fresh store when there are none or `fresh`. Refuses (SystemExit naming the file) rows measured with
+    other settings or facts."""
+    from seal.chat.adapter_store import AdapterStore
+
+    rows_file, store_dir = rows_path(out, name), out / "stores" / name
+    if fresh or not rows_file.is_file():
+        shutil.rmtree(store_dir, ignore_errors=True)
+        rows_file.unlink(missing_ok=True)
+        settings_path(out, name).write_text(json.dumps(settings, indent=1))
+        return []
+    earlier = json.loads(settings_path(out, name).read_text()) if settings_path(out, name).is_file() else {}
+    keys = ("model", "inner_loop", "replay_sources")
+    if {k: earlier.get(k) for k in keys} != {k: settings[k] for k in keys}:
+        raise SystemExit(f"{rows_file}: measured with other settings ({settings_path(out, name)}); "
+                         f"pass --fresh to start {name} again")
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
+    for i, row in enumerate(rows):
+        if i >= len(facts) or row.get("fact") != facts[i].content:
+            raise SystemExit(f"{rows_file}: row {i + 1} is not fact {i + 1} of this run; pass --fresh to start again")
+    store = AdapterStore(store_dir, cfg.model.name)
+    chain = store.chain(store.head())
+    committed = sum(1 for r in rows if r["committed"])
+    if len(chain) < committed:
+        raise SystemExit(f"{store_dir}: {len(chain)} version(s) on HEAD's chain but {rows_file} records {committed} "
+                         f"committed fact(s); pass --fresh to start {name} again")
+    if len(chain) > committed:
+        store.set_head(chain[committed - 1] if committed else None)
+    return rows
+
+
+def collect(out: Path, facts: int) -> dict:
+    """Every mitigation measured under `out` (one invocation each, or several at once), in MITIGATIONS' order."""
+    results: dict = {"facts": facts, "mitigations": {}}
+    for name in MITIGATIONS:
+        if not rows_path(out, name).is_file():
+            continue
+        settings = json.loads(settings_path(out, name).read_text())
+        rows = [json.loads(line) for line in rows_path(out, name).read_text().splitlines() if line.strip()]
+        results.setdefault("model", settings["model"])
+        results.setdefault("command", settings["command"])
+        results["mitigations"][name] = {**{k: v for k, v in settings.items() if k not in ("model",)}, "rows": rows}
+    return results
 
 
 def _fmt(v) -> str:
@@ -214,7 +297,6 @@ def _fmt(v) -> str:
 
 def write_md(path: Path, results: dict) -> None:
     lines = [f"# Locality over a sequence of learned facts ({results['model']})", "",
-             f"`{results['command']}`", "",
              "Greedy answers, graded by containment. reliability: probe questions of all facts learned so far; "
              "reliability_new: the last fact's; generalisation: paraphrased probes of all facts so far; locality: "
              "held-out general questions the base model knew; bleed: the last fact's bleed questions naming its "
@@ -223,7 +305,7 @@ def write_md(path: Path, results: dict) -> None:
     for name, m in results["mitigations"].items():
         rows = m["rows"]
         base = rows[0]["perplexity_base"] if rows else None
-        lines += [f"## {name}", "", m["description"], "",
+        lines += [f"## {name}", "", m["description"], "", f"`{m['command']}`", "",
                   f"base perplexity {_fmt(base)}", "",
                   "| facts | " + " | ".join(MEASURES) + " | would reject | seconds |",
                   "|" + "---|" * (len(MEASURES) + 3)]
@@ -260,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--facts", type=int, default=20, help=f"how many of the {len(FACTS)} facts to learn")
-    ap.add_argument("--mitigations", default="default,self_distill,gentle,mlp_only",
+    ap.add_argument("--mitigations", default="default,self_distill,gentle,mlp_band",
                     help=f"comma-separated, of: {', '.join(MITIGATIONS)}")
     ap.add_argument("--tiny", action="store_true", help="a tiny model that knows a few bank questions (tests)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start the named mitigations again from the base model (default: continue where they stopped)")
     ap.add_argument("overrides", nargs="*", help="seal-chat config overrides, e.g. model.name=<path> inner_loop.lr=5e-4")
     args = ap.parse_args(argv)
     names = [n for n in args.mitigations.split(",") if n]
@@ -280,24 +364,25 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "config.json").is_file():
             tiny_model(folder)
         overrides = [f"model.name={folder}", *TINY, *overrides]
-    results = {"command": " ".join(["python scripts/locality_sequence.py", *(argv if argv is not None
-                                                                             else sys.argv[1:])]),
-               "facts": args.facts, "mitigations": {}}
+    command = " ".join(["python scripts/locality_sequence.py", *(argv if argv is not None else sys.argv[1:])])
     for name in names:
-        store = out / "stores" / name
-        if store.exists():
-            shutil.rmtree(store)  # each mitigation starts from the base model
-        base = load_config([*overrides, f"chat.store={store}", "chat.background=false",
+        base = load_config([*overrides, f"chat.store={out / 'stores' / name}", "chat.background=false",
                             "chat.gate.report_only=true"])
         cfg = MITIGATIONS[name](base)
-        results["model"] = cfg.model.name
-        rows = run_mitigation(name, cfg, FACTS[:args.facts], lambda s: print(s, flush=True))
-        results["mitigations"][name] = {"description": " ".join((MITIGATIONS[name].__doc__ or "today's chat settings").split()),
-                                        "inner_loop": {"lr": cfg.inner_loop.lr, "epochs": cfg.inner_loop.epochs,
-                                                       "lora_r": cfg.inner_loop.lora_r,
-                                                       "target_modules": list(cfg.inner_loop.target_modules)},
-                                        "replay_sources": list(cfg.chat.replay_sources), "rows": rows}
-        (out / "locality.json").write_text(json.dumps(results, indent=1))  # after each mitigation: partial results
+        settings = {"description": " ".join((MITIGATIONS[name].__doc__ or "today's chat settings").split()),
+                    "model": cfg.model.name, "command": command,
+                    "inner_loop": {"lr": cfg.inner_loop.lr, "epochs": cfg.inner_loop.epochs,
+                                   "lora_r": cfg.inner_loop.lora_r,
+                                   "target_modules": list(cfg.inner_loop.target_modules),
+                                   "layers_to_transform": list(cfg.inner_loop.layers_to_transform)},
+                    "replay_sources": list(cfg.chat.replay_sources)}
+        prior = prepare(out, name, cfg, settings, FACTS[:args.facts], fresh=args.fresh)
+        if prior:
+            print(f"{name}: resuming after {len(prior)} fact(s) already measured in {rows_path(out, name)}", flush=True)
+        run_mitigation(name, cfg, FACTS[:args.facts], lambda s: print(s, flush=True),
+                       rows_file=rows_path(out, name), rows=prior)
+    results = collect(out, args.facts)
+    (out / "locality.json").write_text(json.dumps(results, indent=1))
     write_md(out / "locality.md", results)
     write_png(out / "locality.png", results)
     print(f"wrote {out / 'locality.json'}, {out / 'locality.md'}, {out / 'locality.png'}")

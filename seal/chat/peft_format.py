@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from seal.inner_loop.multi_lora import layer_index
+
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 LEGACY_WEIGHTS_FILE = "adapter.safetensors"  # stores written before the PEFT format
@@ -48,8 +50,13 @@ def lora_config(tensors: dict[str, torch.Tensor], lora_alpha: float, base_model:
         raise AdapterFormatError(f"an adapter has one rank for all its layers; these tensors have ranks {ranks}")
     targets = list(dict.fromkeys(name.rsplit(".", 1)[-1] for name in layers))
     alpha = int(lora_alpha) if float(lora_alpha).is_integer() else float(lora_alpha)
+    # the decoder layers the tensors cover, so that peft adds LoRA to those only (an adapter trained with
+    # inner_loop.layers_to_transform); every layer's index listed for an adapter on all of them
+    indices = [layer_index(name) for name in layers]
+    band = sorted(set(indices)) if indices and None not in indices else None
     return LoraConfig(r=ranks[0], lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none",
-                      task_type="CAUSAL_LM", base_model_name_or_path=base_model, inference_mode=True)
+                      layers_to_transform=band, task_type="CAUSAL_LM", base_model_name_or_path=base_model,
+                      inference_mode=True)
 
 
 def write_adapter(folder: Path, tensors: dict[str, torch.Tensor], lora_alpha: float, base_model: str) -> None:

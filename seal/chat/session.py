@@ -73,7 +73,8 @@ class Session:
         self.device = next(self.model.parameters()).device
         # the PEFT folders name the model the chat loaded: a hub id, a folder, or the embedded model's cache
         self.store = AdapterStore(cfg.chat.store, cfg.model.name, model_folder(cfg.model) or cfg.model.name)
-        self.base = {n: m.weight.detach().clone() for n, m in target_layers(self.model, cfg.inner_loop.target_modules)}
+        self.base = {n: m.weight.detach().clone() for n, m in target_layers(self.model, cfg.inner_loop.target_modules,
+                                                                       cfg.inner_loop.layers_to_transform)}
         self.shapes = {n: tuple(w.shape) for n, w in self.base.items()}  # what a stored adapter must fit
         if cfg.chat.background:  # the learner trains its own copy; the chat model only receives commits
             self.learner_model, learner_tok = copy.deepcopy(self.model), copy.deepcopy(self.tok)

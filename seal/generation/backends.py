@@ -71,5 +71,6 @@ def make_generator(cfg: BackendConfig, model_path: str | None, model, tok, lora,
     else:
         options = dict(dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device="auto")
     worker = EngineWorker(cfg.name, model_path, options, start_timeout_s=cfg.start_timeout_s)
-    store = AdapterStore(lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.target_modules, root=cfg.adapter_dir)
+    store = AdapterStore(lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.target_modules, root=cfg.adapter_dir,
+                         layers_to_transform=lora_cfg.layers_to_transform)
     return WorkerGenerator(worker, store, lora, sleep_between_calls=cfg.sleep_between_calls)

@@ -49,8 +49,10 @@ class AdapterStore:
     """Writes LoRA weights (PEFT key names, as `MultiLoRA.slot_state` gives them) to adapter folders,
     each with a fresh id, and removes them. `close()` removes the whole store folder."""
 
-    def __init__(self, r: int, alpha: float, target_modules: list[str], root: str | None = None):
+    def __init__(self, r: int, alpha: float, target_modules: list[str], root: str | None = None,
+                 layers_to_transform: list[int] | None = None):
         self.r, self.alpha, self.target_modules = r, alpha, list(target_modules)
+        self.layers_to_transform = list(layers_to_transform or []) or None
         self.root = Path(tempfile.mkdtemp(prefix="seal-adapters-", dir=root or ram_dir()))
         self._next_id = 1
         self.live: dict[int, AdapterRef] = {}
@@ -69,7 +71,8 @@ class AdapterStore:
         self._next_id += 1
         Path(ref.path).mkdir()
         config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": self.r, "lora_alpha": self.alpha,
-                  "target_modules": self.target_modules, "lora_dropout": 0.0, "bias": "none",
+                  "target_modules": self.target_modules, "layers_to_transform": self.layers_to_transform,
+                  "lora_dropout": 0.0, "bias": "none",
                   "modules_to_save": None, "fan_in_fan_out": False, "use_rslora": False, "use_dora": False,
                   "base_model_name_or_path": None, "inference_mode": True}
         (Path(ref.path) / "adapter_config.json").write_text(json.dumps(config, indent=1))

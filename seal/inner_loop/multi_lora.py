@@ -24,6 +24,7 @@ Two ways to apply a routed update, chosen per forward:
 from __future__ import annotations
 
 import math
+import re
 from contextlib import contextmanager
 
 import torch
@@ -32,22 +33,41 @@ from torch import nn
 SEGMENT_LOOP_MAX = 4  # in inference, more segments than this use the gather path (fewer, larger ops)
 
 
-def target_layers(model: nn.Module, target_modules: list[str]) -> list[tuple[str, nn.Linear]]:
-    """The linear layers whose last name part is a target, in module order (PEFT's order)."""
+_LAYER_INDEX = re.compile(r".*?\.[^.]*\.(\d+)\.")  # PEFT's rule: the first numbered part (model.layers.<i>.)
+
+
+def layer_index(name: str) -> int | None:
+    """The decoder-layer index of a module name as PEFT's `layers_to_transform` reads it, or None."""
+    match = _LAYER_INDEX.match(name)
+    return int(match.group(1)) if match else None
+
+
+def target_layers(model: nn.Module, target_modules: list[str], layers: list[int] | None = None
+                  ) -> list[tuple[str, nn.Linear]]:
+    """The linear layers whose last name part is a target, in module order (PEFT's order); with `layers`
+    (PEFT's `layers_to_transform`; empty or None: all), only those in the decoder layers listed."""
+    wanted = set(layers or ())
     return [(name, m) for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in target_modules]
+            if isinstance(m, nn.Linear) and name.rsplit(".", 1)[-1] in target_modules
+            and (not wanted or layer_index(name) in wanted)]
 
 
 class MultiLoRA:
     def __init__(self, model: nn.Module, target_modules: list[str], r: int, alpha: float, slots: int,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, layers: list[int] | None = None):
         self.r, self.scale, self.slots, self.dropout = r, alpha / r, slots, dropout
-        self.layers = target_layers(model, target_modules)
-        found = {n.rsplit(".", 1)[-1] for n, _ in self.layers}
+        every = target_layers(model, target_modules)
+        found = {n.rsplit(".", 1)[-1] for n, _ in every}
         missing = [t for t in target_modules if t not in found]
         if missing:
             present = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
             raise ValueError(f"inner_loop.target_modules: {missing} not found in the model (its linear layers: {present})")
+        indices = {layer_index(n) for n, _ in every} - {None}
+        absent = sorted(set(layers or ()) - indices)
+        if absent:
+            span = f"0..{max(indices)}" if indices else "none: its target layers carry no layer index"
+            raise ValueError(f"inner_loop.layers_to_transform: {absent} are not decoder layers of the model ({span})")
+        self.layers = target_layers(model, target_modules, layers)
         self.device = next(model.parameters()).device
         dtype = torch.float32  # adapters and their optimizer state stay fp32 whatever the base dtype
         self.A = [torch.zeros(slots, r, m.in_features, device=self.device, dtype=dtype) for _, m in self.layers]

@@ -59,6 +59,9 @@ class InnerLoopConfig:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # decoder layers that get adapters (PEFT's layers_to_transform: the first numbered part of a module's name);
+    # empty: every layer. A band of middle layers with MLP targets is where ROME/MEMIT edit facts
+    layers_to_transform: list[int] = field(default_factory=list)
     lr: float = 1e-3
     epochs: int = 10
     batch_size: int = 1
@@ -124,7 +127,8 @@ def slots_for_budget(model, cfg: InnerLoopConfig) -> int:
     """K from the memory budget: each adapter needs its weights, gradient and two Adam moments (fp32)."""
     if cfg.adapters_per_batch > 0:
         return cfg.adapters_per_batch
-    per = sum(cfg.lora_r * (m.in_features + m.out_features) for _, m in target_layers(model, cfg.target_modules))
+    layers = target_layers(model, cfg.target_modules, cfg.layers_to_transform)
+    per = sum(cfg.lora_r * (m.in_features + m.out_features) for _, m in layers)
     k = int(cfg.memory_budget_gb * 2**30 // max(per * 16, 1))
     if k < 1:
         raise InnerLoopError(f"inner_loop.memory_budget_gb={cfg.memory_budget_gb} is too small for one adapter "
@@ -139,7 +143,8 @@ class InnerLoop:
         for p in model.parameters():
             p.requires_grad_(False)
         try:
-            self.lora = MultiLoRA(model, cfg.target_modules, cfg.lora_r, cfg.lora_alpha, self.slots, cfg.lora_dropout)
+            self.lora = MultiLoRA(model, cfg.target_modules, cfg.lora_r, cfg.lora_alpha, self.slots, cfg.lora_dropout,
+                                  cfg.layers_to_transform)
         except ValueError as e:
             raise InnerLoopError(str(e)) from None
         self.device = self.lora.device
@@ -151,6 +156,7 @@ class InnerLoop:
         """Which modules each inner-loop adapter trains and its trainable parameter count."""
         layers = self.lora.layers
         return {"target_modules": sorted({name.rsplit(".", 1)[-1] for name, _ in layers}), "layers": len(layers),
+                "layers_to_transform": list(self.cfg.layers_to_transform),
                 "lora_r": self.cfg.lora_r, "lora_alpha": self.cfg.lora_alpha,
                 "trainable_params": sum(self.cfg.lora_r * (m.in_features + m.out_features) for _, m in layers)}
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 
 from seal.generation.hf import HFGenerator, SamplingConfig
-from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, TrainJob
+from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 
 DOCS = [
     ["Velmora\nVelmora was founded in 1874 by Ansel Quorrin.", "Velmora\nIts main export is blue slate.",
@@ -31,7 +32,9 @@ def separate_run(model, tok, cfg: InnerLoopConfig, docs, seed, lr, epochs):
     helper = InnerLoop(copy.deepcopy(model), tok, InnerLoopConfig(**{**CFG, "adapters_per_batch": 1}))
     model = copy.deepcopy(model)
     peft_model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                                  target_modules=cfg.target_modules), adapter_name="x")
+                                                  target_modules=cfg.target_modules,
+                                                  layers_to_transform=list(cfg.layers_to_transform) or None),
+                                 adapter_name="x")
     with torch.random.fork_rng(devices=[]):  # PEFT's own init, reseeded as InnerLoop.reset does
         torch.manual_seed(seed)
         for m in peft_model.modules():
@@ -77,6 +80,26 @@ def test_batched_adapters_equal_separate_runs(tiny):
         assert moved > 1e-3  # training really changed the adapter
         for k in want:
             torch.testing.assert_close(got[k], want[k], atol=2e-5, rtol=1e-4, msg=f"slot {slot} {k}")
+
+
+def test_a_band_of_layers_trains_those_layers_only_as_peft_does(tiny):
+    model, tok = tiny
+    n = model.config.num_hidden_layers
+    assert n >= 2
+    band = [n - 1]
+    reference = copy.deepcopy(model)
+    cfg = InnerLoopConfig(**CFG, adapters_per_batch=1, layers_to_transform=band)
+    inner = InnerLoop(model, tok, cfg)
+    assert inner.adapter_info()["layers"] == len(cfg.target_modules) and inner.adapter_info()["layers_to_transform"] == band
+    inner.train_many([TrainJob(DOCS[0], seed=11)])
+    got = inner.lora.slot_state(0)
+    assert got and all(f".layers.{n - 1}." in k for k in got)
+    want = separate_run(reference, tok, cfg, DOCS[0], 11, cfg.lr, cfg.epochs)
+    assert set(want) == set(got)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=2e-5, rtol=1e-4, msg=k)
+    with pytest.raises(InnerLoopError, match=rf"layers_to_transform: \[{n}\] are not decoder layers .*0\.\.{n - 1}"):
+        InnerLoop(copy.deepcopy(reference), tok, InnerLoopConfig(**CFG, layers_to_transform=[0, n]))
 
 
 def test_failed_job_does_not_disturb_the_others(tiny):
