@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 
 from seal.chat.adapter_store import AdapterStore
-from seal.eval.edit_bleed import bleed_questions, name_spans, new_entities
+from seal.eval.edit_bleed import bleed_questions, common_words, name_spans, new_entities
 from seal.eval.edit_eval import EditEvalConfig, ask, evaluate_edit, question_prompts
 from seal.eval.graders import MatchGrader
 from seal.eval.known_questions import known_questions, sample_bank
@@ -76,9 +76,11 @@ def gate_bleed_questions(bank: Sequence[BankRecord], g, probes: Sequence[Probe],
                            min(8, g.bleed_questions))
 
 
-def entities(bank: Sequence[BankRecord], probes: Sequence[Probe], content: str) -> list[str]:
-    """The new names the content brings (probe questions and answers, and the content's own names)."""
-    return new_entities(qa_pairs(probes) + [(name, "") for name in content_names(content)], bank)
+def entities(bank: Sequence[BankRecord], probes: Sequence[Probe], content: str, tok=None) -> list[str]:
+    """The new names the content brings (probe questions and answers, and the content's own names); with
+    `tok`, a word of a longer name that is ordinary English in its vocabulary does not count alone."""
+    return new_entities(qa_pairs(probes) + [(name, "") for name in content_names(content)], bank,
+                        common_words(tok) if tok is not None else None)
 
 
 class EditChecks:
@@ -110,7 +112,7 @@ class EditChecks:
         """`evaluate_edit`'s figures (reliability, locality, bleed, counts) and the failing answers:
         `wrong` (measure -> [{question, gold, answer}]), the ones a report shows."""
         qs = gate_bleed_questions(self.bank, self.g, probes, content)
-        names = entities(self.bank, probes, content)
+        names = entities(self.bank, probes, content, tok)
         d = evaluate_edit(model, tok, qa_pairs(probes), self.grader, known=self.known, bank=self.bank,
                           content=content, bleed_qs=qs, entities=names, cfg=eval_config(self.g), chat=self.chat,
                           system_prompt=self.system_prompt)

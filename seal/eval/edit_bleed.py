@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from seal.data.passage import Question
@@ -111,9 +111,13 @@ def _bank_text(bank: Sequence[BankRecord]) -> str:
     return "\n".join(f"{r.question}\n{r.subject}\n" + "\n".join(r.golds) for r in bank)
 
 
-def new_entities(probes: Iterable, bank: Sequence[BankRecord]) -> list[str]:
+def new_entities(probes: Iterable, bank: Sequence[BankRecord], common: Callable[[str], bool] | None = None
+                 ) -> list[str]:
     """The names the content brings: capitalised spans of its probe questions and answers, and answers
-    that are numbers of three or more digits (years, amounts), minus anything the bank mentions."""
+    that are numbers of three or more digits (years, amounts), minus anything the bank mentions. The
+    words of a multi-word name count alone too ("Tallow" still names Orin Tallow), unless `common`
+    (`common_words`) says the word is ordinary English: "Bridge" of "Orrel Bridge" would otherwise
+    count every answer that mentions a bridge as bleed."""
     qs = as_questions(probes)
     found: dict[str, None] = {}
     for q in qs:
@@ -122,12 +126,21 @@ def new_entities(probes: Iterable, bank: Sequence[BankRecord]) -> list[str]:
         number = q.answer.strip().rstrip(".")
         if re.fullmatch(r"\d{3,}", number):
             found.setdefault(number, None)
-    for span in list(found):  # "Tallow" alone still names Orin Tallow
+    for span in list(found):
         for word in span.split() if len(span.split()) > 1 else ():
-            if len(word) >= 4 and word.lower() not in _CONNECT:
+            if len(word) >= 4 and word.lower() not in _CONNECT and not (common and common(word)):
                 found.setdefault(word, None)
     text = _bank_text(bank)
     return [e for e in found if len(e) >= 2 and not mentions(text, e)]
+
+
+def common_words(tok) -> Callable[[str], bool]:
+    """Whether a word is ordinary English, by the model's own vocabulary: its lower-case form after a space
+    is one token (" bridge", " kettle"; not " tallow", " vellmora"). A tokenizer's single-token words are
+    the frequent words of its training text, which is the sense needed here."""
+    def common(word: str) -> bool:
+        return len(tok(" " + word.lower(), add_special_tokens=False)["input_ids"]) == 1
+    return common
 
 
 def _kind(span: str, question: str, person_answers: set[str]) -> str:

@@ -16,7 +16,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from seal.data.passage import Passage, Question
-from seal.eval.edit_bleed import BleedQuestion, as_questions, bleed_questions, mentions_any, new_entities
+from seal.eval.edit_bleed import (
+    BleedQuestion,
+    as_questions,
+    bleed_questions,
+    common_words,
+    mentions_any,
+    new_entities,
+)
 from seal.eval.graders import GradeItem, Grader
 from seal.eval.locality_bank import BankRecord
 from seal.eval.qa import QAEvalConfig, answer_questions
@@ -193,7 +200,8 @@ def evaluate_edit(model, tok, probes: Iterable, grader: Grader, *, known: Sequen
     and entities are built from the probes (and `content`, the learned text) unless given. All questions
     are answered in one batched call."""
     probes, paraphrases = as_questions(probes), as_questions(paraphrases)
-    entities = list(entities) if entities is not None else new_entities(probes + paraphrases, bank)
+    entities = (list(entities) if entities is not None
+                else new_entities(probes + paraphrases, bank, common_words(tok)))
     if bleed_qs is None:
         bleed_qs = bleed_questions(probes, list(bank), cfg.bleed_questions, cfg.seed, content, cfg.bleed_fixed)
     groups = {"reliability": _asked(probes), "generalisation": _asked(paraphrases), "locality": _asked(known),

@@ -184,6 +184,27 @@ def test_new_entities_are_the_names_the_bank_does_not_know(bank):
     assert "Paris" not in entities
 
 
+def test_a_common_word_of_a_longer_name_does_not_count_alone(bank):
+    probes = [("Who designed the Orrel Bridge?", "Tamsin Greave")]
+    plain = new_entities(probes, bank)
+    assert {"Orrel Bridge", "Bridge", "Orrel", "Tamsin Greave", "Greave"} <= set(plain)
+    common = {"bridge", "tamsin"}.__contains__  # a vocabulary in which these two are everyday words
+    filtered = new_entities(probes, bank, lambda w: common(w.lower()))
+    assert {"Orrel Bridge", "Orrel", "Tamsin Greave", "Greave"} <= set(filtered)
+    assert "Bridge" not in filtered and "Tamsin" not in filtered
+
+
+def test_common_words_reads_the_tokenizer_vocabulary():
+    from transformers import AutoTokenizer
+
+    from seal.eval.edit_bleed import common_words
+    from seal.models.loading import ModelConfig, model_folder
+
+    common = common_words(AutoTokenizer.from_pretrained(model_folder(ModelConfig())))
+    assert common("Bridge") and common("kettle")
+    assert not common("Vellmora") and not common("Korrasund")
+
+
 def test_bleed_catches_the_new_town_as_france_s_capital(bleeding, knowing, untrained, bank):
     entities = new_entities(PROBES, bank)
     qs = bleed_questions(PROBES, bank, n=400, seed=0, content=CONTENT)
