@@ -66,9 +66,9 @@ def name_problems(cfg: Any) -> list[str]:
     for key, pattern, value in string_values(cfg):
         if pattern not in CHOICES:
             continue
-        noun, names = CHOICES[pattern][0], [n or "''" for n in CHOICES[pattern][1](cfg)]
-        if value not in names:
-            out.append(f"{key}: unknown {noun} '{value}' (choose one of {', '.join(names)})")
+        noun, names = CHOICES[pattern][0], list(CHOICES[pattern][1](cfg))
+        if value not in names:  # "" is a valid name where listed (continual.reference: compare with none)
+            out.append(f"{key}: unknown {noun} '{value}' (choose one of {', '.join(n or repr('') for n in names)})")
     return out + schedule_problems(cfg)
 
 

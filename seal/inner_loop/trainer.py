@@ -155,9 +155,9 @@ class InnerLoop:
     def adapter_info(self) -> dict:
         """Which modules each inner-loop adapter trains and its trainable parameter count."""
         layers = self.lora.layers
+        band = {"layers_to_transform": list(self.cfg.layers_to_transform)} if self.cfg.layers_to_transform else {}
         return {"target_modules": sorted({name.rsplit(".", 1)[-1] for name, _ in layers}), "layers": len(layers),
-                "layers_to_transform": list(self.cfg.layers_to_transform),
-                "lora_r": self.cfg.lora_r, "lora_alpha": self.cfg.lora_alpha,
+                **band, "lora_r": self.cfg.lora_r, "lora_alpha": self.cfg.lora_alpha,
                 "trainable_params": sum(self.cfg.lora_r * (m.in_features + m.out_features) for _, m in layers)}
 
     @property

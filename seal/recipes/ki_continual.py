@@ -7,7 +7,9 @@ current model writes one self-edit, one inner loop trains on it (with the varian
 replay), the adapter is merged into the weights, and the model answers the questions of passages
 0..i closed-book, which fills row i of the lower-triangular retention matrix (`seal.eval.retention`).
 A general-capability probe, the perplexity of held-out general text, is measured before the first
-edit and after every edit. Replay draws from the general-text source (paragraphs disjoint from the
+edit and after every edit, and so are locality (the share of general-knowledge questions the base
+model answered right that the edited model still answers right) and bleed (answers to questions about
+other subjects that name the new passage's names), on greedy answers (`seal.eval.locality_check`). Replay draws from the general-text source (paragraphs disjoint from the
 probe's) and/or the self-edits accepted earlier in the sequence, at a fixed token share of every
 step with the step's tokens unchanged (compute-equivalent).
 
@@ -28,6 +30,7 @@ from seal.domains.knowledge.config import KnowledgeSetup
 from seal.domains.knowledge.generators import no_directive
 from seal.domains.knowledge.self_edit import MODEL_FORMATS, SelfEditError, passage_document
 from seal.domains.knowledge.task import KnowledgeTask, accuracy
+from seal.eval.locality_check import LocalityCheck, LocalityCheckConfig, mean_of
 from seal.eval.probes import perplexity
 from seal.eval.retention import RetentionMatrix, held_share
 from seal.infra.config import ConfigError, derive_seed
@@ -61,6 +64,8 @@ class ContinualConfig:
     # "" for none
     reference: str = "plain"
     variants: dict[str, VariantConfig] = field(default_factory=lambda: {"plain": VariantConfig()})
+    # general questions the base model knew, asked after every edit; bleed questions from the edited passage
+    locality: LocalityCheckConfig = field(default_factory=LocalityCheckConfig)
 
 
 @dataclass(frozen=True)
@@ -113,12 +118,18 @@ def _run(cfg: KIContinualConfig, rd: RunDir, tracker: Tracker) -> dict:
     if not rd.has("probe/base"):
         rd.put("probe/base", {"perplexity": perplexity(model, tok, probe, device)})
     base_ppl = rd.get("probe/base")["perplexity"]
+    check = None
+    if c.locality.questions:  # found on the base model, recorded: every sequence and a resumed run ask the same
+        if not rd.has("locality/known"):
+            rd.put("locality/known", {"ids": LocalityCheck.known_ids(model, tok, c.locality, task.chat,
+                                                                     task.system_prompt)})
+        check = LocalityCheck(c.locality, rd.get("locality/known")["ids"], task.chat, task.system_prompt)
     fmt = cfg.self_edit.format
     summary, all_matrices = {}, {}
     for name, v in c.variants.items():
         inner_cfg = replace(cfg.inner_loop, scheduler=v.scheduler or cfg.inner_loop.scheduler,
                             anneal=cfg.inner_loop.anneal if v.anneal is None else v.anneal)
-        matrices, ppls, tokens = [], [], 0
+        matrices, ppls, tokens, steps = [], [], 0, []
         for s in range(c.sequences):
             key = rd.key("sequence", name, s)
             if not rd.has(key):
@@ -127,7 +138,7 @@ def _run(cfg: KIContinualConfig, rd: RunDir, tracker: Tracker) -> dict:
                 seq = passages[s * c.length:(s + 1) * c.length]
                 rd.put(key, {"variant": name, "sequence": s, "passages": [p.uid for p in seq],
                              **_sequence(task, seq, v, fmt, probe, replay_general, derive_seed(cfg.seed, name, s),
-                                         desc=f"{name} sequence {s}")})
+                                         desc=f"{name} sequence {s}", check=check)})
             rec = rd.get(key)
             m = RetentionMatrix(c.length)
             for i, row in enumerate(rec["rows"]):
@@ -136,12 +147,13 @@ def _run(cfg: KIContinualConfig, rd: RunDir, tracker: Tracker) -> dict:
             matrices.append(m)
             ppls.append(rec["perplexity"][-1])
             tokens += sum(st["train"]["tokens"] for st in rec["steps"] if "train" in st)
+            steps.append(rec["steps"])
         all_matrices[name] = matrices
         mean = RetentionMatrix.mean(matrices)
         mean.heatmap(rd.path / f"retention_{name}.png", f"{name}: accuracy after each edit")
         summary[name] = {**mean.summary(), "rows": mean.rows(), "perplexity_after": statistics.fmean(ppls),
                          "perplexity_drift": statistics.fmean(ppls) - base_ppl, "train_tokens": tokens,
-                         "per_sequence": [m.summary() for m in matrices]}
+                         "per_sequence": [m.summary() for m in matrices], **_locality(steps, c.length)}
         tracker.log({f"{name}/first_retention": summary[name]["first_retention"],
                      f"{name}/off_diagonal": summary[name]["off_diagonal"]})
     if c.reference and c.length >= 2:
@@ -156,8 +168,17 @@ def _run(cfg: KIContinualConfig, rd: RunDir, tracker: Tracker) -> dict:
     return out
 
 
+def _locality(steps: list[list[dict]], length: int) -> dict:
+    """Locality and bleed after edit i, mean over sequences, and after the last edit (None: not measured)."""
+    at = [[seq[i]["locality"] for seq in steps if i < len(seq) and "locality" in seq[i]] for i in range(length)]
+    by_edit = [mean_of(x, "locality") for x in at]
+    bleed = [mean_of(x, "bleed") for x in at]
+    return {"locality_by_edit": by_edit, "bleed_by_edit": bleed, "locality_after_last": by_edit[-1] if by_edit else None,
+            "bleed_mean": mean_of([{"b": b} for b in bleed], "b")}
+
+
 def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, replay_general, seed: int,
-              desc: str) -> dict:
+              desc: str, check: LocalityCheck | None = None) -> dict:
     """Edit, merge and evaluate along one sequence; returns its rows, perplexities and step records."""
     rows, ppls, steps = [], [], []
     past = {"self_edits": [], "past_documents": []}
@@ -186,6 +207,8 @@ def _sequence(task: KnowledgeTask, seq, v: VariantConfig, fmt: str, probe, repla
         answers = task.answer(seq[: i + 1], [-1] * (i + 1))
         rows.append([accuracy(qs) for qs in answers])
         ppls.append(perplexity(task.inner.model, task.tok, probe, task.inner.device))
+        if check is not None:  # the merged model, no adapter routed
+            step["locality"] = check.measure(task.inner.model, task.tok, p)
         steps.append(step)
     return {"rows": rows, "perplexity": ppls, "steps": steps}
 
@@ -201,9 +224,10 @@ def _report(cfg: KIContinualConfig, rd: RunDir, out: dict) -> None:
     c = cfg.continual
     headers = ["variant", "first passage after last edit", "off-diagonal mean", "diagonal mean", "forgetting",
                "retained after last edit", f"held of what {c.reference or 'the reference'} loses [95% CI]",
-               "perplexity drift", "train tokens"]
+               "perplexity drift", "locality after last edit", "bleed (mean per edit)", "train tokens"]
     rows = [[n, v["first_retention"], v["off_diagonal"], v["diagonal"], v["forgetting"], v["retained"],
-             _held(v.get("held_vs_reference")), v["perplexity_drift"], v["train_tokens"]]
+             _held(v.get("held_vs_reference")), v["perplexity_drift"], _share(v.get("locality_after_last")),
+             _share(v.get("bleed_mean")), v["train_tokens"]]
             for n, v in out["variants"].items()]
     print_table("ki_continual: retention after sequential self-edits", headers, rows)
     lines = [f"# ki_continual: {c.sequences} sequences x {c.length} passages", "",
@@ -214,10 +238,25 @@ def _report(cfg: KIContinualConfig, rd: RunDir, out: dict) -> None:
               f"retained minus {c.reference}'s, over what {c.reference} loses (its accuracy right after each edit "
               f"minus its retained), paired by sequence; the interval resamples sequences."
               if c.reference else ""), ""]
+    if any(v.get("locality_by_edit") and any(x is not None for x in v["locality_by_edit"])
+           for v in out["variants"].values()):
+        loc = c.locality
+        lines += [f"Locality after each edit: the share of {loc.questions} general-knowledge questions the base model "
+                  f"answered right (greedy, {loc.max_new_tokens} tokens) that the edited model still answers right; "
+                  f"bleed: the share of up to {loc.bleed_questions} questions about other subjects whose answer names "
+                  "the edited passage's new names (mean over sequences).", "",
+                  md_table(["variant", *[f"edit {i + 1}" for i in range(c.length)]],
+                           [[f"{n} locality", *map(_share, v["locality_by_edit"])] for n, v in out["variants"].items()]
+                           + [[f"{n} bleed", *map(_share, v["bleed_by_edit"])] for n, v in out["variants"].items()]),
+                  ""]
     for n, v in c.variants.items():
         lines += [f"**{n}**: scheduler `{v.scheduler or cfg.inner_loop.scheduler}`, replay {v.replay_fraction} from "
                   f"{', '.join(v.replay_sources) if v.replay_fraction else '—'}", "", f"![{n}](retention_{n}.png)", ""]
     (rd.path / "report.md").write_text("\n".join(lines))
+
+
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
 
 
 def _held(h: dict | None) -> str:

@@ -3,9 +3,10 @@ the parts of a recipe's config it runs on (`LoopSettings`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from seal.eval.locality_check import LocalityCheckConfig
 from seal.infra.config import ConfigError
 from seal.infra.runtime import RuntimeConfig
 from seal.infra.tracking import WandbConfig
@@ -24,6 +25,11 @@ class OuterLoopConfig:
     eval_samples: int = 1  # self-edits per held-out context (ARC: 5)
     references: Literal["every_round", "first_round"] = "every_round"  # when to recompute base/passage references
     reward: str = "accuracy"  # a name in seal.rl.reward.REWARDS: accuracy | binary | likelihood | self_questions
+    # per round, on greedy answers (a domain whose session measures it: knowledge): the unadapted policy's
+    # locality on general questions the base model knew, and locality + bleed of the adapted models of the
+    # first `locality_contexts` held-out contexts (their self-edit trained again with its eval seed)
+    locality: LocalityCheckConfig = field(default_factory=LocalityCheckConfig)
+    locality_contexts: int = 4
 
 
 def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> None:
@@ -33,6 +39,8 @@ def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> N
         raise ConfigError(f"selection.fraction must be in (0, 1], got {selection.fraction}")
     if oc.rounds < 0:
         raise ConfigError(f"restem.rounds must be at least 0 (0: evaluate the policy only), got {oc.rounds}")
+    if oc.locality_contexts < 0:
+        raise ConfigError(f"restem.locality_contexts must not be negative, got {oc.locality_contexts}")
     for name in ("contexts_per_round", "seeds_per_edit", "eval_passages", "eval_samples"):
         if getattr(oc, name) < 1:
             raise ConfigError(f"restem.{name} must be at least 1, got {getattr(oc, name)}")

@@ -32,7 +32,7 @@ from seal.infra.run_dir import RunDir
 from seal.infra.runtime import LocalRunner, make_runner
 from seal.infra.sample_records import chunk_seed, contexts_per_chunk, read_samples, sample_chunked
 from seal.infra.tracking import Tracker
-from seal.rl.config import LoopSettings
+from seal.rl.config import LoopSettings, OuterLoopConfig
 from seal.rl.contexts import record_contexts, round_contexts
 from seal.rl.m_step import m_step, validate_m_step
 from seal.rl.protocols import Domain, Item, Session
@@ -78,6 +78,7 @@ def outer_loop(domain: Domain, train: list, held_out: list, s: LoopSettings, rd:
                 if not rd.has(rd.key("adapter", r)):
                     rd.put(rd.key("adapter", r), {"round": r, **session.adapter_info()})
                 evals[r] = evaluate_policy(rnd, session, held_out, oc.eval_samples, eval_conditions(domain, oc, r))
+                record_locality(rnd, session, held_out, oc)
                 if r == oc.rounds:
                     session.close()
                     break
@@ -199,6 +200,25 @@ def evaluate_policy(rnd: Round, session: Session, held_out: list, n_samples: int
     rd.metric(round=r, **{f"eval_{c}": v["accuracy"] for c, v in summary.items()})
     rnd.tracker.log({f"eval/{c}": v["accuracy"] for c, v in summary.items()} | {"round": r}, axis="round")
     return summary
+
+
+def record_locality(rnd: Round, session: Session, held_out: list, oc: OuterLoopConfig) -> None:
+    """`locality/<r>`: what policy r has lost of the base model's general knowledge (`restem.locality`), for a
+    session with `measure_locality` (knowledge): the unadapted policy on the questions the base (the round-0
+    policy) answered right, recorded in round 0 and asked again every round; and the adapted models of the
+    first `restem.locality_contexts` held-out contexts, their round-r self-edit (sample 0) trained again with
+    its eval seed (the same adapter the held-out evaluation scored)."""
+    rd, r, cfg = rnd.rd, rnd.r, oc.locality
+    measure = getattr(session, "measure_locality", None)
+    if measure is None or cfg.questions == 0 or rd.has(rd.key("locality", r)):
+        return
+    first = rd.get(rd.key("locality", 0))
+    if r > 0 and first is None:
+        return  # a run started before locality was measured: no base-known questions to ask
+    comps = sample_in_chunks(rnd, session, "eval", held_out, oc.eval_samples)["completions"]
+    items = [Item("self_edit", c, comps[c.uid] if isinstance(comps[c.uid], str) else comps[c.uid][0],
+                  derive_seed(rnd.seed, "eval_inner", r, "self_edit", c.uid)) for c in held_out[:oc.locality_contexts]]
+    rd.put(rd.key("locality", r), {"round": r, **measure(cfg, None if r == 0 else first["known_ids"], items)})
 
 
 def sample_in_chunks(rnd: Round, session: Session, phase: str, contexts: list, per_context: int) -> dict:

@@ -112,6 +112,10 @@ def summarise(rd: RunDir, evals: dict, seed: int | None = None, domain: Domain |
                 "n_unusable": sum(1 for e in edits if e["skipped"]),
             }
         entry["diversity"] = round_diversity(rd, r)
+        loc = rd.get(rd.key("locality", r))
+        if loc:
+            entry["locality"] = {k: loc[k] for k in ("policy", "n_questions", "adapted_locality", "adapted_bleed",
+                                                     "n_adapted")}
         if hasattr(domain, "round_summary"):
             entry |= domain.round_summary(rd, r)  # type: ignore[union-attr]
         ms = rd.get(rd.key("m_step", r))
@@ -148,6 +152,29 @@ def headline(comps: list[dict], final: int) -> dict:
         return {}
     return {"final_minus_round0": {"mean": c["diff"], "ci95": [c["lo"], c["hi"]], "verdict": c["verdict"],
                                    "n_clusters": c["n_clusters"]}}
+
+
+def _locality_section(rounds: list[dict]) -> list[str]:
+    """Per round: the policy's locality unadapted, and locality and bleed after a self-edit (`locality/<r>`)."""
+    from seal.infra.report import md_table
+
+    found = [e for e in rounds if "locality" in e]
+    if not found:
+        return []
+
+    def share(x):
+        return "—" if x is None else f"{x:.2f}"
+
+    rows = [[e["round"], share(x["policy"]), share(x["adapted_locality"]), share(x["adapted_bleed"]), x["n_adapted"]]
+            for e in found if (x := e["locality"])]
+    n = found[0]["locality"]["n_questions"]
+    return ["## Locality per round", "",
+            f"Greedy answers to {n} general-knowledge questions the base model answered right (`restem.locality`): "
+            "the share the round's policy still answers right, unadapted and after a held-out self-edit's inner "
+            "loop (mean over the first held-out contexts); bleed: the share of answers about other subjects that "
+            "name the adapted passage's new names.", "",
+            md_table(["round", "policy locality", "after a self-edit", "bleed after a self-edit", "contexts"], rows),
+            ""]
 
 
 def write_report(domain: Domain, s: LoopSettings, rd: RunDir, results: dict) -> None:
@@ -193,6 +220,7 @@ def write_report(domain: Domain, s: LoopSettings, rd: RunDir, results: dict) -> 
                   "mean words", "unusable", "M-step loss"], erows), "",
         "![reward distribution](rewards.png)", "",
         *_diversity_section(rd, rounds),
+        *_locality_section(rounds),
         "## Example self-edits", "",
     ]
     for r in range(len(rounds)):

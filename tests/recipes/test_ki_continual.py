@@ -84,3 +84,42 @@ def test_replay_sources_remember_lines_or_everything():
     past = {"self_edits": [], "past_documents": []}
     remember(past, lines_only, p)
     assert past["self_edits"] == past["past_documents"] == ["Orla Vent\nIt is old."]
+
+
+@pytest.fixture(scope="module")
+def knowing_folder(tmp_path_factory):
+    from tests.chat.knowing import knowing_model
+
+    return knowing_model(tmp_path_factory.mktemp("knowing") / "model")
+
+
+def test_locality_and_bleed_after_every_edit(tmp_path, knowing_folder):
+    model = [f"model.name={knowing_folder}", "model.chat=false", "continual.locality.bank_sample=0", "continual.locality.questions=6",
+             "continual.locality.bleed_questions=4", "~continual.variants.replay", "continual.reference=''",
+             "continual.sequences=1"]
+    gentle = run(tmp_path / "gentle", *model, "inner_loop.lr=1e-9")
+    harsh = run(tmp_path / "harsh", *model, "inner_loop.lr=0.2", "inner_loop.epochs=6")
+    recs = [json.loads(x) for x in (tmp_path / "harsh" / "records.jsonl").read_text().splitlines()]
+    known = next(r for r in recs if r["key"] == "locality/known")["ids"]
+    assert 1 <= len(known) <= 6
+    (seq,) = [r for r in recs if r["key"].startswith("sequence/")]
+    for step in seq["steps"]:
+        loc = step["locality"]
+        assert loc["n_locality"] == len(known) and loc["n_bleed"] >= 1
+        assert isinstance(loc["locality"], float) and isinstance(loc["bleed"], float)
+    # an update too small to change a greedy answer keeps every known answer; a harsh one loses some
+    assert gentle["variants"]["plain"]["locality_by_edit"] == [1.0, 1.0, 1.0]
+    harsh_loc = harsh["variants"]["plain"]["locality_by_edit"]
+    assert len(harsh_loc) == 3 and min(harsh_loc) < 1.0
+    assert harsh["variants"]["plain"]["locality_after_last"] == harsh_loc[-1]
+    report = (tmp_path / "harsh" / "report.md").read_text()
+    assert "Locality after each edit" in report and "plain locality" in report and "locality after last edit" in report
+    # the resumed run asks the recorded questions again and measures the same
+    lines = (tmp_path / "harsh" / "records.jsonl").read_text().splitlines()
+    (tmp_path / "again").mkdir()
+    for name in ("config.yaml", "run.json"):
+        (tmp_path / "again" / name).write_bytes((tmp_path / "harsh" / name).read_bytes())
+    (tmp_path / "again" / "records.jsonl").write_text(
+        "\n".join(x for x in lines if not json.loads(x)["key"].startswith("sequence/")) + "\n")
+    again = run(tmp_path / "again", *model, "inner_loop.lr=0.2", "inner_loop.epochs=6", resume=True)
+    assert again["variants"]["plain"]["locality_by_edit"] == harsh_loc

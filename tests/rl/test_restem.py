@@ -203,3 +203,34 @@ def test_nothing_kept_carries_the_policy_over(tmp_path):
     assert "kept no self-edit" in results["rounds"][0]["m_step"]["skipped"]
     assert not (path / "policy_round1").exists()
     assert [r["round"] for r in results["rounds"]] == [0, 1]  # the unchanged policy is still evaluated
+
+
+def test_locality_per_round_on_a_model_that_knows_general_questions(tmp_path):
+    """Round 0 finds the general questions the base model knows and records them; every round asks the
+    same ones of its policy (unadapted) and of the adapted models of the first held-out contexts."""
+    from tests.chat.knowing import knowing_model
+
+    folder = knowing_model(tmp_path / "knowing")
+    path = tmp_path / "run"
+    results = run(path, f"model.name={folder}", "model.chat=false", "restem.rounds=1", "restem.locality.bank_sample=0", "restem.locality.questions=5",
+                  "restem.locality.bleed_questions=3", "restem.locality_contexts=1", "m_step.lr=5e-3",
+                  "m_step.epochs=3")
+    from seal.infra.records_file import read_records
+
+    records = read_records(path / "records.jsonl")[0]
+    loc = [records[f"locality/{r}"] for r in (0, 1)]
+    assert 1 <= len(loc[0]["known_ids"]) <= 5 and loc[1]["known_ids"] == loc[0]["known_ids"]
+    assert loc[0]["policy"] == 1.0  # the base model knows them by construction
+    for rec in loc:
+        assert rec["n_adapted"] == 1 and isinstance(rec["adapted_locality"], float)
+        (adapted,) = rec["adapted"]
+        assert adapted["passage"] == records["eval/0/self_edit/" + adapted["passage"]]["passage"]
+        assert adapted["n_locality"] == len(loc[0]["known_ids"]) and adapted["n_bleed"] >= 1
+    for e in results["rounds"]:
+        assert e["locality"]["policy"] == records[f"locality/{e['round']}"]["policy"]
+    report = (path / "report.md").read_text()
+    assert "## Locality per round" in report and "policy locality" in report
+    # off: nothing asked, nothing recorded
+    off = run(tmp_path / "off", "restem.rounds=0", "restem.locality.questions=0")
+    assert "locality" not in off["rounds"][0]
+    assert not any(k.startswith("locality/") for k in read_records(tmp_path / "off" / "records.jsonl")[0])

@@ -24,6 +24,7 @@ from seal.domains.knowledge.directive_report import directive_section, round_dir
 from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.domains.knowledge.task import KnowledgeTask
 from seal.eval.self_questions import NO_PAIRS, SelfQuestionsConfig, as_records, exam_of, exam_sha, examined
+from seal.eval.locality_check import LocalityCheck, LocalityCheckConfig, mean_of
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.models.loading import load_model
@@ -163,6 +164,31 @@ class KnowledgeSession:
         for j, rec in zip(asked, done):
             out[j] = rec if "skipped" in rec else {**rec, "self_questions_exam_sha": exam_sha(exams[j])}
         return out
+
+    def measure_locality(self, cfg: LocalityCheckConfig, known_ids: list[str] | None, items: list[Item]) -> dict:
+        """Locality of this policy unadapted, and locality + bleed of each item's adapted model (`items`:
+        self-edits to train, one inner loop each, K at a time). `known_ids`: the base model's known questions
+        (None: this policy is the base model, so find them; they are returned with the figures)."""
+        task = self.task
+        if known_ids is None:
+            known_ids = LocalityCheck.known_ids(task.inner.model, task.tok, cfg, task.chat, task.system_prompt)
+        check = LocalityCheck(cfg, known_ids, task.chat, task.system_prompt)
+        with task.inner.base_model() as model:
+            policy = check.measure(model, task.tok)
+        adapted = []
+        for start in range(0, len(items), task.adapters_per_batch):
+            chunk = [it for it in items[start:start + task.adapters_per_batch]]
+            jobs = [(it, task.train_job(it.context, it.text, self.fmt, it.seed)[0]) for it in chunk]
+            jobs = [(it, job) for it, job in jobs if job is not None]
+            stats = task.inner.train_many([job for _, job in jobs]) if jobs else []
+            for slot, ((it, _), st) in enumerate(zip(jobs, stats)):
+                if isinstance(st, Exception):
+                    continue
+                with task.inner.adapter(slot) as model:
+                    adapted.append({"passage": it.context.uid, **check.measure(model, task.tok, it.context)})
+        return {"known_ids": list(known_ids), "policy": policy["locality"], "n_questions": len(known_ids),
+                "adapted_locality": mean_of(adapted, "locality"), "adapted_bleed": mean_of(adapted, "bleed"),
+                "n_adapted": len(adapted), "adapted": adapted}
 
     def sample_prompt(self, context):
         return self.task.prompt(context, self.fmt)
