@@ -26,7 +26,7 @@ A killed run continues with `resume=<run folder>` and redoes nothing that finish
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -43,6 +43,7 @@ from seal.domains.knowledge.conditions import (
 from seal.domains.knowledge.config import ConditionsSetup
 from seal.domains.knowledge.task import KnowledgeTask, record_base_accuracies
 from seal.eval.diversity import diversity
+from seal.eval.locality_check import LocalityCheck, LocalityCheckConfig, mean_of
 from seal.eval.qa import mean_stderr
 from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.infra.chunking import chunks
@@ -56,7 +57,10 @@ from seal.models.loading import load_model
 
 @dataclass(frozen=True)
 class KIEvalConfig(ConditionsSetup):  # the shared knowledge sections and the conditions to compare
-    pass
+    # greedy answers to general questions the base model knew (`seal.eval.locality_check`), asked of the adapted
+    # models of the first `locality_passages` passages (sample 0) of every condition, while their adapters are live
+    locality: LocalityCheckConfig = field(default_factory=LocalityCheckConfig)
+    locality_passages: int = 4
 
 
 def run(cfg: KIEvalConfig, rd: RunDir) -> dict:
@@ -104,7 +108,14 @@ def _run(cfg: KIEvalConfig, rd: RunDir, tracker: Tracker) -> dict:
                     fmt = cfg.from_file_formats.get(label, "implications")
                     jobs += [(f"from_file:{label}", p, s, t, fmt) for s, t in enumerate(texts[: cfg.self_edit.k])]
 
-    # 4. the inner loops, K at a time in fixed chunks, each recorded the moment its chunk finishes
+    # 4. the inner loops, K at a time in fixed chunks, each recorded the moment its chunk finishes; the adapted
+    # models of the first passages also answer the general questions the base model knew (found before any update)
+    check, probed = None, {p.uid for p in usable[:cfg.locality_passages]}
+    if cfg.locality.questions and probed:
+        if not rd.has("locality/known"):
+            rd.put("locality/known", {"ids": LocalityCheck.known_ids(model, tok, cfg.locality, task.chat,
+                                                                     task.system_prompt)})
+        check = LocalityCheck(cfg.locality, rd.get("locality/known")["ids"], task.chat, task.system_prompt)
     for cond, p, s, text, reason in jobs:
         if text is None and not rd.has(rd.key(cond, p.uid, s)):
             rd.put(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": None,
@@ -116,7 +127,8 @@ def _run(cfg: KIEvalConfig, rd: RunDir, tracker: Tracker) -> dict:
                disable=not todo)
     for chunk in todo:
         outs = task.adapt_and_evaluate_many(
-            [(p, text, fmt, derive_seed(cfg.seed, "inner_loop", cond, p.uid, s)) for cond, p, s, text, fmt in chunk])
+            [(p, text, fmt, derive_seed(cfg.seed, "inner_loop", cond, p.uid, s)) for cond, p, s, text, fmt in chunk],
+            locality=check, locality_items={j for j, (_, p, s, _, _) in enumerate(chunk) if s == 0 and p.uid in probed})
         for (cond, p, s, text, _), out in zip(chunk, outs):
             if "accuracy" in out:
                 out["gain"] = out["accuracy"] - rd.get(rd.key("base", p.uid))["accuracy"]
@@ -218,6 +230,11 @@ def summarise(cfg: KIEvalConfig, rd: RunDir, usable: list[Passage], skipped: lis
                 texts.setdefault(rec["passage"], []).append(rec["self_edit"])
         if texts:  # the self-edits of this condition (`seal.eval.diversity`)
             out["conditions"][cond]["diversity"] = diversity(texts)
+        if cond != "base":  # the adapted models that answered the general questions (`locality_passages`)
+            loc = [r["locality"] for r in rd.records.values() if r.get("condition") == cond and "locality" in r
+                   and r["passage"] in by_uid]
+            out["conditions"][cond].update(locality=mean_of(loc, "locality"), bleed=mean_of(loc, "bleed"),
+                                           n_locality_passages=len(loc))
         # generated tokens and seconds per passage (its k self-edits summed); None where nothing is generated
         samples = read_samples(rd, rd.key("completions", se_conds[cond])) or {} if cond in se_conds else {}
         out["conditions"][cond].update(generation_cost(samples, [p.uid for p in usable], cfg.self_edit.k))
@@ -284,6 +301,16 @@ def write_report(cfg: KIEvalConfig, rd: RunDir, results: dict) -> None:
         "## Paired comparisons", "", comparisons_table(results["comparisons"]), "",
         method_sentence(results["comparisons"]), "",
     ]
+    loc = [[c, dash(v["locality"] if v["locality"] is None else round(v["locality"], 3)),
+            dash(v["bleed"] if v["bleed"] is None else round(v["bleed"], 3)), v["n_locality_passages"]]
+           for c, v in conds.items() if v.get("n_locality_passages")]
+    if loc:
+        lines += ["## Locality and bleed of the adapted models", "",
+                  (f"Greedy answers to {cfg.locality.questions} general-knowledge questions at most, those the base "
+                   "model answered right: the share the adapted model still answers right (locality), and the share "
+                   "of answers to questions about other subjects that name the passage's new names (bleed); adapted "
+                   f"models of the first {cfg.locality_passages} passages (sample 0), mean over passages."), "",
+                  md_table(["condition", "locality", "bleed", "passages"], loc), ""]
     div = [[c, *(v["diversity"][k] for k in ("n_texts", "compression_ratio", "distinct_1", "distinct_2", "distinct_3",
                                              "pairwise_similarity", "mean_words"))]
            for c, v in conds.items() if "diversity" in v]

@@ -145,7 +145,8 @@ def _summary(cfg: ToolUseConfig, rd: RunDir, jobs) -> dict:
 def _report(cfg: ToolUseConfig, rd: RunDir, out: dict) -> None:
     n_test, counts, conds = out["test"], out["counts"], out["conditions"]
     headers = ["condition", "examples", "exact call", "right tool", "parsable",
-               "learning (gate figures: nats/token, general-text perplexity, everyday replies)"]
+               "learning (gate figures: nats/token, general-text perplexity, everyday replies, greedy locality and "
+               "bleed)"]
     rows = []
     for cond, by_n in conds.items():
         for n, v in by_n.items():
@@ -153,9 +154,10 @@ def _report(cfg: ToolUseConfig, rd: RunDir, out: dict) -> None:
             note = "—"
             if learn and learn.get("gain") is not None:
                 verdict = "committed" if learn["accepted"] else "rejected"
+                greedy = ", ".join(f"{m} {learn[m]:.2f}" for m in ("locality", "bleed") if learn.get(m) is not None)
                 note = (f"{verdict}: gain {learn['gain']:+.2f}, perplexity "
                         f"{100 * (learn['ppl_after'] / learn['ppl_before'] - 1):+.0f} %, everyday replies "
-                        f"{-learn['chat_drop']:+.2f}, {learn['seconds']:.0f} s")
+                        f"{-learn['chat_drop']:+.2f}" + (f", {greedy}" if greedy else "") + f", {learn['seconds']:.0f} s")
             elif learn:
                 note = learn["reason"]
             rows.append([cond, n, f"{v['exact']:.3f} ± {_stderr(v['exact'], n_test):.3f}", f"{v['tool']:.3f}",

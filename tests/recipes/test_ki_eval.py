@@ -121,18 +121,21 @@ def test_data_path_with_a_users_file(tmp_path):
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
     k2 = "inner_loop.adapters_per_batch=2"  # chunks: [passage x2], [self_edit x2], [self_edit x2]
     full, full_path = run(tmp_path, k2, name="full")
-    # simulate a kill: base x2, completions, the first chunk, then a torn half-written line
+    # simulate a kill: base x2, completions, the known general questions, the first chunk, then a torn line
     lines = (full_path / "records.jsonl").read_text().splitlines()
+    trained = [i for i, ln in enumerate(lines) if json.loads(ln).get("condition") in ("passage", "self_edit")]
+    cut = trained[1] + 1
+    assert cut == 6
     killed = tmp_path / "killed"
     killed.mkdir()
     for f in ("config.yaml", "run.json"):
         (killed / f).write_text((full_path / f).read_text())
-    (killed / "records.jsonl").write_text("\n".join(lines[:5]) + "\n" + lines[5][: len(lines[5]) // 2])
+    (killed / "records.jsonl").write_text("\n".join(lines[:cut]) + "\n" + lines[cut][: len(lines[cut]) // 2])
     resumed, _ = run(tmp_path, k2, name="killed", resume=True)
     assert resumed["conditions"] == full["conditions"]
     # only the missing inner loops ran again
     metrics = (killed / "metrics.jsonl").read_text().splitlines()
-    done_before = sum(1 for ln in lines[:5] if json.loads(ln).get("condition") in ("passage", "self_edit"))
+    done_before = sum(1 for ln in lines[:cut] if json.loads(ln).get("condition") in ("passage", "self_edit"))
     assert done_before == 2
     total = sum(1 for ln in lines if json.loads(ln).get("condition") in ("passage", "self_edit"))
     assert len(metrics) == total - done_before
@@ -254,3 +257,24 @@ def test_a_generator_with_nothing_to_say_falls_back_to_the_passage_alone(tmp_pat
     assert cond["tokens_per_passage"] == 2  # k=2 self-edits of one 1-token call each
     report = (path / "report.md").read_text()
     assert "passage-only fallbacks" in report and "4 (100%)" in report and "fewer than 2 entities" in report
+
+
+def test_locality_of_the_adapted_models_of_the_first_passages(tmp_path):
+    """The first passages' adapted models answer the general questions the base model knew while their adapters
+    are live: an update too small to change a greedy answer keeps them all, a harsh one loses some."""
+    from tests.chat.knowing import knowing_model
+
+    folder = knowing_model(tmp_path / "knowing")
+    common = [f"model.name={folder}", "model.chat=false", "conditions=[base,passage]", "locality_passages=1",
+              "locality.bank_sample=0", "locality.questions=6", "locality.bleed_questions=3"]
+    gentle, _ = run(tmp_path, *common, "inner_loop.lr=1e-9", name="gentle")
+    harsh, path = run(tmp_path, *common, "inner_loop.lr=0.2", "inner_loop.epochs=6", name="harsh")
+    recs = records(path)
+    known = next(r for r in recs if r["key"] == "locality/known")["ids"]
+    assert 1 <= len(known) <= 6
+    with_loc = [r for r in recs if "locality" in r and r.get("condition") == "passage"]
+    assert len(with_loc) == 1 and with_loc[0]["locality"]["n_locality"] == len(known)  # the first passage only
+    assert gentle["conditions"]["passage"]["locality"] == 1.0
+    assert harsh["conditions"]["passage"]["locality"] < 1.0
+    assert harsh["conditions"]["passage"]["n_locality_passages"] == 1 and "locality" not in harsh["conditions"]["base"]
+    assert "## Locality and bleed of the adapted models" in (path / "report.md").read_text()

@@ -181,7 +181,8 @@ class KnowledgeTask:
 
     def adapt_and_evaluate_many(self, items: list[tuple[Passage, str, str, int]],
                                 measure: str | tuple[str, ...] = "accuracy",
-                                self_questions: list[list[Question]] | None = None) -> list[dict]:
+                                self_questions: list[list[Question]] | None = None,
+                                locality=None, locality_items: set[int] = frozenset()) -> list[dict]:
         """For each (passage, self-edit text, format, seed): an inner loop on the self-edit's
         documents, then closed-book accuracy on the passage's questions (`measure="accuracy"`: up to K
         inner loops train together and all their questions are answered in one call), or the gold
@@ -191,7 +192,9 @@ class KnowledgeTask:
         loop with the seconds each took per loop (a tuple, `scripts/bench_rewards.py`; `"both"`:
         accuracy and likelihood). The first of accuracy/likelihood/self_questions measured keeps its
         per-question records under `questions`, the others under `<measure>_questions`. A self-edit that
-        cannot be used (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason."""
+        cannot be used (empty, filler only, too long, NaN loss) gives a record with `skipped` and its reason.
+        With `locality` (a `seal.eval.locality_check.LocalityCheck`), the adapted models of the items whose
+        index is in `locality_items` also answer its general questions (record: `locality`)."""
         out: list[dict | None] = [None] * len(items)
         jobs: list[tuple[int, TrainJob, int]] = []
         extra: dict[int, dict] = {}  # what item i's record carries beside its result (`train_job`)
@@ -231,6 +234,9 @@ class KnowledgeTask:
                         out[i] |= {m: measured[m][j][0], f"{m}_questions": measured[m][j][1]}
                 if len(measures) > 1:  # several rewards of the same inner loop, and what each cost (per loop)
                     out[i]["measure_seconds"] = seconds
+                if locality is not None and i in locality_items:
+                    with self.inner.adapter(slot) as model:
+                        out[i]["locality"] = locality.measure(model, self.tok, items[i][0])
         return [rec | extra[i] for i, rec in enumerate(out)]  # type: ignore[operator]
 
 
