@@ -88,6 +88,17 @@ class LocalityCheck:
                                   "entities", "examples")}
 
 
+def recorded_check(rd, cfg: LocalityCheckConfig, model, tok, chat: bool, system_prompt: str | None = None,
+                   key: str = "locality/known") -> LocalityCheck | None:
+    """The run's check (None when `cfg.questions` is 0): its known questions are found on `model` (call it
+    before any update) the first time and recorded under `key` in the run folder `rd`, then read back."""
+    if not cfg.questions:
+        return None
+    if not rd.has(key):
+        rd.put(key, {"ids": LocalityCheck.known_ids(model, tok, cfg, chat, system_prompt)})
+    return LocalityCheck(cfg, rd.get(key)["ids"], chat, system_prompt)
+
+
 def mean_of(records: Sequence[dict], key: str) -> float | None:
     """Mean of `key` over the records that have a value for it (None when none has)."""
     values = [r[key] for r in records if r.get(key) is not None]

@@ -30,7 +30,7 @@ from seal.domains.knowledge.config import KnowledgeSetup
 from seal.domains.knowledge.generators import no_directive
 from seal.domains.knowledge.self_edit import MODEL_FORMATS, SelfEditError, passage_document
 from seal.domains.knowledge.task import KnowledgeTask, accuracy
-from seal.eval.locality_check import LocalityCheck, LocalityCheckConfig, mean_of
+from seal.eval.locality_check import LocalityCheck, LocalityCheckConfig, mean_of, recorded_check
 from seal.eval.probes import perplexity
 from seal.eval.retention import RetentionMatrix, held_share
 from seal.infra.config import ConfigError, derive_seed
@@ -118,12 +118,8 @@ def _run(cfg: KIContinualConfig, rd: RunDir, tracker: Tracker) -> dict:
     if not rd.has("probe/base"):
         rd.put("probe/base", {"perplexity": perplexity(model, tok, probe, device)})
     base_ppl = rd.get("probe/base")["perplexity"]
-    check = None
-    if c.locality.questions:  # found on the base model, recorded: every sequence and a resumed run ask the same
-        if not rd.has("locality/known"):
-            rd.put("locality/known", {"ids": LocalityCheck.known_ids(model, tok, c.locality, task.chat,
-                                                                     task.system_prompt)})
-        check = LocalityCheck(c.locality, rd.get("locality/known")["ids"], task.chat, task.system_prompt)
+    # found on the base model and recorded: every sequence and a resumed run ask the same questions
+    check = recorded_check(rd, c.locality, model, tok, task.chat, task.system_prompt)
     fmt = cfg.self_edit.format
     summary, all_matrices = {}, {}
     for name, v in c.variants.items():

@@ -43,7 +43,7 @@ from seal.domains.knowledge.conditions import (
 from seal.domains.knowledge.config import ConditionsSetup
 from seal.domains.knowledge.task import KnowledgeTask, record_base_accuracies
 from seal.eval.diversity import diversity
-from seal.eval.locality_check import LocalityCheck, LocalityCheckConfig, mean_of
+from seal.eval.locality_check import LocalityCheckConfig, mean_of, recorded_check
 from seal.eval.qa import mean_stderr
 from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
 from seal.infra.chunking import chunks
@@ -110,12 +110,8 @@ def _run(cfg: KIEvalConfig, rd: RunDir, tracker: Tracker) -> dict:
 
     # 4. the inner loops, K at a time in fixed chunks, each recorded the moment its chunk finishes; the adapted
     # models of the first passages also answer the general questions the base model knew (found before any update)
-    check, probed = None, {p.uid for p in usable[:cfg.locality_passages]}
-    if cfg.locality.questions and probed:
-        if not rd.has("locality/known"):
-            rd.put("locality/known", {"ids": LocalityCheck.known_ids(model, tok, cfg.locality, task.chat,
-                                                                     task.system_prompt)})
-        check = LocalityCheck(cfg.locality, rd.get("locality/known")["ids"], task.chat, task.system_prompt)
+    probed = {p.uid for p in usable[:cfg.locality_passages]}
+    check = recorded_check(rd, cfg.locality, model, tok, task.chat, task.system_prompt) if probed else None
     for cond, p, s, text, reason in jobs:
         if text is None and not rd.has(rd.key(cond, p.uid, s)):
             rd.put(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": None,

@@ -177,8 +177,8 @@ class KnowledgeSession:
             policy = check.measure(model, task.tok)
         adapted = []
         for start in range(0, len(items), task.adapters_per_batch):
-            chunk = [it for it in items[start:start + task.adapters_per_batch]]
-            jobs = [(it, task.train_job(it.context, it.text, self.fmt, it.seed)[0]) for it in chunk]
+            jobs = [(it, task.train_job(it.context, it.text, self.fmt, it.seed)[0])
+                    for it in items[start:start + task.adapters_per_batch]]
             jobs = [(it, job) for it, job in jobs if job is not None]
             stats = task.inner.train_many([job for _, job in jobs]) if jobs else []
             for slot, ((it, _), st) in enumerate(zip(jobs, stats)):
