@@ -162,35 +162,16 @@ TINY = ["model.chat=false", "chat.self_edit=false", "chat.gate.general_docs=2", 
 
 def tiny_model(folder: Path) -> Path:
     """A tiny base model taught the answers to a few bank questions, so locality has something to lose."""
-    import torch
-
     from seal.eval.edit_eval import EditEvalConfig, question_prompts
     from seal.eval.locality_bank import load_bank
-    from seal.models.loading import prompt_ids
-    from seal.models.tiny import tiny_model_and_tokenizer
+    from seal.models.tiny import teach, tiny_model_and_tokenizer
 
     bank = load_bank()
     records = locality_sample(bank, GateConfig())[:6] + split_bank(bank)[1][:4]
     model, tok = tiny_model_and_tokenizer(seed=0, add_bos=True)
     tok.pad_token = tok.pad_token or tok.eos_token
-    torch.manual_seed(0)
-    rows, labels = [], []
-    for p, r in zip(question_prompts(tok, records, EditEvalConfig(), chat=False), records):
-        prompt, answer = prompt_ids(tok, p), tok(" " + r.answer + "\n", add_special_tokens=False)["input_ids"]
-        rows.append(prompt + answer)
-        labels.append([-100] * len(prompt) + answer)
-    width = max(map(len, rows))
-    ids = torch.tensor([x + [tok.pad_token_id] * (width - len(x)) for x in rows])
-    lab = torch.tensor([x + [-100] * (width - len(x)) for x in labels])
-    mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in rows])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(150):
-        loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval().save_pretrained(folder, safe_serialization=True)
+    teach(model, tok, question_prompts(tok, records, EditEvalConfig(), chat=False), [r.answer for r in records])
+    model.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
     return folder
 

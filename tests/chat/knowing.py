@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from seal.chat.edit_gate import locality_sample, split_bank
 from seal.chat.gate import GateConfig
 from seal.eval.edit_eval import EditEvalConfig, question_prompts
 from seal.eval.locality_bank import BankRecord, load_bank
-from seal.models.loading import prompt_ids
-from seal.models.tiny import tiny_model_and_tokenizer
+from seal.models.tiny import teach, tiny_model_and_tokenizer
 
 
 def taught_questions(g: GateConfig = GateConfig(), capitals: int = 3, others: int = 2) -> list[BankRecord]:
@@ -37,26 +34,8 @@ def replay_questions(n: int = 4) -> list[BankRecord]:
 
 def train_pairs(model, tok, pairs: list[tuple[str, str]], steps: int = 150, lr: float = 3e-3, seed: int = 0):
     """Fine-tune all weights so that each question, asked as the gate asks a base model, is answered."""
-    torch.manual_seed(seed)
     prompts = question_prompts(tok, [q for q, _ in pairs], EditEvalConfig(), chat=False)
-    rows, labels = [], []
-    for p, (_, a) in zip(prompts, pairs):
-        prompt = prompt_ids(tok, p)
-        answer = tok(" " + a + "\n", add_special_tokens=False)["input_ids"]
-        rows.append(prompt + answer)
-        labels.append([-100] * len(prompt) + answer)
-    width = max(map(len, rows))
-    ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
-    lab = torch.tensor([x + [-100] * (width - len(x)) for x in labels])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return teach(model, tok, prompts, [a for _, a in pairs], steps=steps, lr=lr, seed=seed)
 
 
 def knowing_model(folder: Path, records: list[BankRecord] | None = None, seed: int = 0, add_bos: bool = True) -> Path:
