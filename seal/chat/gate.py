@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from seal.chat.adapter_store import AdapterStore
 from seal.chat.edit_gate import format_wrong
-from seal.infra.config import ConfigError
+from seal.infra.config import ConfigError, require_at_least
 from seal.eval.probes import Probe, answer_logprob, perplexity
 from seal.generation.hf import HFGenerator, SamplingConfig
 from seal.models.loading import format_prompt
@@ -42,11 +42,8 @@ class GateConfig:
         for name in ("min_locality", "max_bleed", "min_reliability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"chat.gate.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("locality_questions", "bleed_questions"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"chat.gate.{name} must not be negative, got {getattr(self, name)}")
-        if self.answer_tokens < 1:
-            raise ConfigError(f"chat.gate.answer_tokens must be at least 1, got {self.answer_tokens}")
+        require_at_least(self, "chat.gate", ("locality_questions", "bleed_questions"), 0)
+        require_at_least(self, "chat.gate", ("answer_tokens",), 1)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from seal.eval.graders import GradeItem, Grader
 from seal.eval.locality_bank import BankRecord
 from seal.eval.qa import QAEvalConfig, answer_questions
 from seal.generation.hf import HFGenerator
-from seal.infra.config import ConfigError
+from seal.infra.config import ConfigError, require_at_least
 
 __all__ = [
     "Asked",
@@ -60,12 +60,8 @@ class EditEvalConfig:
     examples: int = 3  # example answers per measure kept for reports
 
     def __post_init__(self):
-        for name in ("max_new_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"edit_eval.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("bleed_questions", "bleed_fixed", "examples"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"edit_eval.{name} must not be negative, got {getattr(self, name)}")
+        require_at_least(self, "edit_eval", ("max_new_tokens", "batch_size"), 1)
+        require_at_least(self, "edit_eval", ("bleed_questions", "bleed_fixed", "examples"), 0)
         if self.bank_size is not None and self.bank_size < 1:
             raise ConfigError(f"edit_eval.bank_size must be at least 1 or null, got {self.bank_size}")
         if "{question}" not in self.template:

@@ -38,7 +38,7 @@ import torch
 
 from seal.data.sources import is_blank
 from seal.eval.judge_cache import JudgeCache, Verdict, verdict_key
-from seal.infra.config import ConfigError
+from seal.infra.config import ConfigError, require_at_least
 
 
 @dataclass(frozen=True)
@@ -362,12 +362,8 @@ class OpenAIGrader:
 
 
 def _check_openai(cfg: GraderConfig) -> None:
-    for name in ("concurrency", "max_tokens"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"grader.{name} must be at least 1, got {getattr(cfg, name)}")
-    for name in ("max_retries", "backoff_s", "backoff_max_s"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"grader.{name} must not be negative, got {getattr(cfg, name)}")
+    require_at_least(cfg, "grader", ("concurrency", "max_tokens"), 1)
+    require_at_least(cfg, "grader", ("max_retries", "backoff_s", "backoff_max_s"), 0)
     if cfg.timeout_s <= 0:
         raise ConfigError(f"grader.timeout_s must be positive, got {cfg.timeout_s}")
 

@@ -20,7 +20,7 @@ from seal.eval.edit_eval import EditEvalConfig, evaluate_edit, locality
 from seal.eval.graders import MatchGrader
 from seal.eval.known_questions import known_questions
 from seal.eval.locality_bank import BankRecord, load_bank
-from seal.infra.config import ConfigError
+from seal.infra.config import require_at_least
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,8 @@ class LocalityCheckConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("questions", "bleed_questions", "bank_sample"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"locality.{name} must not be negative (0 turns it off), got {getattr(self, name)}")
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"locality.max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        require_at_least(self, "locality", ("questions", "bleed_questions", "bank_sample"), 0, " (0 turns it off)")
+        require_at_least(self, "locality", ("max_new_tokens",), 1)
 
     def eval_config(self) -> EditEvalConfig:
         return EditEvalConfig(seed=self.seed, max_new_tokens=self.max_new_tokens,

@@ -25,6 +25,16 @@ class ConfigError(ValueError):
     """An impossible or malformed config; the message names the key."""
 
 
+def require_at_least(cfg, section: str, names, low: int, note: str = "") -> None:
+    """A `ConfigError` naming `<section>.<name>` for the first of `names` (attributes of `cfg`) below `low`:
+    "must be at least 1", "must not be negative" (low 0), or "must be at least <low>", then `note`."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value < low:
+            need = "must not be negative" if low == 0 else f"must be at least {low}"
+            raise ConfigError(f"{section}.{name} {need}{note}, got {value}")
+
+
 def to_dataclass(cls: type[T], node: Any, where: str) -> T:
     """Validate `node` (a DictConfig/dict section) against dataclass `cls` and build it: the node is merged
     into `cls`'s schema (`seal.infra.schemas`, the one Hydra composes against), so a value is read the same

@@ -110,7 +110,7 @@ def _run(cfg: KIEvalConfig, rd: RunDir, tracker: Tracker) -> dict:
 
     # 4. the inner loops, K at a time in fixed chunks, each recorded the moment its chunk finishes; the adapted
     # models of the first passages also answer the general questions the base model knew (found before any update)
-    probed = {p.uid for p in usable[:cfg.locality_passages]}
+    probed = {p.uid for p in usable[:cfg.locality_passages]} if jobs else set()  # base alone changes nothing
     check = recorded_check(rd, cfg.locality, model, tok, task.chat, task.system_prompt) if probed else None
     for cond, p, s, text, reason in jobs:
         if text is None and not rd.has(rd.key(cond, p.uid, s)):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from seal.eval.locality_check import LocalityCheckConfig
-from seal.infra.config import ConfigError
+from seal.infra.config import ConfigError, require_at_least
 from seal.infra.runtime import RuntimeConfig
 from seal.infra.tracking import WandbConfig
 from seal.models.loading import ModelConfig
@@ -39,11 +39,8 @@ def validate_outer(oc: OuterLoopConfig, selection: SelectionConfig, k: int) -> N
         raise ConfigError(f"selection.fraction must be in (0, 1], got {selection.fraction}")
     if oc.rounds < 0:
         raise ConfigError(f"restem.rounds must be at least 0 (0: evaluate the policy only), got {oc.rounds}")
-    if oc.locality_contexts < 0:
-        raise ConfigError(f"restem.locality_contexts must not be negative, got {oc.locality_contexts}")
-    for name in ("contexts_per_round", "seeds_per_edit", "eval_passages", "eval_samples"):
-        if getattr(oc, name) < 1:
-            raise ConfigError(f"restem.{name} must be at least 1, got {getattr(oc, name)}")
+    require_at_least(oc, "restem", ("locality_contexts",), 0)
+    require_at_least(oc, "restem", ("contexts_per_round", "seeds_per_edit", "eval_passages", "eval_samples"), 1)
     if k < 1:
         raise ConfigError(f"self_edit.k must be at least 1, got {k}")
     if oc.reward not in REWARDS:

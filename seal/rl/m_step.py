@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from seal.infra.config import ConfigError
+from seal.infra.config import ConfigError, require_at_least
 from seal.inner_loop.schedules import TrainerScheduler
 from seal.models.loading import ModelConfig, load_model, prompt_ids
 
@@ -53,9 +53,7 @@ def validate_m_step(cfg: MStepConfig) -> None:
         raise ConfigError(f"m_step.nproc must be at least 1, got {cfg.nproc}")
     if cfg.accelerate_config and not Path(cfg.accelerate_config).is_file():
         raise ConfigError(f"m_step.accelerate_config: no such file '{cfg.accelerate_config}'")
-    for name in ("effective_batch", "batch_size", "epochs", "max_length"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"m_step.{name} must be at least 1, got {getattr(cfg, name)}")
+    require_at_least(cfg, "m_step", ("effective_batch", "batch_size", "epochs", "max_length"), 1)
 
 
 def processes(cfg: MStepConfig) -> int:
