@@ -124,7 +124,9 @@ def _at(results: dict, path: list[str]):
 
 
 def _accuracies(r: dict) -> list[Figure]:
-    return [Figure(c, v.get("accuracy"), v.get("stderr")) for c, v in r.get("conditions", {}).items()]
+    conds = r.get("conditions", {})
+    return ([Figure(c, v.get("accuracy"), v.get("stderr")) for c, v in conds.items()]
+            + [Figure(f"{c} locality", v["locality"]) for c, v in conds.items() if v.get("locality") is not None])
 
 
 def _rounds(r: dict) -> list[Figure]:
@@ -132,6 +134,9 @@ def _rounds(r: dict) -> list[Figure]:
     h = r.get("paired", {}).get("final_minus_round0")
     if h:
         out.append(Figure("final − round 0", h["mean"], ci95=tuple(h["ci95"])))
+    last = (r.get("rounds") or [{}])[-1].get("locality") or {}
+    if last.get("policy") is not None:
+        out.append(Figure("final policy locality", last["policy"]))
     return out
 
 
@@ -139,6 +144,8 @@ def _continual(r: dict) -> list[Figure]:
     out = []
     for name, v in r.get("variants", {}).items():
         out.append(Figure(f"{name} retained", v.get("retained")))
+        if v.get("locality_after_last") is not None:
+            out.append(Figure(f"{name} locality", v["locality_after_last"]))
         held = v.get("held_vs_reference")
         if held and held.get("held") is not None:
             ci = held.get("ci95")
@@ -179,7 +186,8 @@ def _round_points(r: dict) -> list[tuple]:
 
 
 def _condition_points(r: dict, recipe: str) -> list[tuple]:
-    return [(f.name, f.value, f.stderr) for f in FIGURES[recipe](r) if f.ci95 is None]
+    """The plot's points: the headline scores, not the locality figures (another scale of what is measured)."""
+    return [(f.name, f.value, f.stderr) for f in FIGURES[recipe](r) if f.ci95 is None and not f.name.endswith("locality")]
 
 
 # recipe -> (what the plot's x axis is, its points: (x, value, standard error or None))

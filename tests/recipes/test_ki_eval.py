@@ -278,3 +278,10 @@ def test_locality_of_the_adapted_models_of_the_first_passages(tmp_path):
     assert harsh["conditions"]["passage"]["locality"] < 1.0
     assert harsh["conditions"]["passage"]["n_locality_passages"] == 1 and "locality" not in harsh["conditions"]["base"]
     assert "## Locality and bleed of the adapted models" in (path / "report.md").read_text()
+    # seal compare shows each run's locality beside its accuracies
+    from seal.infra.compare import main as compare
+
+    assert compare([str(tmp_path / "gentle"), str(path), "--out", str(tmp_path / "cmp")]) == 0
+    header, *rows = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
+    column = header.split(",").index("passage locality")
+    assert [float(r.split(",")[column]) for r in rows] == [1.0, harsh["conditions"]["passage"]["locality"]]
