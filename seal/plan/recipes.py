@@ -99,6 +99,15 @@ def restem(cfg, pc: PlanConfig) -> dict:
         "held_out": eval_loops, "held_out_formula": f"{held_n} passages x {oc.eval_samples} self-edit(s) + "
                                                      f"{held_n} x passage-only reference",
         "references": oc.references}
+    loc = oc.locality
+    loc_loops = min(oc.locality_contexts, held_n) if loc.questions else 0
+    plan["inner_loops_per_round"] |= {"locality": loc_loops, "locality_formula": (
+        f"the first {loc_loops} held-out self-edits trained again to ask their adapted models the locality "
+        "questions" if loc.questions else "locality off (restem.locality.questions=0)")}
+    if loc.questions:
+        plan["locality"] = {"bank_questions_asked_once": loc.bank_sample or "the whole bank",
+                            "questions_per_round": loc.questions * (1 + loc_loops) + loc.bleed_questions * loc_loops,
+                            "answer_tokens": loc.max_new_tokens}
     n_pairs = oc.contexts_per_round if cfg.selection.rule == "best_of_k" else oc.contexts_per_round * se.k
     plan["selection"] = {"rule": cfg.selection.rule, "pairs_at_most": n_pairs}
     plan["m_step"] = m_step_section(cfg.m_step, n_pairs)
@@ -106,9 +115,12 @@ def restem(cfg, pc: PlanConfig) -> dict:
         tokens = cfg.inner_loop.epochs * (sum(doc_tokens) / len(doc_tokens) if doc_tokens else 512)
         prompt_tokens = n_tokens(plan.get("self_edit_prompt", {}).get("text", "x" * 2000))
         q_per = plan.get("held_out", {}).get("questions", 5 * held_n) / max(held_n, 1)
-        questions = int((e_loops + eval_loops) * q_per + held_n * q_per)
+        questions = int((e_loops + eval_loops + loc_loops) * q_per + held_n * q_per)
+        if loc.questions:  # the locality answers, counted in answers of the QA length
+            asked = plan["locality"]["questions_per_round"] + (loc.bank_sample or 362) / max(oc.rounds + 1, 1)
+            questions += int(asked * loc.max_new_tokens / max(cfg.qa_eval.max_new_tokens, 1))
         steps = plan.get("inner_loop", {}).get("optimizer_steps", {}).get("median", cfg.inner_loop.epochs)
-        plan["estimates"] = estimates(plan["model"], tokens, steps, e_loops + eval_loops, questions,
+        plan["estimates"] = estimates(plan["model"], tokens, steps, e_loops + eval_loops + loc_loops, questions,
                                       cfg.qa_eval.max_new_tokens, oc.contexts_per_round * se.k + held_n,
                                       se.max_new_tokens,
                                       n_pairs * cfg.m_step.epochs * (prompt_tokens + se.max_new_tokens),

@@ -64,7 +64,13 @@ def render(plan: dict) -> str:
         lines += ["## Inner loops per round", "",
                   f"- E-step: **{n['e_step']}** ({n['e_step_formula']})",
                   f"- held-out evaluation: **{n['held_out']}** ({n['held_out_formula']}); references "
-                  f"recomputed: {n['references']}", ""]
+                  f"recomputed: {n['references']}",
+                  *([f"- locality: **{n['locality']}** ({n['locality_formula']})"] if "locality" in n else []), ""]
+        if "locality" in plan:
+            loc = plan["locality"]
+            lines += [f"Locality questions: {loc['bank_questions_asked_once']} bank questions asked of the base model "
+                      f"once, then {loc['questions_per_round']} greedy answers of at most {loc['answer_tokens']} "
+                      "tokens per round.", ""]
     if "inner_loops" in plan:
         lines += ["## Inner loops", "", *_kv(plan["inner_loops"]), ""]
     if "self_edit_prompt" in plan:
