@@ -72,8 +72,9 @@ def gate_bleed_questions(bank: Sequence[BankRecord], g, probes: Sequence[Probe],
     """The bleed questions the gate asks after learning `content` (from the held-out part only)."""
     if g.bleed_questions == 0:
         return []
-    return bleed_questions(qa_pairs(probes), split_bank(bank)[0], g.bleed_questions, g.seed, content,
-                           min(8, g.bleed_questions))
+    cfg = eval_config(g)
+    return bleed_questions(qa_pairs(probes), split_bank(bank)[0], cfg.bleed_questions, cfg.seed, content,
+                           cfg.bleed_fixed)
 
 
 def entities(bank: Sequence[BankRecord], probes: Sequence[Probe], content: str, tok=None) -> list[str]:
