@@ -164,7 +164,8 @@ def tiny_model(folder: Path) -> Path:
     """A tiny base model taught the answers to a few bank questions, so locality has something to lose."""
     from seal.eval.edit_eval import EditEvalConfig, question_prompts
     from seal.eval.locality_bank import load_bank
-    from seal.models.tiny import teach, tiny_model_and_tokenizer
+    from seal.models.teaching import teach
+    from seal.models.tiny import tiny_model_and_tokenizer
 
     bank = load_bank()
     records = locality_sample(bank, GateConfig())[:6] + split_bank(bank)[1][:4]

@@ -77,30 +77,3 @@ def tiny_model_and_tokenizer(seed: int = 0, hidden: int = 64, layers: int = 2, a
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)
     return model, tok
-
-
-def teach(model, tok, prompts: list[str], answers: list[str], steps: int = 150, lr: float = 3e-3, seed: int = 0):
-    """Fine-tune all weights of a tiny model so that each prompt is answered with its answer (" <answer>\\n",
-    loss on the answer only): a base model that knows something, for tests and `--tiny` script modes to lose."""
-    from seal.models.loading import prompt_ids
-
-    torch.manual_seed(seed)
-    rows, labels = [], []
-    for prompt_text, answer_text in zip(prompts, answers):
-        prompt = prompt_ids(tok, prompt_text)
-        answer = tok(" " + answer_text + "\n", add_special_tokens=False)["input_ids"]
-        rows.append(prompt + answer)
-        labels.append([-100] * len(prompt) + answer)
-    width = max(map(len, rows))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    lab = torch.tensor([x + [-100] * (width - len(x)) for x in labels])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()

@@ -10,7 +10,8 @@ from seal.chat.edit_gate import locality_sample, split_bank
 from seal.chat.gate import GateConfig
 from seal.eval.edit_eval import EditEvalConfig, question_prompts
 from seal.eval.locality_bank import BankRecord, load_bank
-from seal.models.tiny import teach, tiny_model_and_tokenizer
+from seal.models.teaching import teach
+from seal.models.tiny import tiny_model_and_tokenizer
 
 
 def taught_questions(g: GateConfig = GateConfig(), capitals: int = 3, others: int = 2) -> list[BankRecord]:
