@@ -129,6 +129,11 @@ def _gentle(cfg: SessionConfig) -> SessionConfig:
                                            lora_alpha=max(1, round(il.lora_alpha * r / il.lora_r))))
 
 
+def _early_stop(cfg: SessionConfig) -> SessionConfig:
+    """Today's settings, training ending after the first epoch at which the fact's probes are answered right."""
+    return replace(cfg, chat=replace(cfg.chat, stop_on_probes=True))
+
+
 def _mlp_only(cfg: SessionConfig) -> SessionConfig:
     """LoRA on the MLP projections only, in every layer."""
     return replace(cfg, inner_loop=replace(cfg.inner_loop, target_modules=["gate_proj", "up_proj", "down_proj"]))
@@ -153,7 +158,7 @@ def decoder_layers(cfg: SessionConfig) -> int:
 
 MITIGATIONS: dict[str, Callable[[SessionConfig], SessionConfig]] = {
     "default": _default, "self_distill": _self_distill, "gentle": _gentle, "mlp_band": _mlp_band,
-    "mlp_only": _mlp_only}
+    "mlp_only": _mlp_only, "early_stop": _early_stop}
 MEASURES = ("reliability", "reliability_new", "generalisation", "locality", "bleed", "perplexity")
 
 TINY = ["model.chat=false", "chat.self_edit=false", "chat.gate.general_docs=2", "chat.max_new_tokens=8",
@@ -178,18 +183,22 @@ def tiny_model(folder: Path) -> Path:
 
 
 def run_mitigation(name: str, cfg: SessionConfig, facts: list[Fact], log: Callable[[str], None],
-                   rows_file: Path | None = None, rows: list[dict] | None = None) -> list[dict]:
+                   rows_file: Path | None = None, rows: list[dict] | None = None,
+                   stop_after: int | None = None) -> list[dict]:
     """Learn `facts` in order; one row of measures per fact, appended to `rows_file` as it is measured.
     `rows`: the rows of an earlier run of this mitigation whose store (HEAD after their last fact) this
-    session continues from: those facts are not learned again."""
+    session continues from: those facts are not learned again. `stop_after`: learn at most this many here."""
     session = Session(cfg)
     g, system = cfg.chat.gate, cfg.chat.system_prompt
     ask_cfg, grader = eval_config(g), MatchGrader()
     rows = list(rows or [])
+    last = len(facts) if stop_after is None else min(len(facts), len(rows) + stop_after)
     try:
         for i, fact in enumerate(facts, start=1):
             if i <= len(rows):
                 continue
+            if i > last:
+                break
             start = time.time()
             r = session.learn(fact.content, probes=list(fact.probes))
             learned = facts[:i]
@@ -238,7 +247,7 @@ def prepare(out: Path, name: str, cfg: SessionConfig, settings: dict, facts: lis
         settings_path(out, name).write_text(json.dumps(settings, indent=1))
         return []
     earlier = json.loads(settings_path(out, name).read_text()) if settings_path(out, name).is_file() else {}
-    keys = ("model", "inner_loop", "replay_sources")
+    keys = ("model", "inner_loop", "replay_sources", "chat")
     if {k: earlier.get(k) for k in keys} != {k: settings[k] for k in keys}:
         raise SystemExit(f"{rows_file}: measured with other settings ({settings_path(out, name)}); "
                          f"pass --fresh to start {name} again")
@@ -329,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="a tiny model that knows a few bank questions (tests)")
     ap.add_argument("--fresh", action="store_true",
                     help="start the named mitigations again from the base model (default: continue where they stopped)")
+    ap.add_argument("--stop-after", type=int, default=None, metavar="K",
+                    help="learn at most K more facts per mitigation in this invocation (the same command continues)")
     ap.add_argument("overrides", nargs="*", help="seal-chat config overrides, e.g. model.name=<path> inner_loop.lr=5e-4")
     args = ap.parse_args(argv)
     names = [n for n in args.mitigations.split(",") if n]
@@ -346,7 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "config.json").is_file():
             tiny_model(folder)
         overrides = [f"model.name={folder}", *TINY, *overrides]
-    command = " ".join(["python scripts/locality_sequence.py", *(argv if argv is not None else sys.argv[1:])])
+    given = list(argv if argv is not None else sys.argv[1:])
+    for flag in ("--stop-after", "--fresh"):  # how far one invocation went is not part of the run's command
+        while flag in given:
+            i = given.index(flag)
+            del given[i: i + (2 if flag == "--stop-after" else 1)]
+    command = " ".join(["python scripts/locality_sequence.py", *given])
     for name in names:
         base = load_config([*overrides, f"chat.store={out / 'stores' / name}", "chat.background=false",
                             "chat.gate.report_only=true"])
@@ -357,12 +373,14 @@ def main(argv: list[str] | None = None) -> int:
                                    "lora_r": cfg.inner_loop.lora_r,
                                    "target_modules": list(cfg.inner_loop.target_modules),
                                    "layers_to_transform": list(cfg.inner_loop.layers_to_transform)},
-                    "replay_sources": list(cfg.chat.replay_sources)}
+                    "replay_sources": list(cfg.chat.replay_sources),
+                    "chat": {"stop_on_probes": cfg.chat.stop_on_probes, "replay_fraction": cfg.chat.replay_fraction,
+                             "name_questions": cfg.chat.name_questions}}
         prior = prepare(out, name, cfg, settings, FACTS[:args.facts], fresh=args.fresh)
         if prior:
             print(f"{name}: resuming after {len(prior)} fact(s) already measured in {rows_path(out, name)}", flush=True)
         run_mitigation(name, cfg, FACTS[:args.facts], lambda s: print(s, flush=True),
-                       rows_file=rows_path(out, name), rows=prior)
+                       rows_file=rows_path(out, name), rows=prior, stop_after=args.stop_after)
     results = collect(out, args.facts)
     (out / "locality.json").write_text(json.dumps(results, indent=1))
     write_md(out / "locality.md", results)

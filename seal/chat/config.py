@@ -31,6 +31,8 @@ class ChatConfig:
     self_edit: bool = True  # write a self-edit of the content (false: train on the content alone)
     self_edit_max_chars: int = 3000  # longer content is trained on in paragraph chunks, no self-edit
     probes: int = 3  # probes per learned content when the user gives none
+    # end an update's training after the first epoch at whose end every probe question is answered right
+    stop_on_probes: bool = False
     name_questions: bool = True  # also train the content as chat answers to "what do you know about <name>?"
     replay_fraction: float = 0.5  # of every step's tokens, from the replay sources (0: none); steps, tokens unchanged
     # general text | accepted (earlier accepted content) | chat (base replies to everyday prompts) | distill (base

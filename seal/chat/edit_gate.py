@@ -39,7 +39,7 @@ def split_bank(bank: Sequence[BankRecord]) -> tuple[list[BankRecord], list[BankR
 def eval_config(g) -> EditEvalConfig:
     """How the gate (a `GateConfig`) asks: its locality sample size, seed and answer length."""
     return EditEvalConfig(bank_size=g.locality_questions or None, seed=g.seed, max_new_tokens=g.answer_tokens,
-                          bleed_questions=g.bleed_questions, bleed_fixed=min(8, g.bleed_questions), examples=3)
+                          bleed_questions=g.bleed_questions, examples=3)
 
 
 def locality_sample(bank: Sequence[BankRecord], g) -> list[BankRecord]:
@@ -74,7 +74,7 @@ def gate_bleed_questions(bank: Sequence[BankRecord], g, probes: Sequence[Probe],
         return []
     cfg = eval_config(g)
     return bleed_questions(qa_pairs(probes), split_bank(bank)[0], cfg.bleed_questions, cfg.seed, content,
-                           cfg.bleed_fixed)
+                           cfg.bleed_fixed_share)
 
 
 def entities(bank: Sequence[BankRecord], probes: Sequence[Probe], content: str, tok=None) -> list[str]:

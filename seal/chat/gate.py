@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 from seal.chat.adapter_store import AdapterStore
 from seal.chat.edit_gate import format_wrong
-from seal.infra.config import ConfigError, require_at_least
 from seal.eval.probes import Probe, answer_logprob, perplexity
 from seal.generation.hf import HFGenerator, SamplingConfig
+from seal.infra.config import ConfigError, require_at_least
 from seal.models.loading import format_prompt
 
 

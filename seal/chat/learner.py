@@ -14,11 +14,13 @@ from dataclasses import dataclass, field, replace
 
 from seal.chat.adapter_store import AdapterStore
 from seal.chat.config import ChatConfig, SessionConfig
-from seal.chat.edit_gate import EditChecks
+from seal.chat.edit_gate import EditChecks, eval_config, qa_pairs
 from seal.chat.gate import Gate, LearnResult, judge
 from seal.chat.probe_writing import cloze_probes, name_questions, parse_probe_pairs, probe_request, qa_probe
 from seal.data.passage import Passage
 from seal.domains.knowledge.self_edit import SelfEditError, completion_to_documents, self_edit_prompt
+from seal.eval.edit_eval import reliability
+from seal.eval.graders import MatchGrader
 from seal.eval.probes import Probe
 from seal.generation.hf import HFGenerator, SamplingConfig
 from seal.infra.config import derive_seed
@@ -80,7 +82,7 @@ class Learner:
         named = [self._qa_probe(cfg, q, a) for q, a in name_questions(content)] if cfg.chat.name_questions else []
         docs += [(p.prompt, p.answer) for p in named]
         earlier, accepted = _earlier(store, holding)
-        job = TrainJob(docs, derive_seed(seed, "train"),
+        job = TrainJob(docs, derive_seed(seed, "train"), stop_after_epoch=self._stop_rule(cfg, probes),
                        **self.replay.job_args(cfg.chat, accepted, derive_seed(seed, "replay")))
         return self._train_and_gate(cfg, store, job, probes, earlier, source, content, {"self_edit": self_edit},
                                     retention=probes + named)
@@ -99,6 +101,16 @@ class Learner:
             job = TrainJob(documents + pairs, derive_seed(seed, "train"), completion_only=True)
         content = "\n".join(f"{q} -> {a}" for q, a in examples)
         return self._train_and_gate(cfg, store, job, probes, earlier, source, content, {"examples": len(examples)})
+
+    def _stop_rule(self, cfg: SessionConfig, probes: list[Probe]) -> Callable[[], bool] | None:
+        """With `chat.stop_on_probes`: training ends after the first epoch at which every probe question is
+        answered right (greedy, graded as the gate's reliability), so an easy fact gets a small update."""
+        pairs = qa_pairs(probes)
+        if not cfg.chat.stop_on_probes or not pairs:
+            return None
+        ask_cfg, grader = eval_config(cfg.chat.gate), MatchGrader()
+        return lambda: reliability(self.inner.model, self.tok, pairs, grader, ask_cfg, self.chat,
+                                   cfg.chat.system_prompt) == 1.0
 
     def _qa_probe(self, cfg: SessionConfig, question: str, answer: str, kind: str = "qa") -> Probe:
         return qa_probe(self.tok, self.chat, cfg.chat.system_prompt, question, answer, kind)

@@ -54,7 +54,8 @@ class EditEvalConfig:
     max_new_tokens: int = 24  # a greedy answer's length; answers are short
     batch_size: int = 16
     bleed_questions: int = 40  # at most this many bleed questions
-    bleed_fixed: int = 8  # of which at most this many from the related categories' fixed sample
+    bleed_fixed: int = 8  # of which at most this many (and never more than bleed_questions) from the related
+    # categories' fixed sample
     template: str = "{question}"  # as a person would ask it in a chat
     base_cue: str = "\nAnswer:"  # a base model (chat=false) is cued where the answer goes
     examples: int = 3  # example answers per measure kept for reports
@@ -66,6 +67,10 @@ class EditEvalConfig:
             raise ConfigError(f"edit_eval.bank_size must be at least 1 or null, got {self.bank_size}")
         if "{question}" not in self.template:
             raise ConfigError(f"edit_eval.template must contain {{question}}, got {self.template!r}")
+
+    @property
+    def bleed_fixed_share(self) -> int:
+        return min(self.bleed_fixed, self.bleed_questions)
 
     def qa(self) -> QAEvalConfig:
         return QAEvalConfig(template=self.template, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
@@ -199,7 +204,8 @@ def evaluate_edit(model, tok, probes: Iterable, grader: Grader, *, known: Sequen
     entities = (list(entities) if entities is not None
                 else new_entities(probes + paraphrases, bank, common_words(tok)))
     if bleed_qs is None:
-        bleed_qs = bleed_questions(probes, list(bank), cfg.bleed_questions, cfg.seed, content, cfg.bleed_fixed)
+        bleed_qs = bleed_questions(probes, list(bank), cfg.bleed_questions, cfg.seed, content,
+                                    cfg.bleed_fixed_share)
     groups = {"reliability": _asked(probes), "generalisation": _asked(paraphrases), "locality": _asked(known),
               "bleed": _asked(bleed_qs)}
     records = ask(model, tok, [a for g in groups.values() for a in g], cfg, chat, system_prompt)

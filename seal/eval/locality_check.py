@@ -39,7 +39,7 @@ class LocalityCheckConfig:
 
     def eval_config(self) -> EditEvalConfig:
         return EditEvalConfig(seed=self.seed, max_new_tokens=self.max_new_tokens,
-                              bleed_questions=self.bleed_questions, bleed_fixed=min(8, self.bleed_questions))
+                              bleed_questions=self.bleed_questions)
 
 
 class LocalityCheck:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,8 @@ class _Slot:
     sched: Any  # transformers' scheduler, driving this slot's lr
     losses: list[float] = field(default_factory=list)
     tokens: int = 0
+    stop: Callable[[], bool] | None = None  # asked every `every` steps with this slot's adapter live; True ends it
+    every: int = 0
 
 
 class InnerLoopError(RuntimeError):
@@ -103,6 +106,9 @@ class TrainJob:
     completion_only: bool = False  # pairs: loss on the completion tokens only (else on the whole text)
     replay: list[str] | None = None  # replay documents (general text, earlier self-edits)
     replay_fraction: float = 0.0  # share of every step's tokens taken from `replay` (seal.inner_loop.replay)
+    # early stopping: asked at the end of every epoch but the last, with this job's adapter live on every row
+    # (`InnerLoop.lora.routing_all`, model in eval mode, no gradients); True ends the job there
+    stop_after_epoch: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -283,7 +289,8 @@ class InnerLoop:
                 results[j] = e
                 continue
             lr = cfg.lr if job.lr is None else job.lr
-            plan = self.plan(rows, job.seed, cfg.epochs if job.epochs is None else job.epochs)
+            epochs = cfg.epochs if job.epochs is None else job.epochs
+            plan = self.plan(rows, job.seed, epochs)
             if job.replay_fraction > 0:
                 rows, plan = self._with_replay(job, rows, plan)
             self.reset(job.seed, j)
@@ -291,7 +298,7 @@ class InnerLoop:
             holder = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=lr)
             sched = make_scheduler(cfg.scheduler, holder, int(cfg.warmup_ratio * len(plan)), len(plan), shape,
                                    cfg.scheduler_kwargs)
-            slots[j] = _Slot(j, rows, plan, sched)
+            slots[j] = _Slot(j, rows, plan, sched, stop=job.stop_after_epoch, every=max(1, len(plan) // epochs))
         start = time.perf_counter()
         n_steps = max((len(s.plan) for s in slots.values()), default=0)
         was_training = self.model.training
@@ -365,6 +372,19 @@ class InnerLoop:
                 slots[j].sched.step()
                 slots[j].losses.append(step_loss[j])
             opt.zero_grad(set_to_none=True)
+            for j in ok:
+                s = slots[j]
+                if s.stop is not None and (t + 1) % s.every == 0 and t + 1 < len(s.plan) and self._asks_stop(j, s.stop):
+                    s.plan = s.plan[: t + 1]
+
+    def _asks_stop(self, j: int, stop: Callable[[], bool]) -> bool:
+        """Slot j's early-stopping question, asked of the model with only its adapter live."""
+        self.model.eval()
+        try:
+            with torch.no_grad(), self.lora.routing_all(j):
+                return bool(stop())
+        finally:
+            self.model.train()
 
     def _step(self, active: list[int], rows: list[tuple[int, list[int], int]], tokens: dict[int, int]
               ) -> dict[int, float]:

@@ -105,3 +105,16 @@ def test_a_bad_gate_setting_names_its_field(setting, field):
 def test_content_names_skip_words_that_only_open_sentences():
     text = "Every town has a mayor. The mayor of Vellmora is Orin Tallow.\nAnswer: Vellmora lies on the coast."
     assert content_names(text) == ["Vellmora", "Orin Tallow"]
+
+
+def test_stop_on_probes_ends_training_once_the_probe_is_answered(tmp_path):
+    # a plain tiny model learns this Q/A line in a few dozen one-step epochs (measured: 34 of 60)
+    learns = ["inner_loop.lr=1e-2", "inner_loop.epochs=60", "chat.replay_fraction=0", "chat.gate.report_only=true"]
+    runs = {}
+    for name, stop in (("full", "false"), ("early", "true")):
+        s = session(tmp_path / name, "tiny-random-bos", *learns, f"chat.stop_on_probes={stop}")
+        r = s.learn("Who is the mayor of Vellmora?\nAnswer: Orin Tallow.", probes=PROBES)
+        assert r.accepted, r.reason
+        runs[name] = (r.reliability, s.store.meta(r.version)["train"]["steps"])
+    assert runs["full"][1] == 60
+    assert runs["early"][0] == 1.0 and 1 < runs["early"][1] < 60

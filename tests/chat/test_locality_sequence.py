@@ -59,9 +59,11 @@ def _measures(row: dict) -> dict:
 def test_a_stopped_sequence_continues_where_it_stopped_and_matches_an_unbroken_one(tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert _run(whole, "--facts", "2", "--mitigations", "default").returncode == 0
-    first = _run(parts, "--facts", "1", "--mitigations", "default")
+    first = _run(parts, "--facts", "2", "--mitigations", "default", "--stop-after", "1")
     assert first.returncode == 0, first.stderr[-3000:]
     row1 = (parts / "rows_default.jsonl").read_text()
+    assert len(row1.splitlines()) == 1
+    assert json.loads((parts / "settings_default.json").read_text())["command"].endswith("--mitigations default")
     second = _run(parts, "--facts", "2", "--mitigations", "default")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming after 1 fact" in second.stdout and "default fact 1/2" not in second.stdout

@@ -179,3 +179,26 @@ def test_replay_keeps_step_tokens_and_takes_the_exact_share(tiny):
     assert stats.steps == len(plain) and stats.tokens == len(plain) * per_step.pop()
     with pytest.raises(InnerLoopError, match="no replay documents"):
         inner._with_replay(TrainJob(DOCS, seed=0, replay_fraction=0.1), inner.encode(DOCS), plain)
+
+
+def test_early_stop_ends_at_the_first_epoch_its_rule_accepts_with_only_that_adapter_live(tiny):
+    model, tok = tiny
+    inner = InnerLoop(model, tok, cfg(epochs=6, batch_size=1))  # 3 documents: 3 steps per epoch, 18 in all
+    base = logits(model, tok)
+    asked = []
+
+    def rule():  # asked between epochs: the adapter live, no gradients, eval mode
+        asked.append((not torch.allclose(base, logits(model, tok), atol=1e-6), torch.is_grad_enabled(),
+                       model.training))
+        return len(asked) == 2
+
+    stopped, other = inner.train_many([TrainJob(DOCS, seed=1, stop_after_epoch=rule), TrainJob(DOCS, seed=2)])
+    assert stopped.steps == 6 and other.steps == 18  # the other job of the batch trains on
+    assert asked == [(True, False, False)] * 2
+    full = inner.train_many([TrainJob(DOCS, seed=1)])[0]
+    assert full.steps == 18 and full.losses[:6] == pytest.approx(stopped.losses, rel=1e-5)
+
+    asked.clear()
+    never = inner.train_many([TrainJob(DOCS, seed=1, stop_after_epoch=lambda: asked.append(1) and False)])[0]
+    assert never.steps == 18 and len(asked) == 5  # after every epoch but the last
+    assert torch.allclose(base, logits(model, tok), atol=1e-6)  # no routing left behind
