@@ -134,6 +134,20 @@ def _early_stop(cfg: SessionConfig) -> SessionConfig:
     return replace(cfg, chat=replace(cfg.chat, stop_on_probes=True))
 
 
+def _distill_early(cfg: SessionConfig) -> SessionConfig:
+    """self_distill and early_stop together: the base model's own answers replayed, training ending once the
+    fact's probes are answered."""
+    return _early_stop(_self_distill(cfg))
+
+
+def _distill_heavy(cfg: SessionConfig) -> SessionConfig:
+    """Three quarters of every step's tokens replay earlier facts and the base model's own answers to general
+    questions (no general text, no everyday replies), up to twice the epochs, ending once the probes are
+    answered: the fact gets a quarter of the tokens, so a step moves the model less."""
+    c = replace(cfg.chat, replay_sources=["accepted", "distill"], replay_fraction=0.75, stop_on_probes=True)
+    return replace(cfg, chat=c, inner_loop=replace(cfg.inner_loop, epochs=2 * cfg.inner_loop.epochs))
+
+
 def _mlp_only(cfg: SessionConfig) -> SessionConfig:
     """LoRA on the MLP projections only, in every layer."""
     return replace(cfg, inner_loop=replace(cfg.inner_loop, target_modules=["gate_proj", "up_proj", "down_proj"]))
@@ -158,7 +172,8 @@ def decoder_layers(cfg: SessionConfig) -> int:
 
 MITIGATIONS: dict[str, Callable[[SessionConfig], SessionConfig]] = {
     "default": _default, "self_distill": _self_distill, "gentle": _gentle, "mlp_band": _mlp_band,
-    "mlp_only": _mlp_only, "early_stop": _early_stop}
+    "mlp_only": _mlp_only, "early_stop": _early_stop,
+    "distill_early": _distill_early, "distill_heavy": _distill_heavy}
 MEASURES = ("reliability", "reliability_new", "generalisation", "locality", "bleed", "perplexity")
 
 TINY = ["model.chat=false", "chat.self_edit=false", "chat.gate.general_docs=2", "chat.max_new_tokens=8",
