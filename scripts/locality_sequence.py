@@ -148,6 +148,14 @@ def _distill_heavy(cfg: SessionConfig) -> SessionConfig:
     return replace(cfg, chat=c, inner_loop=replace(cfg.inner_loop, epochs=2 * cfg.inner_loop.epochs))
 
 
+def _gentle_early(cfg: SessionConfig) -> SessionConfig:
+    """gentle's lr and rank, up to twice today's epochs, ending once the probes are answered: the smallest
+    update at a low lr that makes the fact recallable."""
+    g = _gentle(cfg)
+    return replace(g, chat=replace(g.chat, stop_on_probes=True),
+                   inner_loop=replace(g.inner_loop, epochs=2 * cfg.inner_loop.epochs))
+
+
 def _mlp_only(cfg: SessionConfig) -> SessionConfig:
     """LoRA on the MLP projections only, in every layer."""
     return replace(cfg, inner_loop=replace(cfg.inner_loop, target_modules=["gate_proj", "up_proj", "down_proj"]))
@@ -173,7 +181,8 @@ def decoder_layers(cfg: SessionConfig) -> int:
 MITIGATIONS: dict[str, Callable[[SessionConfig], SessionConfig]] = {
     "default": _default, "self_distill": _self_distill, "gentle": _gentle, "mlp_band": _mlp_band,
     "mlp_only": _mlp_only, "early_stop": _early_stop,
-    "distill_early": _distill_early, "distill_heavy": _distill_heavy}
+    "distill_early": _distill_early, "distill_heavy": _distill_heavy,
+    "gentle_early": _gentle_early}
 MEASURES = ("reliability", "reliability_new", "generalisation", "locality", "bleed", "perplexity")
 
 TINY = ["model.chat=false", "chat.self_edit=false", "chat.gate.general_docs=2", "chat.max_new_tokens=8",
@@ -295,6 +304,11 @@ def collect(out: Path, facts: int) -> dict:
     return results
 
 
+def _mean(values) -> float | None:
+    vs = [v for v in values if v is not None]
+    return sum(vs) / len(vs) if vs else None
+
+
 def _fmt(v) -> str:
     if v is None or isinstance(v, float) and math.isnan(v):
         return "n/a"
@@ -308,6 +322,18 @@ def write_md(path: Path, results: dict) -> None:
              "held-out general questions the base model knew; bleed: the last fact's bleed questions naming its "
              "new names; perplexity: general text (base: the first row's `perplexity_base`). The gate ran "
              "report-only: 'would reject' lists its objections.", ""]
+    lines += ["## After the last fact measured", "",
+              "| mitigation | facts | " + " | ".join(MEASURES) + " | mean locality | mean bleed | would reject |",
+              "|" + "---|" * (len(MEASURES) + 5)]
+    for name, m in results["mitigations"].items():
+        rows = m["rows"]
+        if rows:
+            last = rows[-1]
+            rejected = sum(1 for r in rows if r["gate_failures"])
+            lines.append(f"| {name} | {last['facts']} | " + " | ".join(_fmt(last[k]) for k in MEASURES)
+                         + f" | {_fmt(_mean(r['locality'] for r in rows))} | {_fmt(_mean(r['bleed'] for r in rows))}"
+                         + f" | {rejected} of {len(rows)} |")
+    lines.append("")
     for name, m in results["mitigations"].items():
         rows = m["rows"]
         base = rows[0]["perplexity_base"] if rows else None

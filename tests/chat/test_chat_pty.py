@@ -3,6 +3,8 @@ answer it closed-book, quit, start a new session, still answer it, `/undo`, no l
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from seal.models.loading import ModelConfig, model_folder
@@ -51,4 +53,27 @@ def test_learn_persist_undo_in_a_terminal(tmp_path):
     t.send("/undo")
     t.expect(r"\[undo\] rolled back v0001; active: base")
     assert "Quenmoor" not in t.ask(QUESTION)
+    t.quit()
+
+
+GENERAL = (("What is the capital of France?", "Paris"), ("What is the capital of Japan?", "Tokyo"),
+           ("Who wrote Romeo and Juliet?", "Shakespeare"))
+
+
+def test_a_learned_fact_keeps_general_answers_or_is_refused_with_the_figures(tmp_path):
+    """Issue 26: with the shipped gate, learning a made-up capital either leaves the base model's answers to
+    general questions (a capital among them) as they were, or is refused with locality and bleed shown."""
+    t = Terminal(f"chat.store={tmp_path / 'store'}")
+    t.expect(r"seal-chat .* version base")
+    for question, answer in GENERAL:
+        assert answer in t.ask(question), question  # the base model knows these
+    t.expect(r"you> ")
+    t.send(f"/learn {FACT}")
+    outcome = t.expect(r"\[(learned|not learned)\] ([^\n]*)\n")
+    if outcome.group(1) == "not learned":
+        line = outcome.group(2)
+        assert re.search(r"locality \d\.\d\d: \d+ of \d+ general questions", line) or \
+            re.search(r"bleed \d\.\d\d: \d+ of \d+ questions about other subjects", line), line
+    for question, answer in GENERAL:  # committed or refused, the answers the base model knew survive
+        assert answer in t.ask(question), (question, outcome.group(0))
     t.quit()
