@@ -118,3 +118,21 @@ def pack_steps(new: TokenStream, replay: TokenStream | None, fraction: float, ba
             rows += [(toks[i:i + seq_len], is_replay) for i in range(0, len(toks), seq_len)]
         out.append(rows)
     return out
+
+
+def replay_rows(tok, seqs: list[tuple[list[int], int]], plan: list[list[int]], replay: list[list[int]],
+                fraction: float, seed: int, add_eos: bool, seq_len: int) -> tuple[list, list[list[int]]]:
+    """Compute-equivalent replay for the inner loop: the same steps and step tokens as the plain `plan` over
+    `seqs` (token ids, first target), packed, with round(fraction x step tokens) of every step from the
+    `replay` token ids. Returns the packed rows (ids, 1) and the plan over them."""
+    eos = tok.eos_token_id
+    strip = [ids[:-1] if add_eos and ids[-1] == eos else ids for ids, _ in seqs]
+    batch_tokens = max(1, round(sum(len(seqs[i][0]) for step in plan for i in step) / len(plan)))
+    steps = pack_steps(TokenStream(strip, eos, seed), TokenStream(replay, eos, seed + 1), fraction, batch_tokens,
+                       len(plan), seq_len)
+    rows = [(ids, 1) for step in steps for ids, _ in step]
+    new_plan, i = [], 0
+    for step in steps:
+        new_plan.append(list(range(i, i + len(step))))
+        i += len(step)
+    return rows, new_plan

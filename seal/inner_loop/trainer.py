@@ -321,26 +321,14 @@ class InnerLoop:
         return results
 
     def _with_replay(self, job: TrainJob, seqs, plan):
-        """Compute-equivalent replay: the same steps and tokens as the plain plan, packed, with
-        round(fraction x step tokens) of every step from the replay documents (`seal.inner_loop.replay`)."""
-        from seal.inner_loop.replay import TokenStream, pack_steps
+        from seal.inner_loop.replay import replay_rows
 
         if not job.replay:
             raise InnerLoopError("replay_fraction > 0 but the job has no replay documents")
         if job.completion_only:
             raise InnerLoopError("replay packs whole texts: it cannot be combined with completion_only")
-        eos = self.tok.eos_token_id
-        strip = [ids[:-1] if self.cfg.add_eos and ids[-1] == eos else ids for ids, _ in seqs]
-        old = [prompt_ids(self.tok, d) for d in job.replay]
-        batch_tokens = max(1, round(sum(len(seqs[i][0]) for step in plan for i in step) / len(plan)))
-        steps = pack_steps(TokenStream(strip, eos, job.seed), TokenStream(old, eos, job.seed + 1), job.replay_fraction,
-                           batch_tokens, len(plan), self.cfg.max_seq_len)
-        rows = [(ids, 1) for step in steps for ids, _ in step]
-        new_plan, i = [], 0
-        for step in steps:
-            new_plan.append(list(range(i, i + len(step))))
-            i += len(step)
-        return rows, new_plan
+        return replay_rows(self.tok, seqs, plan, [prompt_ids(self.tok, d) for d in job.replay], job.replay_fraction,
+                           job.seed, self.cfg.add_eos, self.cfg.max_seq_len)
 
     def _run(self, n_steps: int, slots: dict[int, _Slot], results: list, params, opt) -> None:
         """The optimizer steps; every active slot takes its next step, finished or failed slots sit out."""
