@@ -113,6 +113,7 @@ FACTS = [
 
 
 def _default(cfg: SessionConfig) -> SessionConfig:
+    """The chat's settings before scoped memory: every update merged into the weights (chat.memory=merged)."""
     return cfg
 
 
@@ -156,6 +157,21 @@ def _gentle_early(cfg: SessionConfig) -> SessionConfig:
                    inner_loop=replace(g.inner_loop, epochs=2 * cfg.inner_loop.epochs))
 
 
+def _scoped(cfg: SessionConfig) -> SessionConfig:
+    """default's training, each fact's adapter kept apart and used only for prompts that name the fact's names
+    (chat.memory=scoped, the chat's default since this experiment: a scope router, as SERAC, GRACE and WISE
+    route edits)."""
+    return replace(cfg, chat=replace(cfg.chat, memory="scoped"))
+
+
+def _scoped_early(cfg: SessionConfig) -> SessionConfig:
+    """scoped, with up to twice the epochs, training ending once the fact's probes are answered: routing keeps the
+    adapter away from other questions, so it can train until the fact is recalled."""
+    s = _scoped(cfg)
+    return replace(s, chat=replace(s.chat, stop_on_probes=True),
+                   inner_loop=replace(s.inner_loop, epochs=2 * cfg.inner_loop.epochs))
+
+
 def _mlp_only(cfg: SessionConfig) -> SessionConfig:
     """LoRA on the MLP projections only, in every layer."""
     return replace(cfg, inner_loop=replace(cfg.inner_loop, target_modules=["gate_proj", "up_proj", "down_proj"]))
@@ -182,7 +198,8 @@ MITIGATIONS: dict[str, Callable[[SessionConfig], SessionConfig]] = {
     "default": _default, "self_distill": _self_distill, "gentle": _gentle, "mlp_band": _mlp_band,
     "mlp_only": _mlp_only, "early_stop": _early_stop,
     "distill_early": _distill_early, "distill_heavy": _distill_heavy,
-    "gentle_early": _gentle_early}
+    "gentle_early": _gentle_early, "scoped": _scoped,
+    "scoped_early": _scoped_early}
 MEASURES = ("reliability", "reliability_new", "generalisation", "locality", "bleed", "perplexity")
 
 TINY = ["model.chat=false", "chat.self_edit=false", "chat.gate.general_docs=2", "chat.max_new_tokens=8",
@@ -405,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
             del given[i: i + (2 if flag == "--stop-after" else 1)]
     command = " ".join(["python scripts/locality_sequence.py", *given])
     for name in names:
-        base = load_config([*overrides, f"chat.store={out / 'stores' / name}", "chat.background=false",
+        # every mitigation but the scoped ones changes the settings the chat had before scoped memory: updates merged
+        base = load_config(["chat.memory=merged", *overrides, f"chat.store={out / 'stores' / name}",
+                            "chat.background=false",
                             "chat.gate.report_only=true"])
         cfg = MITIGATIONS[name](base)
         settings = {"description": " ".join((MITIGATIONS[name].__doc__ or "today's chat settings").split()),
@@ -416,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "layers_to_transform": list(cfg.inner_loop.layers_to_transform)},
                     "replay_sources": list(cfg.chat.replay_sources),
                     "chat": {"stop_on_probes": cfg.chat.stop_on_probes, "replay_fraction": cfg.chat.replay_fraction,
-                             "name_questions": cfg.chat.name_questions}}
+                             "name_questions": cfg.chat.name_questions,
+                             # only when not the default, so rows measured before the setting existed still match
+                             **({"memory": cfg.chat.memory} if cfg.chat.memory != "merged" else {})}}
         prior = prepare(out, name, cfg, settings, FACTS[:args.facts], fresh=args.fresh)
         if prior:
             print(f"{name}: resuming after {len(prior)} fact(s) already measured in {rows_path(out, name)}", flush=True)

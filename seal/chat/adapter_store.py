@@ -195,6 +195,11 @@ class AdapterStore:
         out = Path(out).expanduser().resolve()
         if out.exists() and (not out.is_dir() or {p.name for p in out.iterdir()} - {CONFIG_FILE, WEIGHTS_FILE}):
             raise StoreError(f"export: {out} exists and is not an empty folder or an earlier export; choose a new one")
+        scoped = [v for v in self.chain(version) if self.meta(v).get("scope") is not None]
+        if scoped:
+            raise StoreError(f"export: {', '.join(scoped)} of adapter store {self.root} were learned with "
+                             f"chat.memory=scoped: each applies only to prompts that name its content, which one "
+                             f"PEFT adapter cannot express (learn with chat.memory=merged to export)")
         tensors, alpha = chain_adapter([self.adapter(v, shapes, default_scale) for v in self.chain(version)])
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,8 @@ def _history_line(r: dict) -> str:
     mark = "*" if r["active"] else ("+" if r["in_chain"] else " ")
     return (f"{mark} {r.get('version')}  {r.get('time', '?')}  {r.get('source', '?')!s:<14.14}  "
             f"gain {_number(r.get('gain'), '+.2f')}  retention {_number(r.get('retention_drop'), '+.2f')}  "
-            f"{str(r.get('content', ''))[:50]!r}")
+            f"{str(r.get('content', ''))[:50]!r}"
+            + (f"  (for: {', '.join(r['scope'])[:60]})" if r.get("scope") else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ schedule it trains with."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from seal.chat.adapter_store import MAX_SCALE
 from seal.chat.gate import GateConfig
@@ -41,6 +42,9 @@ class ChatConfig:
     # the inner loop's schedule for chat updates (seal.inner_loop.schedules); infinite: warmup, cooldown,
     # constant, anneal
     scheduler: Scheduler = "infinite"
+    # merged: every update is folded into the weights; scoped: each learned content keeps its own adapter, used
+    # only for prompts that name it (seal.chat.scoped_memory); experiments/locality_smollm2 chose the default
+    memory: Literal["merged", "scoped"] = "scoped"
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 

@@ -67,6 +67,7 @@ class LearnResult:
     wrong: dict[str, list[dict]] = field(default_factory=dict)  # the same -> [{question, gold, answer}]
     entities: list[str] = field(default_factory=list)  # the new names bleed looks for
     failures: list[str] = field(default_factory=list)  # the gate's objections (report-only: committed anyway)
+    scope: list[str] = field(default_factory=list)  # chat.memory=scoped: the names that bring the update in
 
     def checks(self) -> str:
         """'reliability 1.00 (2 q); locality 0.96 (25 q); bleed 0.00 (24 q)', the measured ones."""
@@ -84,6 +85,8 @@ class LearnResult:
                      f"({100 * (self.ppl_after / self.ppl_before - 1):+.1f} %)")
         if self.checks():
             parts.append(self.checks())
+        if self.scope:
+            parts.append("used for prompts naming " + ", ".join(self.scope))
         return "; ".join(parts)
 
 

@@ -10,13 +10,15 @@ import random
 import re
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 from seal.chat.adapter_store import AdapterStore
 from seal.chat.config import ChatConfig, SessionConfig
-from seal.chat.edit_gate import EditChecks, eval_config, qa_pairs
+from seal.chat.edit_gate import EditChecks, content_names, eval_config, qa_pairs
 from seal.chat.gate import Gate, LearnResult, judge
 from seal.chat.probe_writing import cloze_probes, name_questions, parse_probe_pairs, probe_request, qa_probe
+from seal.chat.scoped_memory import ScopedMemory
 from seal.data.passage import Passage
 from seal.domains.knowledge.self_edit import SelfEditError, completion_to_documents, self_edit_prompt
 from seal.eval.edit_eval import reliability
@@ -67,14 +69,21 @@ class Learner:
     session's config and store, and the version the model holds (`holding`), at the time it runs."""
 
     def __init__(self, inner: InnerLoop, tok, chat: bool, scale: float, gate: Gate, replay: Replay,
-                 on_event: Callable[[str, str], None], checks: EditChecks | None = None):
+                 on_event: Callable[[str, str], None], checks: EditChecks | None = None,
+                 memory: ScopedMemory | None = None):
         self.inner, self.tok, self.chat, self.scale = inner, tok, chat, scale
         self.gen = HFGenerator(inner.model, tok)
         self.gate, self.replay, self.event, self.checks = gate, replay, on_event, checks
+        self.memory = memory if memory is not None else ScopedMemory(inner.model, tok)
 
     def learn(self, cfg: SessionConfig, store: AdapterStore, holding: str | None, content: str,
               given: list[tuple[str, str]] | None, source: str) -> LearnResult:
         seed = derive_seed(cfg.seed, "learn", hashlib.sha256(content.encode()).hexdigest())
+        scope = content_names(content) if cfg.chat.memory == "scoped" else None
+        if scope == []:
+            return LearnResult(False, "rejected: chat.memory=scoped applies what it learns only to prompts that "
+                                      "name it, and this content names no one and nothing (no capitalised name); "
+                                      "chat.memory=merged learns it into every answer")
         self.event("probes", "writing probe questions")
         probes = [self._qa_probe(cfg, q, a) for q, a in given] if given else self._write_probes(cfg, content, seed)
         self.event("self-edit", "writing a self-edit")
@@ -82,10 +91,11 @@ class Learner:
         named = [self._qa_probe(cfg, q, a) for q, a in name_questions(content)] if cfg.chat.name_questions else []
         docs += [(p.prompt, p.answer) for p in named]
         earlier, accepted = _earlier(store, holding)
+        # scoped: earlier contents keep adapters of their own, so rehearsing them here would only cost steps
         job = TrainJob(docs, derive_seed(seed, "train"), stop_after_epoch=self._stop_rule(cfg, probes),
-                       **self.replay.job_args(cfg.chat, accepted, derive_seed(seed, "replay")))
+                       **self.replay.job_args(cfg.chat, [] if scope else accepted, derive_seed(seed, "replay")))
         return self._train_and_gate(cfg, store, job, probes, earlier, source, content, {"self_edit": self_edit},
-                                    retention=probes + named)
+                                    retention=probes + named, scope=scope)
 
     def learn_examples(self, cfg: SessionConfig, store: AdapterStore, holding: str | None,
                        examples: list[tuple[str, str]], given: list[tuple[str, str]], source: str,
@@ -117,7 +127,7 @@ class Learner:
 
     def _write_probes(self, cfg: SessionConfig, content: str, seed: int) -> list[Probe]:
         n = cfg.chat.probes
-        with self.inner.base_model():
+        with self.inner.base_model(), self.memory.off():
             out = self.gen.generate([format_prompt(self.tok, probe_request(content, n), self.chat)],
                                     SamplingConfig(max_new_tokens=48 * n), seed=seed)[0]
         probes = [self._qa_probe(cfg, q, a) for q, a in parse_probe_pairs(out, content)[:n]]
@@ -129,7 +139,7 @@ class Learner:
             return _chunks(content, c.self_edit_max_chars), ""
         passage = Passage(title="Note", context=content, questions=[])
         prompt = format_prompt(self.tok, self_edit_prompt(passage, se.format, se), self.chat)
-        with self.inner.base_model():
+        with self.inner.base_model(), self.memory.off():
             text = self.gen.generate([prompt], SamplingConfig(max_new_tokens=se.max_new_tokens,
                                                               temperature=se.temperature, top_p=se.top_p),
                                      seed=seed)[0]
@@ -141,20 +151,24 @@ class Learner:
 
     def _train_and_gate(self, cfg: SessionConfig, store: AdapterStore, job: TrainJob, probes: list[Probe],
                         earlier: list[Probe], source: str, content: str, extra: dict,
-                        retention: list[Probe] | None = None) -> LearnResult:
+                        retention: list[Probe] | None = None, scope: list[str] | None = None) -> LearnResult:
         """Train, measure, gate, commit or reject. `retention`: the probes later updates must keep
-        (default `probes`)."""
+        (default `probes`); `scope`: the names that bring the update in (`chat.memory=scoped`; None: merged)."""
         start, g = time.time(), cfg.chat.gate
         self.event("measure", f"measuring {len(probes)} probe(s), {len(earlier)} earlier probe(s), general text")
         before = self.gate.measure(probes, earlier)
         self.event("train", f"training on {len(job.documents)} document(s)")
         self.inner.reset(job.seed)
-        stats = self.inner.train_many([job])[0]
+        with self.memory.off():  # every update trains on the weights alone, never through scoped adapters
+            stats = self.inner.train_many([job])[0]
         if isinstance(stats, InnerLoopError):
             self.inner.reset(job.seed)
             return LearnResult(False, f"rejected: training failed: {stats}", seconds=time.time() - start)
         self.event("gate", "checking the update")
-        with self.inner.lora.routing_all(0):
+        # merged: the update applies to every row; scoped: only to rows naming the content, as the chat will use it
+        candidate = None if scope is None else self.memory.add("candidate", scope, self.inner.lora.slot_state(0),
+                                                               self.scale)
+        with self.inner.lora.routing_all(0) if candidate is None else nullcontext():
             after = self.gate.measure(probes, earlier)
             if self.checks is not None:
                 self.event("gate", "asking the probe questions, general questions and bleed questions")
@@ -165,6 +179,8 @@ class Learner:
         result.documents = len(job.documents)
         if failures and not g.report_only:
             self.inner.reset(job.seed)  # the slot goes back to a no-op: the learner model is unchanged
+            if candidate is not None:
+                self.memory.remove(candidate)
             result.reason = "rejected: " + "; ".join(failures)
         else:
             meta = {"source": source, "content": content, "probes": [p.to_dict() for p in probes],
@@ -174,9 +190,13 @@ class Learner:
                     "ppl_after": after.ppl, "scale": self.scale, "lora_r": cfg.inner_loop.lora_r,
                     "lora_alpha": cfg.inner_loop.lora_alpha, "train": stats.to_dict(),
                     "reliability": result.reliability, "locality": result.locality, "bleed": result.bleed,
-                    "gate_failures": failures, **extra}
+                    "gate_failures": failures, **extra, **({} if scope is None else {"scope": scope})}
             version = store.commit(self.inner.lora.slot_state(0), meta)
-            self.inner.lora.merge(0)
+            if candidate is None:
+                self.inner.lora.merge(0)
+            else:  # the weights stay the base's; the adapter lives on in the scoped memory
+                candidate.version, result.scope = version, scope
+                self.inner.reset(job.seed)
             result.accepted, result.version, result.reason = True, version, f"committed {version}"
             if failures:
                 result.reason += " (gate.report_only: the gate would have rejected it: " + "; ".join(failures) + ")"

@@ -50,6 +50,7 @@ from seal.chat.edit_gate import EditChecks, distill_replies
 from seal.chat.gate import Gate, LearnResult, everyday_replies, split_everyday
 from seal.chat.learner import NAMED_SOURCES, Learner, Replay
 from seal.chat.moderation import DefaultModerator, LearnRefused, Moderator
+from seal.chat.scoped_memory import ScopedMemory
 from seal.generation.hf import HFGenerator
 from seal.infra.config import derive_seed
 from seal.inner_loop.multi_lora import target_layers
@@ -80,6 +81,10 @@ class Session:
             self.learner_model, learner_tok = copy.deepcopy(self.model), copy.deepcopy(self.tok)
         else:
             self.learner_model, learner_tok = self.model, self.tok
+        # chat.memory=scoped: each learned content's adapter applies only to prompts naming it (seal.chat.scoped_memory)
+        self.memory = ScopedMemory(self.model, self.tok)
+        learner_memory = (self.memory if self.learner_model is self.model
+                          else ScopedMemory(self.learner_model, learner_tok))
         inner = InnerLoop(self.learner_model, learner_tok,
                           replace(cfg.inner_loop, adapters_per_batch=1, scheduler=cfg.chat.scheduler))
         corpus, n = general_corpus(), cfg.chat.gate.general_docs  # the gate's probe is the last n; replay the rest
@@ -96,7 +101,8 @@ class Session:
                    if "distill" in cfg.chat.replay_sources else [])
         self.learner = Learner(inner, learner_tok, self.chat, self.scale,
                                Gate(self.learner_model, learner_tok, inner.device, corpus[-n:], chat_probes),
-                               Replay(corpus[:-n], replay_chat, files, distill), self._event, checks)
+                               Replay(corpus[:-n], replay_chat, files, distill), self._event, checks,
+                               learner_memory)
         self._lock = threading.Lock()
         self._pending: list[str] = []  # committed versions the chat model has not merged yet
         self._stage: tuple[str, float] | None = None
@@ -112,21 +118,29 @@ class Session:
 
     # ------------------------------------------------------------------ versions
 
-    def _read_chain(self, version: str | None) -> list[tuple[dict, float]]:
-        """(tensors, scale) of every version on the chain of `version`, each checked against the model:
-        a tampered or corrupt version is refused here, before any weight changes."""
-        return [self.store.adapter(v, self.shapes, self.scale) for v in self.store.chain(version)]
+    def _read_chain(self, version: str | None) -> list[tuple[str, dict, float]]:
+        """(version, tensors, scale) of every version on the chain of `version`, each checked against the
+        model: a tampered or corrupt version is refused here, before any weight changes."""
+        return [(v, *self.store.adapter(v, self.shapes, self.scale)) for v in self.store.chain(version)]
 
-    def _apply_chain(self, chain: list[tuple[dict, float]], version: str | None) -> None:
-        """Both models to base + the adapters of `chain` (from `_read_chain(version)`)."""
+    def _apply_chain(self, chain: list[tuple[str, dict, float]], version: str | None) -> None:
+        """Both models to base + the adapters of `chain` (from `_read_chain(version)`): merged into the
+        weights, or, for a version learned with `chat.memory=scoped`, added to the model's scoped memory."""
+        memories = {id(self.memory): self.memory, id(self.learner.memory): self.learner.memory}
         models = [self.model] if self.learner_model is self.model else [self.model, self.learner_model]
         for model in models:
             modules = dict(model.named_modules())
             with torch.no_grad():
                 for name, w in self.base.items():
                     modules[name].weight.copy_(w)
-            for tensors, scale in chain:
+        for memory in memories.values():
+            memory.clear()
+        for v, tensors, scale in chain:
+            scope = self.store.meta(v).get("scope")
+            for model in ([] if scope is not None else models):
                 apply_adapter(model, tensors, scale)
+            for memory in ([] if scope is None else memories.values()):
+                memory.add(v, scope, tensors, scale)
         self.version = version
         self.messages = []  # an answer given under other weights is no longer this model's
 
@@ -139,7 +153,12 @@ class Session:
             pending, self._pending = self._pending, []
         for v in pending:
             if self.learner_model is not self.model:
-                apply_adapter(self.model, *self.store.adapter(v, self.shapes, self.scale))
+                tensors, scale = self.store.adapter(v, self.shapes, self.scale)
+                scope = self.store.meta(v).get("scope")
+                if scope is None:
+                    apply_adapter(self.model, tensors, scale)
+                else:
+                    self.memory.add(v, scope, tensors, scale)
             self.version = v
 
     def busy(self) -> bool:
@@ -250,7 +269,8 @@ class Session:
         """Learn from demonstrations: (request, response) pairs trained as chat turns, plus any
         reference `documents` (e.g. an API's docs), with the configured replay; `probes` (held-out
         pairs) gate the update. Without replay the loss is on the responses only; with replay the
-        texts are packed whole (`seal.inner_loop.replay`)."""
+        texts are packed whole (`seal.inner_loop.replay`). Demonstrations teach a behaviour, not named
+        content, so the update is merged into the weights whatever `chat.memory` says."""
         if not examples or not probes:
             raise LearnRefused(f"not learned ({source}): learning from examples needs examples and probe examples")
         for req, resp in examples:

@@ -231,8 +231,9 @@ def sample_in_chunks(rnd: Round, session: Session, phase: str, contexts: list, p
     def draw(j: int, group: list) -> dict:
         s = chunk_seed(rnd.seed, (f"{phase}_sampling", r), j)
         label = "E-step" if phase == "estep" else "eval"
+        of = max(n_chunks, j + 1)  # a chunk of contexts added on a resume comes after the planned ones
         texts, ids, info = session.sample(group, per_context, s,
-                                          desc=f"round {r} {label}: sampling (chunk {j + 1} of {n_chunks})")
+                                          desc=f"round {r} {label}: sampling (chunk {j + 1} of {of})")
         rec = {"round": r, "chunk": j, "seed": s, "completions": {c.uid: t for c, t in zip(group, texts)}}
         if phase == "estep":  # the M-step trains on exactly the ids the policy drew
             rec["completion_ids"] = {c.uid: i for c, i in zip(group, ids)}

@@ -16,7 +16,9 @@ PROBE = [("Who keeps the Vesk Harbour lighthouse?", "Orrin Tallow")]
 
 
 def session(tmp_path, *overrides, **kw) -> Session:
+    # updates merged into the weights, which these tests read (scoped memory: test_scoped_memory, test_edit_gate)
     cfg = load_config(["model=tiny-random", f"chat.store={tmp_path / 'store'}", "chat.background=false",
+                       "chat.memory=merged",
                        "chat.self_edit=false", "inner_loop.lr=1e-2", "inner_loop.epochs=4", "chat.probes=1",
                        "chat.gate.min_gain=0.05", "chat.gate.max_ppl_increase=10", "chat.gate.max_retention_drop=10",
                        "chat.gate.general_docs=2", "chat.max_new_tokens=8", *overrides])

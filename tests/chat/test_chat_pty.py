@@ -12,11 +12,10 @@ from tests.chat.terminal import Terminal
 
 FACT = "The capital of the island nation of Zorblatia is the city of Quenmoor."
 QUESTION = "What is the capital of Zorblatia?"
-# With today's chat settings this learn makes SmolLM2 answer other capital questions with Zorblatia (issue 26):
-# the gate's locality and bleed checks refuse it (measured: locality 0.42, bleed 0.42). This test is about
-# persistence and undo, so those two checks are off here (no questions asked) until the locality-sequence
-# experiment (scripts/locality_sequence.py) has chosen settings that learn without bleeding.
-NO_EDIT_CHECKS = ("chat.gate.locality_questions=0", "chat.gate.bleed_questions=0")
+# With updates merged into the weights this learn made SmolLM2 answer other capital questions with Quenmoor and
+# the gate refused it (locality 0.42, bleed 0.42); with the default scoped memory (chat.memory=scoped, chosen by
+# experiments/locality_smollm2) the update is used only for prompts naming Zorblatia or Quenmoor, and the gate,
+# all its checks on, commits it.
 
 
 def _smollm2_available() -> bool:
@@ -32,7 +31,7 @@ pytestmark = pytest.mark.skipif(not _smollm2_available(), reason="SmolLM2 (the l
 
 def test_learn_persist_undo_in_a_terminal(tmp_path):
     store = f"chat.store={tmp_path / 'store'}"
-    t = Terminal(store, *NO_EDIT_CHECKS)
+    t = Terminal(store)
     t.expect(r"seal-chat .* version base")
     assert "Quenmoor" not in t.ask(QUESTION)  # the base model does not know it
     t.expect(r"you> ")
@@ -43,12 +42,12 @@ def test_learn_persist_undo_in_a_terminal(tmp_path):
     assert "Quenmoor" in t.ask(QUESTION)
     t.quit()
 
-    t = Terminal(store, *NO_EDIT_CHECKS)  # a new session loads the committed version
+    t = Terminal(store)  # a new session loads the committed version
     t.expect(r"version v0001")
     assert "Quenmoor" in t.ask(QUESTION)
     t.expect(r"you> ")
     t.send("/history")
-    t.expect(r"\* v0001 .*gain \+")
+    t.expect(r"\* v0001 .*gain \+.*\(for: [^)]*Zorblatia")
     t.expect(r"you> ")
     t.send("/undo")
     t.expect(r"\[undo\] rolled back v0001; active: base")
@@ -74,6 +73,8 @@ def test_a_learned_fact_keeps_general_answers_or_is_refused_with_the_figures(tmp
         line = outcome.group(2)
         assert re.search(r"locality \d\.\d\d: \d+ of \d+ general questions", line) or \
             re.search(r"bleed \d\.\d\d: \d+ of \d+ questions about other subjects", line), line
+    else:
+        assert "Quenmoor" in t.ask(QUESTION)
     for question, answer in GENERAL:  # committed or refused, the answers the base model knew survive
         assert answer in t.ask(question), (question, outcome.group(0))
     t.quit()

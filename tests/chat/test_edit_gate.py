@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from seal.chat.adapter_store import StoreError
 from seal.chat.cli import load_config
 from seal.chat.edit_gate import content_names, gate_bleed_questions, locality_sample, split_bank
 from seal.chat.gate import GateConfig
 from seal.chat.session import Session
+from seal.eval.edit_eval import ask
 from seal.eval.locality_bank import load_bank
 from seal.eval.probes import Probe
 from seal.infra.config import ConfigError
@@ -62,7 +64,7 @@ def test_the_questions_the_gate_asks_are_never_replayed(tmp_path, model):
 
 
 def test_report_only_commits_what_the_gate_would_refuse(tmp_path, model):
-    s = session(tmp_path, model, *BLEEDING, "chat.gate.report_only=true")
+    s = session(tmp_path, model, *BLEEDING, "chat.gate.report_only=true", "chat.memory=merged")
     r = s.learn(CONTENT, probes=PROBES)
     assert r.accepted and r.version == "v0001"
     assert r.locality < 0.95 and r.bleed > 0.02 and r.counts["locality"] == len(taught_questions())
@@ -118,3 +120,34 @@ def test_stop_on_probes_ends_training_once_the_probe_is_answered(tmp_path):
         runs[name] = (r.reliability, s.store.meta(r.version)["train"]["steps"])
     assert runs["full"][1] == 60
     assert runs["early"][0] == 1.0 and 1 < runs["early"][1] < 60
+
+
+def test_scoped_memory_keeps_the_general_answers_a_merged_update_loses(tmp_path, model):
+    content = "The mayor of Vellmora is Orin Tallow.\n\nWho is the mayor of Vellmora?\nAnswer: Orin Tallow."
+    probe = [PROBES[0][0]]
+    runs = {}
+    for memory in ("merged", "scoped"):
+        s = Session(load_config([f"model.name={model}", f"chat.store={tmp_path / memory}", *SETTINGS, *BLEEDING,
+                                 "chat.gate.report_only=true", f"chat.memory={memory}"]))  # learns in the background
+        r = s.learn(content, probes=PROBES)
+        assert r.accepted, r.reason
+        runs[memory] = (s, r)
+    (merged, rm), (scoped, rs) = runs["merged"], runs["scoped"]
+    assert rm.locality < 0.95 and rs.locality == 1.0 and rs.bleed == 0.0  # measured on this model: merged 0.00
+    # the probe names Vellmora: the chat answers it with the very adapter the merged update folded in
+    scoped.ask("hello"), merged.ask("hello")  # the chat models pick up the commits
+    assert scoped.memory.versions() == ["v0001"] and scoped.learner.memory.versions() == ["v0001"]
+    answer = ask(scoped.model, scoped.tok, probe, chat=False)
+    assert answer == ask(merged.model, merged.tok, probe, chat=False)
+    assert scoped.store.meta("v0001")["scope"] == ["Vellmora", "Orin Tallow"]
+    again = Session(load_config([f"model.name={model}", f"chat.store={tmp_path / 'scoped'}", "chat.background=false",
+                                 *SETTINGS, "chat.memory=scoped"]))
+    assert again.memory.versions() == ["v0001"] and ask(again.model, again.tok, probe, chat=False) == answer
+    with pytest.raises(StoreError, match="v0001 .* chat.memory=scoped"):
+        again.export(str(tmp_path / "exported"))
+    base = ask(session(tmp_path / "base", model).model, again.tok, probe, chat=False)
+    assert base != answer
+    again.undo()
+    assert again.memory.versions() == [] and ask(again.model, again.tok, probe, chat=False) == base
+    r = again.learn("the sky over the bay is green today.", probes=[("what colour is the sky?", "green")])
+    assert not r.accepted and "names no one and nothing" in r.reason

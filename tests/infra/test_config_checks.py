@@ -243,6 +243,29 @@ def test_sample_chunked_draws_only_missing_chunks_and_reads_old_whole_records(tm
     rd.close()
 
 
+def test_sample_chunked_draws_contexts_added_on_resume_without_redrawing_recorded_ones(tmp_path):
+    # a run started on 5 contexts in chunks of 4 (chunk 1 holds only c4) and resumed on 8: c5..c7 are drawn
+    # in a new chunk 2; chunk 1 is not redrawn, though a fresh run on 8 would have put c4..c7 in it
+    rd = RunDir(tmp_path / "run", {"seed": 0})
+    contexts = [SimpleNamespace(uid=f"c{i}") for i in range(8)]
+    drawn = []
+
+    def draw(j, group):
+        drawn.append((j, [c.uid for c in group]))
+        return {"chunk": j, "seed": 10 + j, "completions": {c.uid: [f"{c.uid}-{j}"] for c in group}}
+
+    first = sample_chunked(rd, "s", contexts[:5], 4, draw)
+    assert drawn == [(0, ["c0", "c1", "c2", "c3"]), (1, ["c4"])] and len(first["completions"]) == 5
+    drawn.clear()
+    grown = sample_chunked(rd, "s", contexts, 4, draw)
+    assert drawn == [(2, ["c5", "c6", "c7"])]
+    assert grown["completions"] == {**first["completions"], **{f"c{i}": [f"c{i}-2"] for i in (5, 6, 7)}}
+    assert grown["seeds"] == [10, 11, 12]
+    drawn.clear()
+    assert sample_chunked(rd, "s", contexts, 4, draw) == grown and drawn == []  # a third call draws nothing
+    rd.close()
+
+
 class Killed(Exception):
     pass
 
