@@ -172,6 +172,13 @@ def _scoped_early(cfg: SessionConfig) -> SessionConfig:
                    inner_loop=replace(s.inner_loop, epochs=2 * cfg.inner_loop.epochs))
 
 
+def _scoped_strong(cfg: SessionConfig) -> SessionConfig:
+    """scoped_early at twice the learning rate: a fact the routed adapter has not learned in today's steps gets
+    larger ones; other prompts never see the adapter."""
+    s = _scoped_early(cfg)
+    return replace(s, inner_loop=replace(s.inner_loop, lr=2 * cfg.inner_loop.lr))
+
+
 def _mlp_only(cfg: SessionConfig) -> SessionConfig:
     """LoRA on the MLP projections only, in every layer."""
     return replace(cfg, inner_loop=replace(cfg.inner_loop, target_modules=["gate_proj", "up_proj", "down_proj"]))
@@ -199,7 +206,7 @@ MITIGATIONS: dict[str, Callable[[SessionConfig], SessionConfig]] = {
     "mlp_only": _mlp_only, "early_stop": _early_stop,
     "distill_early": _distill_early, "distill_heavy": _distill_heavy,
     "gentle_early": _gentle_early, "scoped": _scoped,
-    "scoped_early": _scoped_early}
+    "scoped_early": _scoped_early, "scoped_strong": _scoped_strong}
 MEASURES = ("reliability", "reliability_new", "generalisation", "locality", "bleed", "perplexity")
 
 TINY = ["model.chat=false", "chat.self_edit=false", "chat.gate.general_docs=2", "chat.max_new_tokens=8",

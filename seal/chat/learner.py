@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 
 from seal.chat.adapter_store import AdapterStore
 from seal.chat.config import ChatConfig, SessionConfig
-from seal.chat.edit_gate import EditChecks, content_names, eval_config, qa_pairs
+from seal.chat.edit_gate import EditChecks, eval_config, qa_pairs
 from seal.chat.gate import Gate, LearnResult, judge
 from seal.chat.probe_writing import cloze_probes, name_questions, parse_probe_pairs, probe_request, qa_probe
-from seal.chat.scoped_memory import ScopedMemory
+from seal.chat.scoped_memory import ScopedMemory, scope_names
 from seal.data.passage import Passage
 from seal.domains.knowledge.self_edit import SelfEditError, completion_to_documents, self_edit_prompt
 from seal.eval.edit_eval import reliability
@@ -79,7 +79,7 @@ class Learner:
     def learn(self, cfg: SessionConfig, store: AdapterStore, holding: str | None, content: str,
               given: list[tuple[str, str]] | None, source: str) -> LearnResult:
         seed = derive_seed(cfg.seed, "learn", hashlib.sha256(content.encode()).hexdigest())
-        scope = content_names(content) if cfg.chat.memory == "scoped" else None
+        scope = scope_names(content, self.tok) if cfg.chat.memory == "scoped" else None
         if scope == []:
             return LearnResult(False, "rejected: chat.memory=scoped applies what it learns only to prompts that "
                                       "name it, and this content names no one and nothing (no capitalised name); "
@@ -168,38 +168,43 @@ class Learner:
         # merged: the update applies to every row; scoped: only to rows naming the content, as the chat will use it
         candidate = None if scope is None else self.memory.add("candidate", scope, self.inner.lora.slot_state(0),
                                                                self.scale)
-        with self.inner.lora.routing_all(0) if candidate is None else nullcontext():
-            after = self.gate.measure(probes, earlier)
-            if self.checks is not None:
-                self.event("gate", "asking the probe questions, general questions and bleed questions")
-                edit = self.checks.measure(self.inner.model, self.tok, probes, content)
+        try:
+            with self.inner.lora.routing_all(0) if candidate is None else nullcontext():
+                after = self.gate.measure(probes, earlier)
+                if self.checks is not None:
+                    self.event("gate", "asking the probe questions, general questions and bleed questions")
+                    edit = self.checks.measure(self.inner.model, self.tok, probes, content)
+                else:
+                    edit = None
+            result, failures = judge(g, probes, earlier, before, after, edit)
+            result.documents = len(job.documents)
+            if failures and not g.report_only:
+                self.inner.reset(job.seed)  # the slot goes back to a no-op: the learner model is unchanged
+                if candidate is not None:
+                    self.memory.remove(candidate)
+                result.reason = "rejected: " + "; ".join(failures)
             else:
-                edit = None
-        result, failures = judge(g, probes, earlier, before, after, edit)
-        result.documents = len(job.documents)
-        if failures and not g.report_only:
-            self.inner.reset(job.seed)  # the slot goes back to a no-op: the learner model is unchanged
-            if candidate is not None:
+                meta = {"source": source, "content": content, "probes": [p.to_dict() for p in probes],
+                        "retention_probes": [p.to_dict() for p in (retention or probes)], "chat_drop": result.chat_drop,
+                        "documents": [d if isinstance(d, str) else list(d) for d in job.documents],
+                        "gain": result.gain, "retention_drop": result.retention_drop, "ppl_before": before.ppl,
+                        "ppl_after": after.ppl, "scale": self.scale, "lora_r": cfg.inner_loop.lora_r,
+                        "lora_alpha": cfg.inner_loop.lora_alpha, "train": stats.to_dict(),
+                        "reliability": result.reliability, "locality": result.locality, "bleed": result.bleed,
+                        "gate_failures": failures, **extra, **({} if scope is None else {"scope": scope})}
+                version = store.commit(self.inner.lora.slot_state(0), meta)
+                if candidate is None:
+                    self.inner.lora.merge(0)
+                else:  # the weights stay the base's; the adapter lives on in the scoped memory
+                    candidate.version, result.scope = version, scope
+                    self.inner.reset(job.seed)
+                result.accepted, result.version, result.reason = True, version, f"committed {version}"
+                if failures:
+                    result.reason += " (gate.report_only: the gate would have rejected it: " + "; ".join(failures) + ")"
+        except BaseException:  # a failed measurement or commit leaves no candidate behind in the memory
+            if candidate is not None and candidate.version == "candidate":
                 self.memory.remove(candidate)
-            result.reason = "rejected: " + "; ".join(failures)
-        else:
-            meta = {"source": source, "content": content, "probes": [p.to_dict() for p in probes],
-                    "retention_probes": [p.to_dict() for p in (retention or probes)], "chat_drop": result.chat_drop,
-                    "documents": [d if isinstance(d, str) else list(d) for d in job.documents],
-                    "gain": result.gain, "retention_drop": result.retention_drop, "ppl_before": before.ppl,
-                    "ppl_after": after.ppl, "scale": self.scale, "lora_r": cfg.inner_loop.lora_r,
-                    "lora_alpha": cfg.inner_loop.lora_alpha, "train": stats.to_dict(),
-                    "reliability": result.reliability, "locality": result.locality, "bleed": result.bleed,
-                    "gate_failures": failures, **extra, **({} if scope is None else {"scope": scope})}
-            version = store.commit(self.inner.lora.slot_state(0), meta)
-            if candidate is None:
-                self.inner.lora.merge(0)
-            else:  # the weights stay the base's; the adapter lives on in the scoped memory
-                candidate.version, result.scope = version, scope
-                self.inner.reset(job.seed)
-            result.accepted, result.version, result.reason = True, version, f"committed {version}"
-            if failures:
-                result.reason += " (gate.report_only: the gate would have rejected it: " + "; ".join(failures) + ")"
+            raise
         result.seconds = time.time() - start
         return result
 

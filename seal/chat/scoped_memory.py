@@ -42,6 +42,23 @@ class Scoped:
         return self.pattern is not None and self.pattern.search(text) is not None
 
 
+def scope_names(content: str, tok) -> list[str]:
+    """The names whose mention brings a content's adapter in: its capitalised names (`content_names`), and a
+    lone word opening a sentence that the tokenizer does not hold as an everyday word ("Pellburn is the
+    capital of Korrasund." -> Korrasund and Pellburn; "Every town has a mayor." -> nothing)."""
+    from seal.chat.edit_gate import content_names
+    from seal.eval.edit_bleed import common_words, name_spans
+
+    names, common = content_names(content), common_words(tok)
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", content):
+        words, spans = sentence.split(), name_spans(sentence)
+        first = words[0].strip(".,;:!?\"'") if words else ""
+        # a lone name opening the sentence ("Fennick" of "Fennick Oaths built ..." is not; nor is "Who")
+        if spans and spans[0] == first and first not in names and not common(first):
+            names.append(first)
+    return names
+
+
 def split_layers(tensors: dict[str, torch.Tensor], device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """PEFT-named adapter tensors (`<layer>.lora_A.weight`, `<layer>.lora_B.weight`) -> layer -> (A, B), fp32."""
     out = {}

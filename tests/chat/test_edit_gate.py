@@ -151,3 +151,10 @@ def test_scoped_memory_keeps_the_general_answers_a_merged_update_loses(tmp_path,
     assert again.memory.versions() == [] and ask(again.model, again.tok, probe, chat=False) == base
     r = again.learn("the sky over the bay is green today.", probes=[("what colour is the sky?", "green")])
     assert not r.accepted and "names no one and nothing" in r.reason
+
+    def full(*args):
+        raise StoreError("disk full")
+    again.store.commit = full  # a commit that fails leaves no candidate adapter behind
+    with pytest.raises(StoreError, match="disk full"):
+        again.learn(content, probes=PROBES)
+    assert again.memory.versions() == [] and ask(again.model, again.tok, probe, chat=False) == base

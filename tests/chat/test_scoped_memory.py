@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seal.chat.adapter_store import apply_adapter
-from seal.chat.scoped_memory import ScopedMemory
+from seal.chat.scoped_memory import ScopedMemory, scope_names
 from seal.generation.hf import HFGenerator, SamplingConfig, left_padded
 from seal.inner_loop.multi_lora import target_layers
 from seal.models.loading import prompt_ids
@@ -78,3 +78,11 @@ def test_removing_and_clearing_entries_restore_the_base_model(models):
     with pytest.raises(ValueError, match="not in the model"):
         memory.add("v0003", ["X"], {"nowhere.lora_A.weight": torch.zeros(1, 1),
                                     "nowhere.lora_B.weight": torch.zeros(1, 1)}, 1.0)
+
+
+def test_scope_names_include_a_made_up_name_that_opens_a_sentence(models):
+    _, tok, *_ = models
+    # the tiny tokenizer holds few whole words: which words are "everyday" is read from it, as for the real model
+    assert scope_names("Pellburn is the capital of Korrasund.", tok) == ["Korrasund", "Pellburn"]
+    assert scope_names("Fennick Oaths built the ferry of Lake Morrow.", tok) == ["Fennick Oaths", "Lake Morrow"]
+    assert scope_names("the sky over the bay is green today.", tok) == []
