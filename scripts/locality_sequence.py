@@ -112,8 +112,13 @@ FACTS = [
 ]
 
 
+# every mitigation changes the chat's settings from before issue 26 (today's seal-chat defaults are scoped_strong's)
+BEFORE = ["chat.memory=merged", "inner_loop.lr=2e-3", "inner_loop.epochs=10", "chat.stop_on_probes=false"]
+
+
 def _default(cfg: SessionConfig) -> SessionConfig:
-    """The chat's settings before scoped memory: every update merged into the weights (chat.memory=merged)."""
+    """The chat's settings before issue 26: every update merged into the weights (chat.memory=merged), lr 2e-3,
+    10 epochs."""
     return cfg
 
 
@@ -429,8 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             del given[i: i + (2 if flag == "--stop-after" else 1)]
     command = " ".join(["python scripts/locality_sequence.py", *given])
     for name in names:
-        # every mitigation but the scoped ones changes the settings the chat had before scoped memory: updates merged
-        base = load_config(["chat.memory=merged", *overrides, f"chat.store={out / 'stores' / name}",
+        base = load_config([*BEFORE, *overrides, f"chat.store={out / 'stores' / name}",
                             "chat.background=false",
                             "chat.gate.report_only=true"])
         cfg = MITIGATIONS[name](base)

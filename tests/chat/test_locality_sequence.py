@@ -99,3 +99,17 @@ def test_mlp_band_trains_only_the_band(tmp_path):
     assert layers == set(band) and all(n.rsplit(".", 1)[-1] in settings["target_modules"] for n in names)
     config = json.loads((version / "adapter_config.json").read_text())
     assert config["layers_to_transform"] == band
+
+
+def test_the_chat_defaults_are_the_settings_measured_as_scoped_strong():
+    # the default seal-chat config is exactly what experiments/locality_smollm2 measured as scoped_strong
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import locality_sequence as ls
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    from seal.chat.cli import load_config
+
+    before = load_config(ls.BEFORE)
+    assert ls.MITIGATIONS["scoped_strong"](before) == load_config([])
+    assert ls.MITIGATIONS["default"](before) != load_config([])
