@@ -16,7 +16,8 @@ an empty cache) from the decoded text of each row, and kept for the decoding ste
 (the same cache object), so every caller — `generate`, batched greedy answers, likelihood scoring — is
 routed the same way without knowing. Two consequences: a likelihood forward of prompt + answer is routed on
 both (the learner therefore keeps only probes whose prompt names the scope), and a prompt added after a
-cache of another prompt is routed on what it adds."""
+cache of another prompt is routed on what it adds. The adapters live on the device of the model's first
+parameter: a model spread over several devices (`device_map`) is not supported."""
 
 from __future__ import annotations
 
