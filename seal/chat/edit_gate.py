@@ -54,13 +54,18 @@ def qa_pairs(probes: Sequence[Probe]) -> list[tuple[str, str]]:
     return [(p.question, p.answer.strip()) for p in probes if p.kind == "qa" and p.question]
 
 
+def sentences(content: str) -> list[str]:
+    """The content's sentences and lines that hold a word."""
+    return [s for s in re.split(r"(?<=[.!?])\s+|\n+", content) if s.split()]
+
+
 def content_names(content: str) -> list[str]:
     """Capitalised spans of the content, except a lone word that only ever opens a sentence or line
     ("Every", "Answer:")."""
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", content) if s.split()]
-    inner = {w.strip(".,;:!?\"'") for s in sentences for w in s.split()[1:] if w[:1].isupper()}
+    lines = sentences(content)
+    inner = {w.strip(".,;:!?\"'") for s in lines for w in s.split()[1:] if w[:1].isupper()}
     out: dict[str, None] = {}
-    for s in sentences:
+    for s in lines:
         first = s.split()[0].strip(".,;:!?\"'")
         for span in name_spans(s):
             if " " in span or span != first or span in inner:

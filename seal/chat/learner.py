@@ -79,8 +79,9 @@ class Learner:
     def learn(self, cfg: SessionConfig, store: AdapterStore, holding: str | None, content: str,
               given: list[tuple[str, str]] | None, source: str) -> LearnResult:
         seed = derive_seed(cfg.seed, "learn", hashlib.sha256(content.encode()).hexdigest())
-        template = format_prompt(self.tok, "", self.chat, cfg.chat.system_prompt)
-        scope = scope_names(content, self.tok, template) if cfg.chat.memory == "scoped" else None
+        scope = None
+        if cfg.chat.memory == "scoped":
+            scope = scope_names(content, self.tok, format_prompt(self.tok, "", self.chat, cfg.chat.system_prompt))
         if scope == []:
             return LearnResult(False, "rejected: chat.memory=scoped applies what it learns only to prompts that "
                                       "name it, and this content names no one and nothing (no capitalised name); "

@@ -60,19 +60,18 @@ def scope_names(content: str, tok, template: str = "") -> list[str]:
     Pellburn; "Every town has a mayor.", "Interestingly, ..." -> nothing). A name that `template` (the prompt
     of an empty conversation: the chat template's own system text) holds would bring the adapter into every
     prompt, so it does not count ("AI" of "an AI lab", under SmolLM2's "a helpful AI assistant")."""
-    from seal.chat.edit_gate import content_names
+    from seal.chat.edit_gate import content_names, sentences
     from seal.eval.edit_bleed import common_words, name_spans
 
-    common, names = common_words(tok), []
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", content) if s.split()]
-    openers = {s.split()[0].strip(QUOTES + ".,;:!?") for s in sentences}
+    common, names, lines = common_words(tok), [], sentences(content)
+    openers = {s.split()[0].strip(QUOTES + ".,;:!?") for s in lines}
     for name in content_names(content):
         words = name.strip(QUOTES).split()
         # "Yesterday Orin Tallow sold ...": an everyday word opening the sentence is not part of the name
         if len(words) > 1 and words[0] in openers and common(words[0]):
             words.pop(0)
         names.append(" ".join(words))
-    for sentence in sentences:
+    for sentence in lines:
         words, spans = sentence.split(), name_spans(sentence)
         first = words[0].strip(QUOTES + ".,;:!?") if words else ""
         # a lone name opening the sentence ("Fennick" of "Fennick Oaths built ..." is not; nor is "Who")

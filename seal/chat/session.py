@@ -136,13 +136,18 @@ class Session:
         for memory in memories.values():
             memory.clear()
         for v, tensors, scale in chain:
-            scope = self.store.meta(v).get("scope")
-            for model in ([] if scope is not None else models):
-                apply_adapter(model, tensors, scale)
-            for memory in ([] if scope is None else memories.values()):
-                memory.add(v, scope, tensors, scale)
+            self._install(v, tensors, scale, models, list(memories.values()))
         self.version = version
         self.messages = []  # an answer given under other weights is no longer this model's
+
+    def _install(self, version: str, tensors: dict, scale: float, models: list, memories: list[ScopedMemory]) -> None:
+        """One committed version into `models`: merged into their weights, or, learned with
+        `chat.memory=scoped`, added to their scoped `memories`."""
+        scope = self.store.meta(version).get("scope")
+        for model in (models if scope is None else []):
+            apply_adapter(model, tensors, scale)
+        for memory in (memories if scope is not None else []):
+            memory.add(version, scope, tensors, scale)
 
     def _load(self, version: str | None) -> None:
         self._apply_chain(self._read_chain(version), version)
@@ -153,12 +158,7 @@ class Session:
             pending, self._pending = self._pending, []
         for v in pending:
             if self.learner_model is not self.model:
-                tensors, scale = self.store.adapter(v, self.shapes, self.scale)
-                scope = self.store.meta(v).get("scope")
-                if scope is None:
-                    apply_adapter(self.model, tensors, scale)
-                else:
-                    self.memory.add(v, scope, tensors, scale)
+                self._install(v, *self.store.adapter(v, self.shapes, self.scale), [self.model], [self.memory])
             self.version = v
 
     def busy(self) -> bool:

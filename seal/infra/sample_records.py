@@ -33,21 +33,22 @@ def sample_chunked(rd: RunDir, prefix: str, contexts: list, size: int,
                    draw: Callable[[int, list], dict]) -> dict:
     """The merged record of `contexts`' samples (`read_samples`), drawing and recording the chunks of
     `size` contexts not recorded yet; `draw(j, group)` samples chunk j and returns its record."""
-    if not rd.has(prefix):
-        for j, start in enumerate(range(0, len(contexts), size)):
-            if not rd.has(rd.key(prefix, j)):
-                rd.put(rd.key(prefix, j), draw(j, contexts[start:start + size]))
-        # contexts added on a resume (a longer list than the run was started with) that no recorded chunk
-        # holds: drawn in further chunks numbered after the recorded ones; what was drawn is never redrawn
-        have = (read_samples(rd, prefix) or {}).get("completions", {})
-        missing = [c for c in contexts if c.uid not in have]
-        j = 0
-        while rd.has(rd.key(prefix, j)):
-            j += 1
-        for start in range(0, len(missing), size):
-            rd.put(rd.key(prefix, j), draw(j, missing[start:start + size]))
-            j += 1
-    return read_samples(rd, prefix) or {"completions": {}}
+    if rd.has(prefix):
+        return read_samples(rd, prefix)
+    for j, start in enumerate(range(0, len(contexts), size)):
+        if not rd.has(rd.key(prefix, j)):
+            rd.put(rd.key(prefix, j), draw(j, contexts[start:start + size]))
+    merged = read_samples(rd, prefix) or {"completions": {}}
+    # contexts added on a resume (a longer list than the run was started with) that no recorded chunk
+    # holds: drawn in further chunks numbered after the recorded ones; what was drawn is never redrawn
+    missing = [c for c in contexts if c.uid not in merged["completions"]]
+    if not missing:
+        return merged
+    j = len(merged.get("seeds", []))  # one seed per recorded chunk
+    for start in range(0, len(missing), size):
+        rd.put(rd.key(prefix, j), draw(j, missing[start:start + size]))
+        j += 1
+    return read_samples(rd, prefix)
 
 
 def read_samples(rd: RunDir, prefix: str) -> dict[str, Any] | None:
