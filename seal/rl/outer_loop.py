@@ -17,12 +17,15 @@ selection, M-step, records and report are shared.
 
 Every inner loop is recorded the moment it finishes under (round, context, sample, seed); a policy
 folder appears only once its M-step has finished (written to a temp folder, then renamed). So a
-resumed run skips all finished work and, with the same seeds, ends with identical results.
+resumed run skips all finished work and, with the same seeds, ends with identical results. A policy
+folder missing on resume (not copied with the run folder) is trained again from the recorded pairs, and
+its losses are checked against the recorded ones (`retrain_check`).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,8 @@ from seal.rl.m_step import m_step, validate_m_step
 from seal.rl.protocols import Domain, Item, Session
 from seal.rl.report import eval_conditions, eval_key, eval_summary, summarise, write_report
 from seal.rl.reward import EditReward
+
+log = logging.getLogger("seal")
 from seal.rl.selection import select
 
 # the wandb table of a round's self-edits (`estep/self_edits`): column -> key of the edit's `select/<r>` record
@@ -124,9 +129,28 @@ def m_step_round(rnd: Round, s: LoopSettings, pairs: list[dict]) -> None:
                    callbacks=callbacks, log=rd.path / f"m_step_round{r}.log")
     if not inline:  # launched processes log nothing to wandb (`seal.rl.m_step_main`); their losses came back
         rnd.tracker.log_steps("m_step/train", [{"loss": x} for x in stats["losses"]], offset, round=r)
-    rd.put(rd.key("m_step", r), {"round": r, "policy": name, **stats})
+    record = {"round": r, "policy": name, **stats}
+    if done is not None and "losses" in done:
+        record["retrained"] = retrain_check(done, stats, r)
+    rd.put(rd.key("m_step", r), record)
     rd.metric(round=r, m_step_loss=stats["train_loss"], m_step_pairs=len(pairs))
     rnd.tracker.log({"m_step/loss": stats["train_loss"], "m_step/pairs": len(pairs), "round": r}, axis="round")
+
+
+def retrain_check(recorded: dict, stats: dict, r: int, tolerance: float = 1e-3) -> dict:
+    """An M-step run again because its policy folder is gone (deleted, or never copied with the run
+    folder): the same pairs and seed should give the same losses step by step. How far they are from the
+    recorded ones is kept in the new record and a gap is logged, so that later scores by this policy
+    are known to come from the policy the run trained, or known not to."""
+    old, new = recorded["losses"], stats["losses"]
+    gap = max((abs(a - b) for a, b in zip(old, new)), default=0.0) if len(old) == len(new) else float("inf")
+    check = {"recorded_train_loss": recorded["train_loss"], "recorded_steps": len(old),
+             "max_abs_loss_diff": gap, "matches": gap <= tolerance}
+    if not check["matches"]:
+        log.warning("M-step of round %d was trained again (its policy folder is missing) and its losses differ "
+                    "from the recorded ones by up to %s over %d/%d steps: the policy is not the one the run "
+                    "first trained", r, gap, len(new), len(old))
+    return check
 
 
 def m_step_pairs(session: Session, rd: RunDir, r: int, contexts: list, kept: list[dict]) -> list[dict]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
 from conftest import REPO, compose
 from tiny_restem import RESTEM, chosen, count_items, kept, kill_on_call, rewards
 
@@ -167,6 +169,39 @@ def test_resume_after_kill_in_m_step(uninterrupted, tmp_path, monkeypatch):
     monkeypatch.setattr(trl.SFTTrainer, "training_step", real_step)
     resumed = run(path, resume=True)
     assert comparable(resumed) == comparable(uninterrupted[1])
+
+
+def test_a_lost_policy_folder_is_trained_again_and_checked_against_the_recorded_losses(uninterrupted, tmp_path):
+    """The run folder copied without its policy folders (they are large) and resumed with a longer
+    held-out list: the new held-out passages need policies 1 and 2, so both M-steps run again from the
+    recorded pairs; they give the very weights the run first trained, and the records say so."""
+    from safetensors.torch import load_file
+
+    from seal.infra.records_file import read_records
+
+    src, _ = uninterrupted
+    path = tmp_path / "copy"
+    shutil.copytree(src, path, ignore=shutil.ignore_patterns("policy_round*"))
+    resumed = run(path, "eval_data.num_passages=3", "restem.eval_passages=3", "force_resume=true", resume=True)
+    assert resumed["rounds"][0]["eval"]["self_edit"]["n_clusters"] == 3
+    records = read_records(path / "records.jsonl")[0]
+    for r in (0, 1):
+        check = records[f"m_step/{r}"]["retrained"]
+        assert check["matches"] and check["max_abs_loss_diff"] == 0.0 and check["recorded_steps"] > 0
+        first = load_file(src / f"policy_round{r + 1}" / "model.safetensors")
+        again = load_file(path / f"policy_round{r + 1}" / "model.safetensors")
+        assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_retrain_check_flags_losses_that_differ(caplog):
+    from seal.rl.outer_loop import retrain_check
+
+    recorded = {"losses": [2.0, 1.5, 1.0], "train_loss": 1.5}
+    assert retrain_check(recorded, {"losses": [2.0, 1.5, 1.0]}, 0)["matches"]
+    off = retrain_check(recorded, {"losses": [2.0, 1.6, 1.0]}, 1)
+    assert not off["matches"] and abs(off["max_abs_loss_diff"] - 0.1) < 1e-9
+    assert "round 1 was trained again" in caplog.text
+    assert retrain_check(recorded, {"losses": [2.0, 1.5]}, 0)["max_abs_loss_diff"] == float("inf")
 
 
 def test_resume_refuses_changed_config(uninterrupted):
