@@ -44,7 +44,10 @@ from typing import Literal, get_args
 
 from seal.domains.knowledge.errors import SelfEditError
 
-DIRECTIVE_FORMATS = ("implications-hp",)  # formats whose self-edit ends in a training directive
+# formats whose self-edit carries a training directive, and where: implications-hp ends in it (the model
+# writes it), implications-hp-first starts with it (constrained decoding: seal.domains.knowledge.directive_decoding)
+DIRECTIVE_POSITION = {"implications-hp": "last", "implications-hp-first": "first"}
+DIRECTIVE_FORMATS = tuple(DIRECTIVE_POSITION)
 KEYS = ("lr", "epochs", "passage")
 LrMode = Literal["choices", "range"]
 LR_MODES = get_args(LrMode)
@@ -99,7 +102,7 @@ def for_run(se_cfg, lr: float, epochs: int):
     return replace(se_cfg, directive=se_cfg.directive.for_run(lr, epochs, se_cfg.append_passage))
 
 
-def _unresolved_fill(cfg: DirectiveConfig) -> DirectiveConfig:
+def with_run_defaults(cfg: DirectiveConfig) -> DirectiveConfig:
     """A config not resolved against a run (`for_run`) is shown and bounded with the inner loop's
     dataclass defaults and the passage appended (the knowledge task always resolves it first)."""
     if cfg.is_for_run():
@@ -167,7 +170,7 @@ def example_values(cfg: DirectiveConfig) -> tuple[float, int, bool | None]:
     policy that copies the example trains as the facts-only run does. A default the policy may not
     write is replaced by the nearest allowed value (lr: on a log scale), so the example stays valid.
     passage: None when the policy may not choose it."""
-    cfg = _unresolved_fill(cfg)
+    cfg = with_run_defaults(cfg)
     lr, epochs = float(cfg.default_lr), int(cfg.default_epochs)  # type: ignore[arg-type]
     if cfg.lr_mode == "choices":
         lr = min(cfg.lr_values, key=lambda v: (abs(math.log(v / lr)), v))
@@ -180,7 +183,7 @@ def example_values(cfg: DirectiveConfig) -> tuple[float, int, bool | None]:
 def prompt_fields(cfg: DirectiveConfig) -> dict[str, str]:
     """The template's directive placeholders, filled from the allowed values: the line's syntax, what
     each value may be, and a valid example (`example_values`: the defaults)."""
-    cfg = _unresolved_fill(cfg)
+    cfg = with_run_defaults(cfg)
     if cfg.lr_mode == "choices":
         lr_text = f"X is the learning rate, one of {_or([format_lr(v) for v in cfg.lr_values])}"
     else:
@@ -204,22 +207,26 @@ def _plain(line: str) -> str:
     return line.replace("**", "").replace("`", "").strip()
 
 
-def parse_directive(completion: str, cfg: DirectiveConfig) -> tuple[str, Directive]:
-    """The facts part of a self-edit (every line but those starting with "Training:") and its directive:
-    the chosen settings, or, when invalid, the defaults with valid=False and the reason. Never raises
-    for a bad directive (`enforce` applies on_invalid=refuse)."""
+def parse_directive(completion: str, cfg: DirectiveConfig, position: str = "last") -> tuple[str, Directive]:
+    """The facts part of a self-edit (every line but those starting with "Training:") and its directive,
+    which must be the `position` ("last" or "first") written line (first: later "Training:" lines are
+    dropped from the facts but do not count as directives): the chosen settings, or, when invalid,
+    the defaults with valid=False and the reason. Never raises for a bad directive (`enforce` applies
+    on_invalid=refuse)."""
     lines = completion.splitlines()
     at = [i for i, ln in enumerate(lines) if is_directive_line(ln)]
     facts = "\n".join(ln for i, ln in enumerate(lines) if i not in at)
     written = [i for i, ln in enumerate(lines) if ln.strip()]
     if not at:
-        return facts, fallback(cfg, "missing directive line: no line starts with 'Training:' (it must be the last "
-                                    "line)")
+        return facts, fallback(cfg, f"missing directive line: no line starts with 'Training:' (it must be the "
+                                    f"{position} line)")
+    if position == "first" and written[0] in at:
+        at = at[:1]  # later lines that start with "Training:" are statements' text: dropped, not directives
     if len(at) > 1:
         return facts, fallback(cfg, f"several directive lines: {len(at)} lines start with 'Training:' (write one)")
-    if at[0] != written[-1]:
-        return facts, fallback(cfg, f"not the last line: the directive is line {written.index(at[0]) + 1} of "
-                                    f"{len(written)} (it must be the last line)")
+    if at[0] != written[-1 if position == "last" else 0]:
+        return facts, fallback(cfg, f"not the {position} line: the directive is line {written.index(at[0]) + 1} of "
+                                    f"{len(written)} (it must be the {position} line)")
     body = _LINE.match(_plain(lines[at[0]]))[1].strip().rstrip(".").strip()  # type: ignore[index]
     problems, values = read_pairs(body, cfg)
     if problems:
@@ -282,7 +289,7 @@ def _lr(value: str, cfg: DirectiveConfig) -> tuple[float | None, str | None]:
 def _epochs(value: str, cfg: DirectiveConfig) -> tuple[int | None, str | None]:
     if not _WHOLE.fullmatch(value):
         return None, f"{value!r} is not a whole number"
-    n, hi = int(value), _unresolved_fill(cfg).epochs_max
+    n, hi = int(value), with_run_defaults(cfg).epochs_max
     if not cfg.epochs_min <= n <= hi:  # type: ignore[operator]
         return None, f"{n} is outside [{cfg.epochs_min}, {hi}]"
     return n, None

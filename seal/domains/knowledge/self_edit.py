@@ -7,7 +7,8 @@ model calls (entigraph, active_reading, prompt_set) live in `seal.domains.knowle
 self-edit splits into one document per part (`generators.split`; blank lines inside a part are
 collapsed when it is stored, so its parts are exactly its blank-line-separated paragraphs). `implications-hp` is
 `implications` ending in a training directive line ("Training: lr=1e-3, epochs=4, passage=yes"), so
-the self-edit carries its own hyperparameters (`seal.domains.knowledge.directive`).
+the self-edit carries its own hyperparameters (`seal.domains.knowledge.directive`); `implications-hp-first`
+starts with that line, written by constrained decoding (`seal.domains.knowledge.directive_decoding`).
 
 A completion becomes training documents as in REFERENCE 1.1: one document per non-empty line
 (question/answer output: one document per Q/A pair), a leading filler line ("Sure, here are...")
@@ -27,12 +28,14 @@ from typing import Literal
 from seal.data.passage import Passage
 from seal.domains.knowledge.directive import (
     DIRECTIVE_FORMATS,
+    DIRECTIVE_POSITION,
     DirectiveConfig,
     check_directive_config,
     enforce,
     parse_directive,
     prompt_fields,
 )
+from seal.domains.knowledge.directive_decoding import FIRST, directive_lines
 from seal.domains.knowledge.errors import SelfEditError
 
 # implications-hp: implications plus a final training directive line (seal.domains.knowledge.directive)
@@ -107,6 +110,8 @@ def check_format(fmt: str, cfg: SelfEditConfig) -> None:
         raise SelfEditError(f"self_edit.templates has no prompt for format '{fmt}'")
     if fmt in DIRECTIVE_FORMATS:
         check_directive_config(cfg.directive)
+    if fmt == FIRST:
+        directive_lines(cfg.directive)  # lr as choices, and not too many lines to decode
 
 
 def self_edit_prompt(passage: Passage, fmt: str, cfg: SelfEditConfig) -> str:
@@ -217,7 +222,7 @@ def passage_document(passage: Passage) -> str:
 def completion_to_documents(completion: str, passage: Passage, fmt: str, cfg: SelfEditConfig) -> list[str]:
     """Training documents for one self-edit (the passage document included when configured)."""
     if fmt in DIRECTIVE_FORMATS:  # the facts part; the directive chooses the passage document (and lr, epochs:
-        completion, d = parse_directive(completion, cfg.directive)  # `KnowledgeTask.train_job`)
+        completion, d = parse_directive(completion, cfg.directive, DIRECTIVE_POSITION[fmt])  # `KnowledgeTask.train_job`)
         enforce(d, cfg.directive)  # on_invalid=refuse: an invalid directive makes the self-edit unusable
         cfg = replace(cfg, append_passage=cfg.append_passage if d.append_passage is None else d.append_passage)
     segments: list[str] = []

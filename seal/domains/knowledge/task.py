@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 
 from seal.data.passage import Passage, Question
-from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, for_run, parse_directive
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, DIRECTIVE_POSITION, for_run, parse_directive
+from seal.domains.knowledge.directive_decoding import FIRST, choose_directives
 from seal.domains.knowledge.generators import GENERATORS, GeneratedEdit, run_generator, single_call_edits
 from seal.domains.knowledge.self_edit import (
     SelfEditConfig,
@@ -31,6 +32,7 @@ from seal.eval.self_questions import SelfQuestionsConfig, examined, write_questi
 from seal.generation.backends import BackendConfig, make_generator
 from seal.generation.hf import SamplingConfig
 from seal.infra.chunking import chunks
+from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
 from seal.models.loading import ModelConfig, format_prompt, max_context, model_folder, uses_chat
@@ -125,8 +127,25 @@ class KnowledgeTask:
         """k self-edits per passage from the unadapted model, as one seeded batch; with `with_ids`,
         (text, sampled token ids) pairs (`HFGenerator.generate`)."""
         prompts = [self.prompt(p, fmt) for p in passages for _ in range(k)]
-        texts = self._generate(prompts, seed, desc or f"sampling {len(prompts)} self-edits", with_ids)
+        desc = desc or f"sampling {len(prompts)} self-edits"
+        if fmt == FIRST:
+            texts = self._sample_directive_first(prompts, seed, desc, with_ids)
+        else:
+            texts = self._generate(prompts, seed, desc, with_ids)
         return [texts[i * k:(i + 1) * k] for i in range(len(passages))]
+
+    def _sample_directive_first(self, prompts: list[str], seed: int, desc: str, with_ids: bool) -> list:
+        """implications-hp-first: each prompt's directive line by constrained decoding on the resident
+        policy (`choose_directives`), then its statements sampled after that line by the run's generator;
+        the ids are the line's, a newline's and the statements' (`seal.domains.knowledge.directive_decoding`)."""
+        cfg = self.se_cfg
+        with self.inner.base_model() as model:
+            chosen = choose_directives(model, self.tok, prompts, cfg.directive, derive_seed(seed, "directive"),
+                                       cfg.temperature, cfg.top_p, cfg.batch_size)
+        rest = self._generate([p + line + "\n" for p, (line, _) in zip(prompts, chosen)], seed, desc, with_ids=True)
+        newline = self.tok("\n", add_special_tokens=False)["input_ids"]
+        out = [(f"{line}\n{text}", ids + newline + more) for (line, ids), (text, more) in zip(chosen, rest)]
+        return out if with_ids else [text for text, _ in out]
 
     def generate_self_edits(self, passages: list[Passage], fmt: str, k: int, seed: int, desc: str | None = None
                             ) -> list[list[GeneratedEdit]]:
@@ -175,7 +194,7 @@ class KnowledgeTask:
         """{"directive": the directive as applied (`train_job`)} for a format that carries one, else {}."""
         if fmt not in DIRECTIVE_FORMATS:
             return {}
-        d = parse_directive(text, self.se_cfg.directive)[1].resolved(self.inner.cfg.lr, self.inner.cfg.epochs,
+        d = parse_directive(text, self.se_cfg.directive, DIRECTIVE_POSITION[fmt])[1].resolved(self.inner.cfg.lr, self.inner.cfg.epochs,
                                                                       self.se_cfg.append_passage)
         return {"directive": d.to_record()}
 

@@ -1,0 +1,103 @@
+"""Format `implications-hp-first`: the training directive is the self-edit's first line, and the policy
+writes it by constrained decoding, so every directive it writes is valid.
+
+A small model asked to end its statements with `Training: lr=..., epochs=..., passage=...` almost never
+does (SmolLM2-135M: 0 valid of 68 in `experiments/ki_restem_hp_smollm2`; most completions run out of
+tokens first, and asked to put the line first it still did not, 0 of 16), so ReST-EM has no directive to
+clone and learns nothing about the settings. Here the policy still chooses the settings, with its own
+probabilities, but only among the allowed lines (`directive_lines`, every combination of the allowed
+values): sampling with the self-edit's temperature and top_p, each token restricted to those that continue
+an allowed line (transformers' `prefix_allowed_tokens_fn`, over a token trie of the lines). The
+statements are then sampled after the chosen line, by whatever generation backend the run uses (the line
+is part of the prompt text). The completion is the line, a newline and the statements; its token ids are
+the line's ids as constrained-sampled followed by the statements' ids, so the M-step clones both parts
+and the policy's preference among settings moves with the selection.
+
+The line's tokens are those of the line tokenized on its own; the statements were sampled after the
+prompt text with the line appended, which tokenizes to the same ids wherever the tokenizer does not merge
+across the end of the chat template's assistant header (a newline or a special token for the templates
+we know: checked in tests/domains/test_directive_decoding.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from seal.domains.knowledge.directive import DirectiveConfig, with_run_defaults, format_lr
+from seal.domains.knowledge.errors import SelfEditError
+from seal.generation.hf import eos_set, left_padded, length_batches
+from seal.models.loading import prompt_ids
+
+FIRST = "implications-hp-first"
+MAX_LINES = 10_000
+
+
+def directive_lines(cfg: DirectiveConfig) -> list[str]:
+    """Every directive line the config allows, in a fixed order (lr, then epochs, then passage)."""
+    cfg = with_run_defaults(cfg)
+    if cfg.lr_mode != "choices":
+        raise SelfEditError(f"self_edit.format={FIRST} chooses among listed values: it needs "
+                            f"self_edit.directive.lr_mode=choices, got {cfg.lr_mode}")
+    epochs = range(cfg.epochs_min, int(cfg.epochs_max) + 1)  # type: ignore[arg-type]
+    passages = ("yes", "no") if cfg.allow_passage else (None,)
+    lines = [f"Training: lr={format_lr(lr)}, epochs={e}" + ("" if p is None else f", passage={p}")
+             for lr in cfg.lr_values for e in epochs for p in passages]
+    if len(lines) > MAX_LINES:
+        raise SelfEditError(f"self_edit.directive allows {len(lines)} directive lines; {FIRST} decodes at most "
+                            f"{MAX_LINES} (fewer lr_values or a smaller epochs range)")
+    return lines
+
+
+class Trie:
+    """The token paths of the allowed lines: which tokens may follow a prefix, and which prefixes are whole."""
+
+    def __init__(self, paths: list[list[int]], end: int):
+        self.next: dict[tuple[int, ...], set[int]] = {}
+        self.end = end
+        for path in paths:
+            for i in range(len(path)):
+                self.next.setdefault(tuple(path[:i]), set()).add(path[i])
+            self.next.setdefault(tuple(path), set()).add(end)
+
+    def allowed(self, prefix: tuple[int, ...]) -> list[int]:
+        # a prefix outside the trie cannot happen under the constraint; after a whole line, only the end
+        return sorted(self.next.get(prefix, {self.end}))
+
+
+def line_paths(tok, lines: list[str]) -> list[list[int]]:
+    paths = [tok(line, add_special_tokens=False)["input_ids"] for line in lines]
+    if len({tuple(p) for p in paths}) != len(paths):
+        raise SelfEditError("two allowed directive lines tokenize alike; the directive cannot be decoded")
+    return paths
+
+
+@torch.inference_mode()
+def choose_directives(model, tok, prompts: list[str], cfg: DirectiveConfig, seed: int, temperature: float,
+                      top_p: float, batch_size: int) -> list[tuple[str, list[int]]]:
+    """For each formatted prompt, one allowed directive line sampled from the model restricted to the
+    allowed lines, with its token ids; seeded, so the same (prompts, seed) gives the same lines."""
+    lines = directive_lines(cfg)
+    paths = line_paths(tok, lines)
+    by_path = {tuple(p): line for p, line in zip(paths, lines)}
+    end = sorted(eos_set(model, tok))[0]
+    trie = Trie(paths, end)
+    device = next(model.parameters()).device
+    greedy = temperature <= 0
+    kwargs = dict(max_new_tokens=max(len(p) for p in paths) + 1, do_sample=not greedy, pad_token_id=tok.pad_token_id)
+    kwargs.update(dict(temperature=temperature, top_p=top_p, top_k=0) if not greedy
+                  else dict(temperature=None, top_p=None, top_k=None))
+    out: list[tuple[str, list[int]] | None] = [None] * len(prompts)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for batch in length_batches(prompts, batch_size):
+            enc = left_padded(tok, [prompt_ids(tok, prompts[i]) for i in batch]).to(device)
+            width = enc["input_ids"].shape[1]
+            gen = model.generate(**enc, **kwargs,
+                                 prefix_allowed_tokens_fn=lambda _, ids: trie.allowed(tuple(ids[width:].tolist())))
+            for j, i in enumerate(batch):
+                new = gen[j, width:].tolist()
+                path = tuple(new[: new.index(end)] if end in new else new)
+                if path not in by_path:
+                    raise RuntimeError(f"constrained decoding left the allowed directive lines: {new}")
+                out[i] = (by_path[path], list(path))
+    return out  # type: ignore[return-value]
