@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from seal.domains.knowledge.directive import DirectiveConfig, with_run_defaults, format_lr
+from seal.domains.knowledge.directive import DirectiveConfig, format_lr, with_run_defaults
 from seal.domains.knowledge.errors import SelfEditError
 from seal.generation.hf import eos_set, left_padded, length_batches
 from seal.models.loading import prompt_ids
