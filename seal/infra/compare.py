@@ -132,32 +132,51 @@ def flatten(d: dict, prefix: str = "") -> dict:
 # ------------------------------------------------------------------------------------------------- the table
 
 
-def config_columns(runs: list[Run], asked: list[str] | None) -> list[str]:
-    """The keys asked for (`--keys`: a key, or a section holding keys), else every key whose value differs
-    between the runs. A key one run lacks differs only where another run of its recipe has it (recipes have
-    keys of their own) and the run's config is seal's full one (a failed job's composed config omits
-    defaults)."""
+def config_columns(runs: list[Run], asked: list[str] | None) -> tuple[list[str], list[str]]:
+    """(columns, keys some runs lack): the keys asked for (`--keys`: a key, or a section holding keys), else
+    every key whose value differs between the runs that have it. A key that only some runs of a recipe have,
+    with one value among them, is not a column: those runs were made by a seal version with that setting and
+    the others by one without it (recipes have keys of their own; a failed job's composed config omits
+    defaults), and the caller lists such keys in a note."""
     every = sorted({k for r in runs for k in r.config})
     if asked:
         cols = [k for k in every if any(k == a or k.startswith(a + ".") for a in asked)]
         missing = [a for a in asked if not any(k == a or k.startswith(a + ".") for k in every)]
         if missing:
             raise CompareError(f"--keys {' '.join(missing)}: no run's config has it")
-        return cols
+        return cols, []
     has = {(r.recipe, k) for r in runs for k in r.config}
-    out = []
+    out, partial = [], []
     for k in every:
-        values = {json.dumps(r.config.get(k, "—"), sort_keys=True) for r in runs
-                  if k in r.config or r.complete and (r.recipe, k) in has}
+        values = {json.dumps(r.config[k], sort_keys=True) for r in runs if k in r.config}
+        lacking = any(r.complete and k not in r.config and (r.recipe, k) in has for r in runs)
         if len(values) > 1:
             out.append(k)
-    return out
+        elif lacking:
+            partial.append(k)
+    return out, partial
+
+
+def sections(keys: list[str]) -> str:
+    """Keys summarised by their first part: "self_edit (12), grader (3)"."""
+    counts: dict[str, int] = {}
+    for k in keys:
+        counts[k.split(".")[0]] = counts.get(k.split(".")[0], 0) + 1
+    return ", ".join(f"{s} ({n})" for s, n in counts.items())
 
 
 def _cell(v) -> str:
     if isinstance(v, (list, dict)):
         return json.dumps(v)
     return "—" if v is None else str(v)
+
+
+MD_CELL = 60  # a config value longer than this (a prompt template) is cut in the markdown table; the CSV has it whole
+
+
+def _md_cell(v) -> str:
+    text = " ".join(_cell(v).split())
+    return text if len(text) <= MD_CELL else text[:MD_CELL - 1] + "…"
 
 
 def figure_names(runs: list[Run]) -> list[str]:
@@ -176,7 +195,7 @@ def md_rows(runs: list[Run], names: list[str], keys: list[str]) -> tuple[list[st
     rows = []
     for r in runs:
         figs = {f.name: f.text() for f in r.figures}
-        rows.append([r.label, state_text(r), *(figs.get(n, "—") for n in names), *(_cell(r.config.get(k)) for k in keys)])
+        rows.append([r.label, state_text(r), *(figs.get(n, "—") for n in names), *(_md_cell(r.config.get(k)) for k in keys)])
     return headers, rows
 
 
@@ -215,11 +234,14 @@ def compare(paths: list[Path], out: Path, keys: list[str] | None = None,
     from seal.infra.compare_plot import plot
 
     runs = collect(paths)
-    cols = config_columns(runs, keys)
+    cols, partial = config_columns(runs, keys)
     names = figure_names(runs)
     headers, rows = md_rows(runs, names, cols)
     table = md_table(headers, rows)
     notes = []
+    if partial:
+        notes.append(f"{len(partial)} config keys are in some runs' configs only, with one value where present "
+                     f"(runs made by different seal versions), not shown: {sections(partial)}")
     plotted = [r for r in runs if r.points and r.points[1]]
     kinds = sorted({r.points[0] for r in plotted})
     out.mkdir(parents=True, exist_ok=True)
@@ -242,6 +264,9 @@ def compare(paths: list[Path], out: Path, keys: list[str] | None = None,
               "bootstrap interval [low, high]. Config columns: " + ("the keys asked for (--keys)." if keys else
                                                                     "the keys whose values differ between the runs.")),
              ""]
+    if partial:
+        lines += [f"Not shown: {len(partial)} keys that only some runs' configs have, with one value where present "
+                  f"(runs made by different seal versions): {', '.join(f'`{k}`' for k in partial)}.", ""]
     if png:
         lines += [f"![compare]({png.name})", ""]
     if paired:

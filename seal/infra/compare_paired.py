@@ -5,8 +5,8 @@ Two runs of a sweep usually evaluate the same passages, so their difference is m
 interval is a paired bootstrap over passages (`seal.eval.stats.paired_bootstrap`), far tighter than two
 overlapping standard errors suggest. It reads the `per_passage` table a run's results.json holds (ki_eval and
 ki_compare: each passage's question count and its accuracy per condition, the mean over the passage's inner
-loops), so a passage weighs by its questions, as in the run's own accuracy. Recipes without that table are
-left out, saying so.
+loops), or a ReST-EM run's held-out outcomes per round and condition, so a passage weighs by its questions,
+as in the run's own accuracy. Recipes without either are left out, saying so.
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ SEED = 0  # the bootstrap's seed: fixed, so the same folders give the same inter
 
 
 def passage_scores(run_path: Path) -> dict[str, dict[str, tuple[int, float]]] | None:
-    """condition -> passage uid -> (questions, accuracy), from the run's `per_passage`; None without one."""
+    """condition -> passage uid -> (questions, accuracy), from the run's `per_passage` (ki_eval, ki_compare)
+    or, for a ReST-EM run, from each round's held-out outcomes ("round 1 self_edit"); None without either."""
     try:
-        table = json.loads((run_path / "results.json").read_text()).get("per_passage")
+        results = json.loads((run_path / "results.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(table, dict) or not table:
+    if not isinstance(results, dict):
         return None
+    table = results.get("per_passage")
+    if not isinstance(table, dict) or not table:
+        return round_scores(results.get("rounds"))
     out: dict[str, dict[str, tuple[int, float]]] = {}
     for uid, row in table.items():
         n = row.get("n_questions") or 0
@@ -35,6 +39,19 @@ def passage_scores(run_path: Path) -> dict[str, dict[str, tuple[int, float]]] | 
             if cond not in ("title", "n_questions") and isinstance(acc, (int, float)) and n:
                 out.setdefault(cond, {})[uid] = (n, float(acc))
     return out
+
+
+def round_scores(rounds) -> dict[str, dict[str, tuple[int, float]]] | None:
+    """A ReST-EM run's `rounds[i].eval[condition].outcomes` (passage -> its questions' 0/1 outcomes) as
+    "round <i> <condition>" -> passage -> (questions, accuracy); None when no round has outcomes."""
+    out: dict[str, dict[str, tuple[int, float]]] = {}
+    for entry in rounds if isinstance(rounds, list) else []:
+        for cond, summary in (entry.get("eval") or {}).items() if isinstance(entry, dict) else []:
+            outcomes = summary.get("outcomes") if isinstance(summary, dict) else None
+            for uid, xs in (outcomes or {}).items():
+                if xs:
+                    out.setdefault(f"round {entry['round']} {cond}", {})[uid] = (len(xs), sum(xs) / len(xs))
+    return out or None
 
 
 def paired_against(runs: list, reference) -> tuple[str | None, list[dict], list[str]]:

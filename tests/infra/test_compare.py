@@ -171,3 +171,41 @@ def test_errors_are_one_line_naming_the_folder_or_file(ki_runs, tmp_path, capsys
     (broken / "results.json").write_text('{"conditions": ')
     assert f"{broken / 'results.json'}: unreadable" in error(ki_runs[1], broken)
     assert "--keys nope: no run's config has it" in error(ki_runs[0], "--keys", "nope")
+
+
+def test_restem_runs_are_paired_per_round_and_keys_of_another_version_are_a_note(restem_run, tmp_path, capsys):
+    """Two ReST-EM runs on the same held-out passages are paired per round and condition from their
+    outcomes; a key only one run's config has (an older seal version wrote the other) is not a column but
+    a note; a long value (a prompt template) is cut in the markdown table and whole in the CSV."""
+    import yaml
+
+    from seal.eval.stats import paired_bootstrap
+
+    other = tmp_path / "other"
+    run_experiment(compose(*restem(**{"restem.rounds": 1, "m_step.lr": 0.05,
+                                      "self_edit.templates.implications": "'Restate every fact of {title}: " + "x" * 80
+                                      + " {context}'"})), other)
+    older = tmp_path / "older"
+    shutil.copytree(restem_run, older)
+    cfg = yaml.safe_load((older / "config.yaml").read_text())
+    del cfg["self_questions"]  # as if written before self_questions existed
+    (older / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "cmp"
+    capsys.readouterr()
+    assert compare([str(older), str(other), "--out", str(out)]) == 0
+    printed, err = capsys.readouterr()
+    header = printed.splitlines()[0]
+    assert "m_step.lr" in header and "self_edit.templates.implications" in header
+    assert not any(h.strip().startswith("self_questions") for h in header.split("|"))
+    assert "config keys are in some runs' configs only" in err and "self_questions (" in err
+    assert "`self_questions.max_questions`" in (out / "compare.md").read_text()
+    cell = md_row(printed, "other")["self_edit.templates.implications"]
+    assert len(cell) == 60 and cell.endswith("…")
+    assert read_csv(out / "compare.csv")[1]["self_edit.templates.implications"].endswith("x {context}")
+    paired = {r["condition"]: r for r in read_csv(out / "compare_paired.csv")}
+    assert {"round 0 self_edit", "round 1 self_edit", "round 0 base"} <= set(paired)
+    a = results(older)["rounds"][1]["eval"]["self_edit"]["outcomes"]
+    b = results(other)["rounds"][1]["eval"]["self_edit"]["outcomes"]
+    want = paired_bootstrap([a[u] for u in a], [b[u] for u in a], 0)
+    assert float(paired["round 1 self_edit"]["diff"]) == pytest.approx(want["diff"])
+    assert float(paired["round 1 self_edit"]["ci95 low"]) == pytest.approx(want["lo"])
