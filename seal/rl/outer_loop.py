@@ -41,13 +41,13 @@ from seal.rl.m_step import m_step, validate_m_step
 from seal.rl.protocols import Domain, Item, Session
 from seal.rl.report import eval_conditions, eval_key, eval_summary, summarise, write_report
 from seal.rl.reward import EditReward
-
-log = logging.getLogger("seal")
 from seal.rl.selection import select
 
 # the wandb table of a round's self-edits (`estep/self_edits`): column -> key of the edit's `select/<r>` record
 EDIT_COLUMNS = {"context": "context", "sample": "sample", "self_edit": "self_edit", "reward": "score",
                 "gain": "gain", "kept": "kept", "why": "why"}
+
+log = logging.getLogger("seal")
 
 
 @dataclass(frozen=True)
@@ -142,10 +142,12 @@ def retrain_check(recorded: dict, stats: dict, r: int, tolerance: float = 1e-3) 
     folder): the same pairs and seed should give the same losses step by step. How far they are from the
     recorded ones is kept in the new record and a gap is logged, so that later scores by this policy
     are known to come from the policy the run trained, or known not to."""
-    old, new = recorded["losses"], stats["losses"]
+    first = recorded.get("retrained") or {}  # trained again before: compare with the run's first training
+    old = first.get("recorded_losses", recorded["losses"])
+    new = stats["losses"]
     gap = max((abs(a - b) for a, b in zip(old, new)), default=0.0) if len(old) == len(new) else float("inf")
-    check = {"recorded_train_loss": recorded["train_loss"], "recorded_steps": len(old),
-             "max_abs_loss_diff": gap, "matches": gap <= tolerance}
+    check = {"recorded_train_loss": first.get("recorded_train_loss", recorded["train_loss"]),
+             "recorded_losses": old, "recorded_steps": len(old), "max_abs_loss_diff": gap, "matches": gap <= tolerance}
     if not check["matches"]:
         log.warning("M-step of round %d was trained again (its policy folder is missing) and its losses differ "
                     "from the recorded ones by up to %s over %d/%d steps: the policy is not the one the run "

@@ -35,7 +35,8 @@ def test_every_allowed_line_and_nothing_else():
 
 
 def test_the_first_line_position_is_checked():
-    assert not parse_directive("A fact.\nTraining: lr=1e-3, epochs=2, passage=yes", CFG, "first")[1].valid
+    late = parse_directive("A fact.\nTraining: lr=1e-3, epochs=2, passage=yes\nTraining: x", CFG, "first")[1]
+    assert not late.valid and late.reason.startswith("not the first line")
     _, d = parse_directive("\nTraining: lr=1e-3, epochs=2, passage=no\nA fact.", CFG, "first")
     assert d.valid and (d.lr, d.epochs, d.append_passage) == (1e-3, 2, False)
     # the statements may echo the prompt's "Training:" line: dropped, and the first line still decides
@@ -44,44 +45,61 @@ def test_the_first_line_position_is_checked():
     assert not parse_directive("Training: lr=5e-4, epochs=1, passage=yes\nA\nTraining: lr=9", CFG, "last")[1].valid
 
 
-def greedy_by_hand(model, tok, prompt: str, cfg: DirectiveConfig) -> str:
-    """The greedy constrained line, one forward per token: the allowed token with the highest logit."""
-    lines = directive_lines(cfg)
-    paths = line_paths(tok, lines)
-    trie = Trie(paths, end=-1)
-    ids, prefix = prompt_ids(tok, prompt), ()
-    while True:
-        allowed = [t for t in trie.allowed(prefix) if t != -1]
-        if not allowed:
-            return lines[paths.index(list(prefix))]
+def pieces(cfg: DirectiveConfig, sep: str = "") -> list[str]:
+    return [f"{sep}{line}\n" for line in directive_lines(cfg)]
+
+
+def greedy_by_hand(model, tok, prompt: str, cfg: DirectiveConfig, sep: str = "") -> str:
+    """The greedy constrained line, one forward per token: among the tokens that continue some allowed
+    line (tokenized on its own), the one with the highest logit, until a line is whole."""
+    texts = pieces(cfg, sep)
+    paths = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids, prefix = prompt_ids(tok, prompt), []
+    while prefix not in paths:
+        allowed = {p[len(prefix)] for p in paths if p[:len(prefix)] == prefix and len(p) > len(prefix)}
         with torch.no_grad():
-            logits = model(torch.tensor([ids + list(prefix)])).logits[0, -1]
-        prefix += (max(allowed, key=lambda t: logits[t].item()),)
+            logits = model(torch.tensor([ids + prefix])).logits[0, -1]
+        prefix.append(max(allowed, key=lambda t: logits[t].item()))
+    return texts[paths.index(prefix)]
 
 
 @pytest.mark.parametrize("bos", [False, True])
 def test_greedy_constrained_decoding_picks_the_best_allowed_token_at_every_step(bos):
     model, tok = tiny_model_and_tokenizer(seed=3, add_bos=bos)
     model.eval()
-    prompts = ["Write about Velmora.", "A much longer prompt about Ansel Quorrin and the river Tarvik, 1874."]
+    prompts = ["Write about Velmora.\n", "A much longer prompt about Ansel Quorrin and the river Tarvik, 1874.\n",
+               "A raw prompt that ends in a word"]
     got = choose_directives(model, tok, prompts, CFG, seed=0, temperature=0.0, top_p=1.0, batch_size=2)
-    for prompt, (line, ids) in zip(prompts, got):
-        assert line == greedy_by_hand(model, tok, prompt, CFG)
-        assert ids == tok(line, add_special_tokens=False)["input_ids"]
+    for prompt, (piece, ids) in zip(prompts, got):
+        sep = "" if prompt.endswith("\n") else "\n"
+        assert piece == greedy_by_hand(model, tok, prompt, CFG, sep) and piece.startswith(sep + "Training: lr=")
+        assert prompt_ids(tok, prompt + piece) == prompt_ids(tok, prompt) + ids
+
+
+def test_a_line_that_is_the_start_of_another_can_be_chosen():
+    """Without the passage key, "epochs=1" is the start of "epochs=10": the line's newline tells them
+    apart, so both are reachable with the model's own probabilities (no end-of-text token decides)."""
+    model, tok = tiny_model_and_tokenizer(seed=5)
+    model.eval()
+    cfg = DirectiveConfig(lr_values=[1e-3], epochs_max=10, allow_passage=False).for_run(1e-3, 10, True)
+    prompt = "Write about Velmora.\n"
+    assert choose_directives(model, tok, [prompt], cfg, 0, 0.0, 1.0, 1)[0][0] == greedy_by_hand(model, tok, prompt, cfg)
+    got = {p for p, _ in choose_directives(model, tok, [prompt] * 200, cfg, 1, 1.0, 1.0, 100)}
+    assert {"Training: lr=1e-3, epochs=1\n", "Training: lr=1e-3, epochs=10\n"} <= got
 
 
 def test_sampled_lines_are_allowed_seeded_and_follow_the_models_probabilities():
     model, tok = tiny_model_and_tokenizer(seed=5)
     model.eval()
-    prompts = ["Write about Velmora."] * 300
+    prompts = ["Write about Velmora.\n"] * 300
     got = choose_directives(model, tok, prompts, CFG, seed=11, temperature=1.0, top_p=1.0, batch_size=100)
-    allowed = set(directive_lines(CFG))
-    assert all(line in allowed for line, _ in got)
+    allowed = set(pieces(CFG))
+    assert all(piece in allowed for piece, _ in got)
     again = choose_directives(model, tok, prompts[:100], CFG, seed=11, temperature=1.0, top_p=1.0, batch_size=100)
     assert again == got[:100]
     # the lr is decided at the first token where the allowed lines part: its shares match the model's
     # probabilities restricted to the allowed tokens there
-    paths = line_paths(tok, directive_lines(CFG))
+    paths = line_paths(tok, pieces(CFG))
     trie, prefix = Trie(paths, end=-1), ()
     while len(trie.allowed(prefix)) == 1:
         prefix += tuple(trie.allowed(prefix))
@@ -121,10 +139,10 @@ def test_the_self_edit_starts_with_a_valid_line_and_its_ids_are_what_the_m_step_
         line = text.splitlines()[0]
         assert line in directive_lines(base.se_cfg.directive)
         assert base.directive_record(text, FIRST)["directive"]["valid"]
-        line_ids = base.tok(line + "\n", add_special_tokens=False)["input_ids"]
-        assert ids[:len(line_ids)] == line_ids
-        # the statements were sampled after the prompt text with the line appended: the same ids
-        assert prompt_ids(base.tok, prompt + line + "\n") == prompt_ids(base.tok, prompt) + line_ids
+        # the M-step trains on the prompt's ids then these: they begin with what the statements were sampled after
+        sep = "" if prompt[-1:].isspace() else "\n"  # the tiny tokenizer has no chat template: a raw prompt
+        head = prompt_ids(base.tok, prompt + sep + line + "\n")
+        assert (prompt_ids(base.tok, prompt) + ids)[:len(head)] == head
     assert base.sample([P], FIRST, 3, seed=4, with_ids=True)[0] == rows
 
 

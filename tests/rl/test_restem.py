@@ -202,6 +202,10 @@ def test_retrain_check_flags_losses_that_differ(caplog):
     assert not off["matches"] and abs(off["max_abs_loss_diff"] - 0.1) < 1e-9
     assert "round 1 was trained again" in caplog.text
     assert retrain_check(recorded, {"losses": [2.0, 1.5]}, 0)["max_abs_loss_diff"] == float("inf")
+    # trained again a second time: still compared with the run's first training, not with the retrain
+    again = {"losses": [2.0, 1.6, 1.0], "train_loss": 1.53, "retrained": off}
+    second = retrain_check(again, {"losses": [2.0, 1.6, 1.0]}, 1)
+    assert not second["matches"] and second["recorded_losses"] == [2.0, 1.5, 1.0] and second["recorded_train_loss"] == 1.5
 
 
 def test_resume_refuses_changed_config(uninterrupted):

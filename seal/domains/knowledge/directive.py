@@ -220,7 +220,10 @@ def parse_directive(completion: str, cfg: DirectiveConfig, position: str = "last
     if not at:
         return facts, fallback(cfg, f"missing directive line: no line starts with 'Training:' (it must be the "
                                     f"{position} line)")
-    if position == "first" and written[0] in at:
+    if position == "first":
+        if written[0] not in at:
+            return facts, fallback(cfg, f"not the first line: the first of {len(written)} lines does not start with "
+                                        "'Training:' (it must be the first line)")
         at = at[:1]  # later lines that start with "Training:" are statements' text: dropped, not directives
     if len(at) > 1:
         return facts, fallback(cfg, f"several directive lines: {len(at)} lines start with 'Training:' (write one)")

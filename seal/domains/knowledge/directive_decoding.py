@@ -7,16 +7,19 @@ tokens first, and asked to put the line first it still did not, 0 of 16), so ReS
 clone and learns nothing about the settings. Here the policy still chooses the settings, with its own
 probabilities, but only among the allowed lines (`directive_lines`, every combination of the allowed
 values): sampling with the self-edit's temperature and top_p, each token restricted to those that continue
-an allowed line (transformers' `prefix_allowed_tokens_fn`, over a token trie of the lines). The
-statements are then sampled after the chosen line, by whatever generation backend the run uses (the line
-is part of the prompt text). The completion is the line, a newline and the statements; its token ids are
-the line's ids as constrained-sampled followed by the statements' ids, so the M-step clones both parts
-and the policy's preference among settings moves with the selection.
+an allowed line, its closing newline included (transformers' `prefix_allowed_tokens_fn`, over a token
+trie of the lines; EOS only stops the call once a line is whole). The statements are then sampled after
+the chosen line by whatever generation backend the run uses (the line is part of the prompt text). The
+completion is the line, its newline and the statements; its token ids are the line's ids as
+constrained-sampled followed by the statements' ids, so the M-step clones both parts and the policy's
+preference among settings moves with the selection. The statements get `self_edit.max_new_tokens` of
+their own, as the facts-only format's facts do; the line (about 17 tokens) comes on top.
 
-The line's tokens are those of the line tokenized on its own; the statements were sampled after the
-prompt text with the line appended, which tokenizes to the same ids wherever the tokenizer does not merge
-across the end of the chat template's assistant header (a newline or a special token for the templates
-we know: checked in tests/domains/test_directive_decoding.py).
+A prompt that does not end in whitespace (a base model's raw prompt, `model.chat=false`) gets a newline
+before the line, which is then part of the completion. The line's tokens are those of the line tokenized
+on its own; `choose_directives` checks, per prompt, that the prompt text with the line appended tokenizes
+to the prompt's ids followed by the line's (what the statements are sampled after, and what the M-step
+trains on), and stops with the tokenizer named when it does not.
 """
 
 from __future__ import annotations
@@ -64,8 +67,15 @@ class Trie:
         return sorted(self.next.get(prefix, {self.end}))
 
 
-def line_paths(tok, lines: list[str]) -> list[list[int]]:
-    paths = [tok(line, add_special_tokens=False)["input_ids"] for line in lines]
+def separator(prompt: str) -> str:
+    """What goes between a prompt and its directive line: nothing after whitespace (a chat template's
+    assistant header ends in a newline), else a newline."""
+    return "" if prompt[-1:].isspace() else "\n"
+
+
+def line_paths(tok, pieces: list[str]) -> list[list[int]]:
+    """The token ids of each piece (separator, line, newline), tokenized on its own."""
+    paths = [tok(piece, add_special_tokens=False)["input_ids"] for piece in pieces]
     if len({tuple(p) for p in paths}) != len(paths):
         raise SelfEditError("two allowed directive lines tokenize alike; the directive cannot be decoded")
     return paths
@@ -75,22 +85,37 @@ def line_paths(tok, lines: list[str]) -> list[list[int]]:
 def choose_directives(model, tok, prompts: list[str], cfg: DirectiveConfig, seed: int, temperature: float,
                       top_p: float, batch_size: int) -> list[tuple[str, list[int]]]:
     """For each formatted prompt, one allowed directive line sampled from the model restricted to the
-    allowed lines, with its token ids; seeded, so the same (prompts, seed) gives the same lines."""
+    allowed lines: (the text to append to the prompt, separator + line + newline, and its token ids).
+    Seeded, so the same (prompts, seed) gives the same lines."""
     lines = directive_lines(cfg)
-    paths = line_paths(tok, lines)
-    by_path = {tuple(p): line for p, line in zip(paths, lines)}
+    out: list[tuple[str, list[int]] | None] = [None] * len(prompts)
+    for sep in sorted({separator(p) for p in prompts}):
+        which = [i for i, p in enumerate(prompts) if separator(p) == sep]
+        pieces = [f"{sep}{line}\n" for line in lines]
+        for i, got in zip(which, _choose(model, tok, [prompts[i] for i in which], pieces, seed, temperature, top_p,
+                                         batch_size)):
+            out[i] = got
+    return out  # type: ignore[return-value]
+
+
+def _choose(model, tok, prompts: list[str], pieces: list[str], seed: int, temperature: float, top_p: float,
+            batch_size: int) -> list[tuple[str, list[int]]]:
+    paths = line_paths(tok, pieces)
+    by_path = {tuple(p): piece for p, piece in zip(paths, pieces)}
     end = sorted(eos_set(model, tok))[0]
     trie = Trie(paths, end)
     device = next(model.parameters()).device
     greedy = temperature <= 0
-    kwargs = dict(max_new_tokens=max(len(p) for p in paths) + 1, do_sample=not greedy, pad_token_id=tok.pad_token_id)
+    kwargs = dict(max_new_tokens=max(len(p) for p in paths) + 1, do_sample=not greedy, pad_token_id=tok.pad_token_id,
+                  eos_token_id=end)
     kwargs.update(dict(temperature=temperature, top_p=top_p, top_k=0) if not greedy
                   else dict(temperature=None, top_p=None, top_k=None))
     out: list[tuple[str, list[int]] | None] = [None] * len(prompts)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for batch in length_batches(prompts, batch_size):
-            enc = left_padded(tok, [prompt_ids(tok, prompts[i]) for i in batch]).to(device)
+            rows = [prompt_ids(tok, prompts[i]) for i in batch]
+            enc = left_padded(tok, rows).to(device)
             width = enc["input_ids"].shape[1]
             gen = model.generate(**enc, **kwargs,
                                  prefix_allowed_tokens_fn=lambda _, ids: trie.allowed(tuple(ids[width:].tolist())))
@@ -99,5 +124,10 @@ def choose_directives(model, tok, prompts: list[str], cfg: DirectiveConfig, seed
                 path = tuple(new[: new.index(end)] if end in new else new)
                 if path not in by_path:
                     raise RuntimeError(f"constrained decoding left the allowed directive lines: {new}")
-                out[i] = (by_path[path], list(path))
+                piece = by_path[path]
+                if prompt_ids(tok, prompts[i] + piece) != rows[j] + list(path):
+                    raise SelfEditError(f"format {FIRST}: tokenizer {type(tok).__name__} merges the end of the prompt "
+                                        f"with the directive line {piece.strip()!r}, so the line's tokens would not be "
+                                        "the ones the statements follow; use another format with this model")
+                out[i] = (piece, list(path))
     return out  # type: ignore[return-value]

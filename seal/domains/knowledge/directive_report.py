@@ -46,7 +46,7 @@ def _shown(counts: dict[str, int]) -> str:
     return ", ".join(f"{v} ×{n}" for v, n in counts.items()) or "—"
 
 
-def directive_section(rd: RunDir, cfg_line: str) -> list[str]:
+def directive_section(rd: RunDir, cfg_line: str, position: str = "last") -> list[str]:
     """The report's section: per round and phase, the share of valid directives, the settings the valid
     ones chose, what the invalid ones did (fell back to the defaults, were refused, or were skipped for
     another reason) and why."""
@@ -63,8 +63,12 @@ def directive_section(rd: RunDir, cfg_line: str) -> list[str]:
     if not rows:
         return []
     return ["## Training directives the policy wrote", "",
-            ("Each self-edit ends in a line `Training: lr=..., epochs=..., passage=...` that sets its own inner "
-             f"loop ({cfg_line}). Settings chosen are over the valid directives; an invalid one trains with the "
+            (("Each self-edit ends in a line `Training: lr=..., epochs=..., passage=...` that sets its own inner "
+              f"loop ({cfg_line}). " if position == "last" else
+              "Each self-edit starts with a line `Training: lr=..., epochs=..., passage=...` that sets its own inner "
+              f"loop ({cfg_line}); the policy writes it by decoding constrained to the allowed lines, so every "
+              "directive is valid and the settings chosen are the policy's own preference. ") +
+             "Settings chosen are over the valid directives; an invalid one trains with the "
              "defaults (fell back, with the settings that gave) or, with `self_edit.directive.on_invalid=refuse`, "
              "makes the self-edit unusable (refused); other skipped: an invalid one whose self-edit was unusable "
              "for another reason (empty, too long, NaN loss ...), so it neither fell back nor was refused. Problems count each kind found (a directive may have "

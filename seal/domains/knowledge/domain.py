@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from seal.data.passage import Passage
 from seal.domains.knowledge.config import KnowledgeSetup
-from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, for_run, format_lr
+from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, DIRECTIVE_POSITION, for_run, format_lr
 from seal.domains.knowledge.directive_report import directive_section, round_directives
 from seal.domains.knowledge.self_edit import SelfEditConfig
 from seal.domains.knowledge.task import KnowledgeTask
@@ -77,7 +77,8 @@ class KnowledgeDomain:
         d = for_run(self.cfg.self_edit, il.lr, il.epochs).directive  # the settings the run's tasks used
         return directive_section(rd, f"`self_edit.directive`: defaults lr={format_lr(d.default_lr)}, epochs="
                                      f"{d.default_epochs}, passage={'yes' if d.default_passage else 'no'}; "
-                                     f"epochs allowed {d.epochs_min} to {d.epochs_max}; on_invalid={d.on_invalid}")
+                                     f"epochs allowed {d.epochs_min} to {d.epochs_max}; on_invalid={d.on_invalid}",
+                                 DIRECTIVE_POSITION[self.cfg.self_edit.format])
 
     def round_summary(self, rd: RunDir, r: int) -> dict:
         """Extra per-round entries of results.json (`seal.rl.report.summarise`): with implications-hp,

@@ -306,12 +306,12 @@ def single_call_only(fmt: str, why: str) -> None:
 
 
 def no_directive(fmt: str, why: str, where: str = "self_edit.format") -> None:
-    """Refuse a format whose self-edit ends in a training directive (`implications-hp`: "Training: lr=...,
-    epochs=..., passage=...", `seal.domains.knowledge.directive`) where the directive cannot be honoured:
+    """Refuse a format whose self-edit carries a training directive (`implications-hp`, `implications-hp-first`:
+    "Training: lr=..., epochs=..., passage=...", `seal.domains.knowledge.directive`) where the directive cannot be honoured:
     only one inner loop per self-edit (`KnowledgeTask.train_job`: ki_eval, restem) applies its lr and epochs."""
     if fmt in DIRECTIVE_FORMATS:
         plain = ", ".join(f for f in MODEL_FORMATS if f not in DIRECTIVE_FORMATS)
-        raise ConfigError(f"{where}={fmt}: its self-edits end in a training directive (lr, epochs, passage) that "
+        raise ConfigError(f"{where}={fmt}: its self-edits carry a training directive (lr, epochs, passage) that "
                           f"only a per-self-edit inner loop (ki_eval, restem) honours; {why}, so the directive would "
                           f"be ignored or trained on as text. Use a format without one ({plain})")
 

@@ -35,7 +35,7 @@ from seal.domains.knowledge.directive import (
     parse_directive,
     prompt_fields,
 )
-from seal.domains.knowledge.directive_decoding import FIRST, directive_lines
+from seal.domains.knowledge.directive_decoding import directive_lines
 from seal.domains.knowledge.errors import SelfEditError
 
 # implications-hp: implications plus a final training directive line (seal.domains.knowledge.directive)
@@ -92,7 +92,7 @@ class SelfEditConfig:
     generators: GeneratorConfig = field(default_factory=GeneratorConfig)  # multi-call formats
     title_prefix: bool = True  # prefix every document with the passage title
     append_passage: bool = True  # add the passage itself as one more document
-    # implications-hp: what its final "Training: lr=..., epochs=..., passage=..." line may choose
+    # implications-hp(-first): what its "Training: lr=..., epochs=..., passage=..." line may choose
     directive: DirectiveConfig = field(default_factory=DirectiveConfig)
 
 
@@ -110,7 +110,7 @@ def check_format(fmt: str, cfg: SelfEditConfig) -> None:
         raise SelfEditError(f"self_edit.templates has no prompt for format '{fmt}'")
     if fmt in DIRECTIVE_FORMATS:
         check_directive_config(cfg.directive)
-    if fmt == FIRST:
+    if DIRECTIVE_POSITION.get(fmt) == "first":
         directive_lines(cfg.directive)  # lr as choices, and not too many lines to decode
 
 

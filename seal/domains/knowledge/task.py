@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from seal.data.passage import Passage, Question
 from seal.domains.knowledge.directive import DIRECTIVE_FORMATS, DIRECTIVE_POSITION, for_run, parse_directive
-from seal.domains.knowledge.directive_decoding import FIRST, choose_directives
+from seal.domains.knowledge.directive_decoding import choose_directives
 from seal.domains.knowledge.generators import GENERATORS, GeneratedEdit, run_generator, single_call_edits
 from seal.domains.knowledge.self_edit import (
     SelfEditConfig,
@@ -128,7 +128,7 @@ class KnowledgeTask:
         (text, sampled token ids) pairs (`HFGenerator.generate`)."""
         prompts = [self.prompt(p, fmt) for p in passages for _ in range(k)]
         desc = desc or f"sampling {len(prompts)} self-edits"
-        if fmt == FIRST:
+        if DIRECTIVE_POSITION.get(fmt) == "first":
             texts = self._sample_directive_first(prompts, seed, desc, with_ids)
         else:
             texts = self._generate(prompts, seed, desc, with_ids)
@@ -142,9 +142,8 @@ class KnowledgeTask:
         with self.inner.base_model() as model:
             chosen = choose_directives(model, self.tok, prompts, cfg.directive, derive_seed(seed, "directive"),
                                        cfg.temperature, cfg.top_p, cfg.batch_size)
-        rest = self._generate([p + line + "\n" for p, (line, _) in zip(prompts, chosen)], seed, desc, with_ids=True)
-        newline = self.tok("\n", add_special_tokens=False)["input_ids"]
-        out = [(f"{line}\n{text}", ids + newline + more) for (line, ids), (text, more) in zip(chosen, rest)]
+        rest = self._generate([p + piece for p, (piece, _) in zip(prompts, chosen)], seed, desc, with_ids=True)
+        out = [(piece.lstrip("\n") + text, ids + more) for (piece, ids), (text, more) in zip(chosen, rest)]
         return out if with_ids else [text for text, _ in out]
 
     def generate_self_edits(self, passages: list[Passage], fmt: str, k: int, seed: int, desc: str | None = None
@@ -179,7 +178,7 @@ class KnowledgeTask:
 
     def train_job(self, p: Passage, text: str, fmt: str, seed: int) -> tuple[TrainJob | None, dict]:
         """The inner-loop job for one self-edit, and what its record carries beside the result: for a
-        format whose self-edit ends in a training directive (`implications-hp`), the directive as applied,
+        format whose self-edit carries a training directive (`DIRECTIVE_FORMATS`), the directive as applied,
         `{"directive": {lr, epochs, append_passage, valid, reason}}` (an invalid one: the defaults, or with
         on_invalid=refuse no job). An unusable self-edit gives None and {"skipped": why, ...}."""
         info = self.directive_record(text, fmt)  # documents from the facts part (`completion_to_documents`)
