@@ -46,7 +46,7 @@ from seal.eval.diversity import diversity
 from seal.eval.locality_check import LocalityCheckConfig, mean_of, recorded_check
 from seal.eval.qa import mean_stderr
 from seal.eval.stats import clustered_mean_se, compare, comparisons_table, method_sentence
-from seal.infra.chunking import chunks
+from seal.infra.chunking import pending_chunks
 from seal.infra.config import derive_seed
 from seal.infra.report import bar_chart, md_table, print_table, scatter_plot
 from seal.infra.run_dir import RunDir
@@ -117,8 +117,7 @@ def _run(cfg: KIEvalConfig, rd: RunDir, tracker: Tracker) -> dict:
             rd.put(rd.key(cond, p.uid, s), {"condition": cond, "passage": p.uid, "sample": s, "self_edit": None,
                                             "skipped": reason, **gen.get((cond, p.uid, s), {})})
     trainable = [j for j in jobs if j[3] is not None]
-    todo = [c for c in chunks(trainable, task.adapters_per_batch)
-            if not all(rd.has(rd.key(cond, p.uid, s)) for cond, p, s, _, _ in c)]
+    todo = pending_chunks(trainable, task.adapters_per_batch, lambda j: rd.has(rd.key(j[0], j[1].uid, j[2])))
     bar = tqdm(total=sum(len(c) for c in todo), desc=f"inner loops ({task.adapters_per_batch} at a time)",
                disable=not todo)
     for chunk in todo:

@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from seal.infra.chunking import chunks
+from seal.infra.chunking import pending_chunks
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.infra.runtime import LocalRunner, make_runner
@@ -179,10 +179,9 @@ def _policy_path(rd: RunDir, policy: str) -> str:
 def record_base(session: Session, rd: RunDir, contexts: list, key, head, phase: str) -> None:
     """The unadapted policy's score per context, in fixed chunks of K, one write per chunk; phase
     "eval" (held-out) or "estep" (`Session.base_many`: only E-step bases hold what the reward compares with)."""
-    for group in chunks(contexts, session.adapters_per_batch):
-        if not all(rd.has(key(c)) for c in group):
-            outs = session.base_many(group, phase=phase)
-            rd.put_many([(key(c), {**head(c), **out}) for c, out in zip(group, outs)])
+    for group in pending_chunks(contexts, session.adapters_per_batch, lambda c: rd.has(key(c))):
+        outs = session.base_many(group, phase=phase)
+        rd.put_many([(key(c), {**head(c), **out}) for c, out in zip(group, outs)])
 
 
 def run_inner_loops(rnd: Round, session: Session, todo: list[list], items: list[list], desc: str, on_chunk) -> None:
@@ -210,8 +209,7 @@ def evaluate_policy(rnd: Round, session: Session, held_out: list, n_samples: int
     jobs = [("self_edit", c, i) for c in held_out for i in range(n_samples)]
     jobs = [("self_edit", c, 0) for c in held_out] + [j for j in jobs if j[2]] + [(ref, c, 0) for ref in references
                                                                                for c in held_out]
-    todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
-            if not all(rd.has(eval_key(rd, r, cond, c.uid, i)) for cond, c, i in ch)]
+    todo = pending_chunks(jobs, session.adapters_per_batch, lambda j: rd.has(eval_key(rd, r, j[0], j[1].uid, j[2])))
     texts = [[comps[c.uid][i] if cond == "self_edit" else "" for cond, c, i in ch] for ch in todo]
     items = [[Item(cond, c, text, derive_seed(seed, "eval_inner", r, cond, c.uid, *([i] if i else [])))
               for (cond, c, i), text in zip(ch, tx)] for ch, tx in zip(todo, texts)]
@@ -279,8 +277,7 @@ def e_step(rnd: Round, session: Session, contexts: list, k: int, n_seeds: int) -
     bases = {c.uid: rd.get(rd.key("estep", r, "base", c.uid)) for c in contexts}
     comps = sample_in_chunks(rnd, session, "estep", contexts, k)["completions"]
     jobs = [(c, i, s) for c in contexts for i in range(k) for s in range(n_seeds)]
-    todo = [ch for ch in chunks(jobs, session.adapters_per_batch)
-            if not all(rd.has(rd.key("estep", r, c.uid, i, s)) for c, i, s in ch)]
+    todo = pending_chunks(jobs, session.adapters_per_batch, lambda j: rd.has(rd.key("estep", r, j[0].uid, j[1], j[2])))
     items = [[Item("estep", c, comps[c.uid][i], derive_seed(seed, "estep_inner", r, c.uid, i, s), bases[c.uid])
               for c, i, s in ch] for ch in todo]
 

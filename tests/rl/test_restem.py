@@ -193,6 +193,22 @@ def test_a_lost_policy_folder_is_trained_again_and_checked_against_the_recorded_
         assert all(torch.equal(first[k], again[k]) for k in first)
 
 
+def test_a_longer_held_out_list_on_resume_runs_only_the_new_passages(uninterrupted, tmp_path, monkeypatch):
+    """A finished run resumed with one more held-out passage: only that passage's inner loops run (its
+    self-edit and passage reference in every round); every recorded one is kept as it was, none written twice
+    (before, a chunk that mixed recorded and new jobs was computed again whole)."""
+    src, _ = uninterrupted
+    path = tmp_path / "grown"
+    shutil.copytree(src, path)
+    before = [json.loads(x)["key"] for x in (path / "records.jsonl").read_text().splitlines()]
+    counter = count_items(monkeypatch)
+    run(path, "eval_data.num_passages=3", "restem.eval_passages=3", "force_resume=true", resume=True)
+    after = [json.loads(x)["key"] for x in (path / "records.jsonl").read_text().splitlines()]
+    assert after[:len(before)] == before and len(set(after)) == len(after)  # nothing recorded twice
+    new_loops = [k for k in after[len(before):] if k.split("/")[0] == "eval" and k.split("/")[2] in ("self_edit", "passage")]
+    assert counter["items"] == len(new_loops) == 3 * 2  # rounds 0-2: the new passage's self-edit and passage reference
+
+
 def test_retrain_check_flags_losses_that_differ(caplog):
     from seal.rl.outer_loop import retrain_check
 

@@ -31,7 +31,7 @@ from seal.eval.qa import QAEvalConfig, answer_questions, grade_records, per_pass
 from seal.eval.self_questions import SelfQuestionsConfig, examined, write_questions
 from seal.generation.backends import BackendConfig, make_generator
 from seal.generation.hf import SamplingConfig
-from seal.infra.chunking import chunks
+from seal.infra.chunking import pending_chunks
 from seal.infra.config import derive_seed
 from seal.infra.run_dir import RunDir
 from seal.inner_loop.trainer import InnerLoop, InnerLoopConfig, InnerLoopError, TrainJob
@@ -286,7 +286,6 @@ def record_base_accuracies(task: KnowledgeTask, rd: RunDir, passages: list[Passa
     """The unadapted model's accuracy per passage, in fixed chunks of K, each chunk answered in one
     call and recorded in one write under `key(p)` as `{**head(p), accuracy, questions}`; chunks
     already recorded are skipped."""
-    for group in chunks(passages, task.adapters_per_batch):
-        if not all(rd.has(key(p)) for p in group):
-            rd.put_many([(key(p), {**head(p), "accuracy": acc, "questions": qs})
-                         for p, (acc, qs) in zip(group, task.base_accuracies(group))])
+    for group in pending_chunks(passages, task.adapters_per_batch, lambda p: rd.has(key(p))):
+        rd.put_many([(key(p), {**head(p), "accuracy": acc, "questions": qs})
+                     for p, (acc, qs) in zip(group, task.base_accuracies(group))])
