@@ -55,16 +55,17 @@ class Trie:
     """The token paths of the allowed lines: which tokens may follow a prefix, and which prefixes are whole."""
 
     def __init__(self, paths: list[list[int]], end: int):
-        self.next: dict[tuple[int, ...], set[int]] = {}
-        self.end = end
+        following: dict[tuple[int, ...], set[int]] = {}
         for path in paths:
             for i in range(len(path)):
-                self.next.setdefault(tuple(path[:i]), set()).add(path[i])
-            self.next.setdefault(tuple(path), set()).add(end)
+                following.setdefault(tuple(path[:i]), set()).add(path[i])
+            following.setdefault(tuple(path), set()).add(end)
+        self.next = {prefix: sorted(ids) for prefix, ids in following.items()}  # sorted once, asked per token
+        self.end = [end]
 
     def allowed(self, prefix: tuple[int, ...]) -> list[int]:
         # a prefix outside the trie cannot happen under the constraint; after a whole line, only the end
-        return sorted(self.next.get(prefix, {self.end}))
+        return self.next.get(prefix, self.end)
 
 
 def separator(prompt: str) -> str:
