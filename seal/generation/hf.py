@@ -4,7 +4,9 @@
 sorted by length before batching so each batch pads little, and results come back in input order.
 Sampling is seeded per call, so the same (prompts, seed) gives the same texts. With a router
 (`seal.inner_loop.multi_lora.MultiLoRA`) each prompt can name its own adapter (`adapters`, -1: the base
-model), so the questions of K adapted models are answered in one call.
+model), so the questions of K adapted models are answered in one call. `allowed_tokens` constrains
+decoding (each new token among those it allows after the row's tokens so far), through transformers'
+`prefix_allowed_tokens_fn`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -64,9 +66,11 @@ class HFGenerator:
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], sampling: SamplingConfig, seed: int = 0,
-                 desc: str | None = None, adapters: list[int] | None = None, with_ids: bool = False) -> list:
+                 desc: str | None = None, adapters: list[int] | None = None, with_ids: bool = False,
+                 allowed_tokens: Callable[[tuple[int, ...]], list[int]] | None = None) -> list:
         """Texts in prompt order; with `with_ids`, (text, sampled token ids) pairs, the ids ending with
-        the EOS the model sampled (none when it hit max_new_tokens): what an M-step trains on."""
+        the EOS the model sampled (none when it hit max_new_tokens): what an M-step trains on. With
+        `allowed_tokens`, each new token is drawn among `allowed_tokens(the row's new tokens so far)`."""
         if not prompts:
             return []
         if adapters is not None and (self.router is None or len(adapters) != len(prompts)):
@@ -89,12 +93,15 @@ class HFGenerator:
             torch.manual_seed(seed)
             for batch in tqdm(batches, desc=desc, disable=desc is None, leave=False):
                 enc = left_padded(tok, [prompt_ids(tok, prompts[i]) for i in batch]).to(device)
+                width = enc["input_ids"].shape[1]
+                constraint = {} if allowed_tokens is None else dict(
+                    prefix_allowed_tokens_fn=lambda _, ids, w=width: allowed_tokens(tuple(ids[w:].tolist())))
                 if adapters is None:
-                    gen = model.generate(**enc, **gen_kwargs)
+                    gen = model.generate(**enc, **gen_kwargs, **constraint)
                 else:
                     with self.router.routing([adapters[i] for i in batch]):
-                        gen = model.generate(**enc, **gen_kwargs)
-                new = gen[:, enc["input_ids"].shape[1]:]
+                        gen = model.generate(**enc, **gen_kwargs, **constraint)
+                new = gen[:, width:]
                 for j, i in enumerate(batch):
                     text = tok.decode(new[j], skip_special_tokens=True).strip()
                     out[i] = (text, completion_ids(new[j].tolist(), eos)) if with_ids else text

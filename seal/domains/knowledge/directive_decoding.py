@@ -28,7 +28,7 @@ import torch
 
 from seal.domains.knowledge.directive import DirectiveConfig, format_lr, with_run_defaults
 from seal.domains.knowledge.errors import SelfEditError
-from seal.generation.hf import eos_set, left_padded, length_batches
+from seal.generation.hf import HFGenerator, SamplingConfig, eos_set
 from seal.models.loading import prompt_ids
 
 FIRST = "implications-hp-first"
@@ -103,32 +103,20 @@ def _choose(model, tok, prompts: list[str], pieces: list[str], seed: int, temper
             batch_size: int) -> list[tuple[str, list[int]]]:
     paths = line_paths(tok, pieces)
     by_path = {tuple(p): piece for p, piece in zip(paths, pieces)}
-    end = sorted(eos_set(model, tok))[0]
-    trie = Trie(paths, end)
-    device = next(model.parameters()).device
-    greedy = temperature <= 0
-    kwargs = dict(max_new_tokens=max(len(p) for p in paths) + 1, do_sample=not greedy, pad_token_id=tok.pad_token_id,
-                  eos_token_id=end)
-    kwargs.update(dict(temperature=temperature, top_p=top_p, top_k=0) if not greedy
-                  else dict(temperature=None, top_p=None, top_k=None))
-    out: list[tuple[str, list[int]] | None] = [None] * len(prompts)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for batch in length_batches(prompts, batch_size):
-            rows = [prompt_ids(tok, prompts[i]) for i in batch]
-            enc = left_padded(tok, rows).to(device)
-            width = enc["input_ids"].shape[1]
-            gen = model.generate(**enc, **kwargs,
-                                 prefix_allowed_tokens_fn=lambda _, ids: trie.allowed(tuple(ids[width:].tolist())))
-            for j, i in enumerate(batch):
-                new = gen[j, width:].tolist()
-                path = tuple(new[: new.index(end)] if end in new else new)
-                if path not in by_path:
-                    raise RuntimeError(f"constrained decoding left the allowed directive lines: {new}")
-                piece = by_path[path]
-                if prompt_ids(tok, prompts[i] + piece) != rows[j] + list(path):
-                    raise SelfEditError(f"format {FIRST}: tokenizer {type(tok).__name__} merges the end of the prompt "
-                                        f"with the directive line {piece.strip()!r}, so the line's tokens would not be "
-                                        "the ones the statements follow; use another format with this model")
-                out[i] = (piece, list(path))
-    return out  # type: ignore[return-value]
+    eos = eos_set(model, tok)
+    trie = Trie(paths, min(eos))
+    sampling = SamplingConfig(max_new_tokens=max(len(p) for p in paths) + 1, temperature=temperature, top_p=top_p,
+                              batch_size=batch_size)
+    got = HFGenerator(model, tok).generate(prompts, sampling, seed=seed, with_ids=True, allowed_tokens=trie.allowed)
+    out = []
+    for prompt, (_, ids) in zip(prompts, got):
+        path = tuple(ids[:-1] if ids and ids[-1] in eos else ids)
+        if path not in by_path:
+            raise RuntimeError(f"constrained decoding left the allowed directive lines: {ids}")
+        piece = by_path[path]
+        if prompt_ids(tok, prompt + piece) != prompt_ids(tok, prompt) + list(path):
+            raise SelfEditError(f"format {FIRST}: tokenizer {type(tok).__name__} merges the end of the prompt "
+                                f"with the directive line {piece.strip()!r}, so the line's tokens would not be "
+                                "the ones the statements follow; use another format with this model")
+        out.append((piece, list(path)))
+    return out
