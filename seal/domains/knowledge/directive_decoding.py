@@ -24,8 +24,6 @@ trains on), and stops with the tokenizer named when it does not.
 
 from __future__ import annotations
 
-import torch
-
 from seal.domains.knowledge.directive import DirectiveConfig, format_lr, with_run_defaults
 from seal.domains.knowledge.errors import SelfEditError
 from seal.generation.hf import HFGenerator, SamplingConfig, eos_set
@@ -82,7 +80,6 @@ def line_paths(tok, pieces: list[str]) -> list[list[int]]:
     return paths
 
 
-@torch.inference_mode()
 def choose_directives(model, tok, prompts: list[str], cfg: DirectiveConfig, seed: int, temperature: float,
                       top_p: float, batch_size: int) -> list[tuple[str, list[int]]]:
     """For each formatted prompt, one allowed directive line sampled from the model restricted to the

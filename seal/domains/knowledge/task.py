@@ -283,9 +283,9 @@ def mean_logprob(questions: list[dict]) -> float:
 
 def record_base_accuracies(task: KnowledgeTask, rd: RunDir, passages: list[Passage], key: Callable[[Passage], str],
                            head: Callable[[Passage], dict]) -> None:
-    """The unadapted model's accuracy per passage, in fixed chunks of K, each chunk answered in one
-    call and recorded in one write under `key(p)` as `{**head(p), accuracy, questions}`; chunks
-    already recorded are skipped."""
+    """The unadapted model's accuracy per passage, the passages not yet recorded in chunks of K
+    (`pending_chunks`), each chunk answered in one call and recorded in one write under `key(p)` as
+    `{**head(p), accuracy, questions}`."""
     for group in pending_chunks(passages, task.adapters_per_batch, lambda p: rd.has(key(p))):
         rd.put_many([(key(p), {**head(p), "accuracy": acc, "questions": qs})
                      for p, (acc, qs) in zip(group, task.base_accuracies(group))])
